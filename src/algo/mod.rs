@@ -1,0 +1,73 @@
+//! Learning rules. Each algorithm is a `Trainer`: given the parameters and a
+//! batch it computes (and applies) one update. Rules that exchange messages
+//! (PC/IL/Z-IL) are written as per-layer rules so the lockstep driver here and
+//! the actor runtimes deliver the same math.
+
+pub mod bp;
+
+use crate::nn::{Mlp, Real, Updates};
+use ndarray::ArrayView2;
+
+/// One learning algorithm driving an `Mlp`.
+pub trait Trainer<T: Real> {
+    /// One training step on the batch `(x, y)`; returns the batch's summed loss
+    /// measured before the update. With `keep_updates` the applied update is
+    /// kept for `last_updates` (equivalence metrics, export).
+    fn train_batch(
+        &mut self,
+        mlp: &mut Mlp<T>,
+        x: ArrayView2<T>,
+        y: ArrayView2<T>,
+        keep_updates: bool,
+    ) -> f64;
+
+    /// Sets α (the driver decays it between epochs).
+    fn set_learning_rate(&mut self, learning_rate: f64);
+
+    /// The update applied by the last `train_batch` called with `keep_updates`.
+    fn last_updates(&self) -> Option<&Updates<T>>;
+
+    /// The network's prediction `ŷ` for evaluation.
+    fn predict(&mut self, mlp: &Mlp<T>, x: ArrayView2<T>) -> ndarray::Array2<T> {
+        mlp.predict(x)
+    }
+}
+
+/// Plain minibatch SGD with optional heavy-ball momentum, applied to the
+/// updates a rule produced (which already include the learning rate).
+#[derive(Clone, Debug)]
+pub struct Momentum<T: Real> {
+    pub momentum: T,
+    velocity: Option<Updates<T>>,
+}
+
+impl<T: Real> Momentum<T> {
+    pub fn new(momentum: f64) -> Self {
+        Self {
+            momentum: T::of(momentum),
+            velocity: None,
+        }
+    }
+
+    pub fn is_plain(&self) -> bool {
+        self.momentum == T::zero()
+    }
+
+    /// `v ← μ v + ΔW; W ← W + v` (with μ = 0 this is `W ← W + ΔW`).
+    pub fn apply(&mut self, mlp: &mut Mlp<T>, updates: &Updates<T>) {
+        if self.is_plain() {
+            mlp.apply(updates);
+            return;
+        }
+        let v = self
+            .velocity
+            .get_or_insert_with(|| Updates::zeros_like(mlp));
+        for (v, d) in v.dw.iter_mut().zip(&updates.dw) {
+            v.zip_mut_with(d, |v, &d| *v = self.momentum * *v + d);
+        }
+        for (v, d) in v.db.iter_mut().zip(&updates.db) {
+            v.zip_mut_with(d, |v, &d| *v = self.momentum * *v + d);
+        }
+        mlp.apply(v);
+    }
+}

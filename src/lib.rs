@@ -1,0 +1,13 @@
+//! pcsim — a simulator of networks of locally-communicating neurons.
+//!
+//! Dependencies point one way, down this list (DESIGN.md §7):
+//! `cli` → `experiment` → `metrics` → `algo` → `nn` → `data`, with `scenario`
+//! the schema every layer reads.
+
+pub mod algo;
+pub mod cli;
+pub mod data;
+pub mod experiment;
+pub mod metrics;
+pub mod nn;
+pub mod scenario;
