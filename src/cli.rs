@@ -8,6 +8,14 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `println!` that ignores a closed stdout (e.g. `pcsim … | head -1`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 const EXAMPLES: &str = "\
 Examples:
   pcsim run scenarios/quickstart.toml
@@ -45,6 +53,10 @@ pub enum Command {
         /// Overwrite a non-empty output directory.
         #[arg(long)]
         force: bool,
+        /// Threads for the numerical kernels (default: all cores). Results do
+        /// not depend on it.
+        #[arg(long, env = "PCSIM_THREADS")]
+        threads: Option<usize>,
     },
     /// Parse and check a scenario without running it; prints the resolved scenario.
     Validate {
@@ -107,7 +119,10 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             set,
             export_npy,
             force,
+            threads,
         } => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            crate::nn::linalg::set_threads(threads.unwrap_or(cores).max(1));
             let s = load_scenario(&scenario, &set, seed)?;
             let out_dir = out.unwrap_or_else(|| default_out_dir(&s.name));
             let opts = RunOptions {
@@ -123,7 +138,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 .map(|v| v.iter().filter_map(|x| x.as_f64()).collect::<Vec<_>>())
                 .unwrap_or_default();
             let mean = secs.iter().sum::<f64>() / secs.len().max(1) as f64;
-            println!(
+            say!(
                 "{}: test accuracy {:.2}% after {} epoch(s), {:.3} s/epoch training",
                 s.name,
                 100.0 * acc,
@@ -131,18 +146,21 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 mean
             );
             if let Some(eq) = summary.get("equivalence") {
-                println!(
+                say!(
                     "equivalence with backprop: max relative difference {:.3e}, min cosine {:.6}",
                     eq["max_rel_diff"].as_f64().unwrap_or(f64::NAN),
                     eq["min_cosine"].as_f64().unwrap_or(f64::NAN)
                 );
             }
-            println!("results in {}", out_dir.display());
+            say!("results in {}", out_dir.display());
             Ok(())
         }
         Command::Validate { scenario, set } => {
             let s = load_scenario(&scenario, &set, None)?;
-            print!("{}", s.to_toml());
+            {
+                use std::io::Write;
+                let _ = write!(std::io::stdout(), "{}", s.to_toml());
+            }
             eprintln!("{}: ok", scenario.display());
             Ok(())
         }
@@ -151,7 +169,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 Some(from) => crate::data::mnist::import(&from, &dir)?,
                 None => crate::data::mnist::fetch(&dir)?,
             }
-            println!("MNIST verified (SHA-256) in {}", dir.display());
+            say!("MNIST verified (SHA-256) in {}", dir.display());
             Ok(())
         }
     }

@@ -187,6 +187,15 @@ impl Default for DataConfig {
     }
 }
 
+impl DataKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            DataKind::Synthetic => "synthetic",
+            DataKind::Mnist => "mnist",
+        }
+    }
+}
+
 impl DataConfig {
     /// `(input features, classes)` the data will have, known without loading it.
     pub fn shape(&self) -> (usize, usize) {
@@ -452,8 +461,9 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
     let (features, classes) = s.data.shape();
     check(layers[0] == features, "network.layers", || {
         format!(
-            "input layer has {} units but the {:?} data has {features} features; set network.layers[0] = {features}",
-            layers[0], s.data.kind
+            "input layer has {} units but the {} data has {features} features; set network.layers[0] = {features}",
+            layers[0],
+            s.data.kind.name()
         )
     })?;
     check(*layers.last().unwrap() == classes, "network.layers", || {

@@ -2,14 +2,21 @@
 //! `δ[L] = ŷ − y`, `δ[l] = f'(z[l]) ⊙ (δ[l+1] W[l+1])`,
 //! `ΔW[l] = −(α/B) δ[l]ᵀ a[l−1]`, `Δb[l] = −(α/B) Σ δ[l]` (updates are
 //! averaged over the batch of size B).
+//!
+//! A step runs in two phases so it can use several cores without changing a
+//! single bit of the result: (A) forward and backward passes, split by batch
+//! rows (rows are independent); (B) the weight updates, split by output unit
+//! (each unit's update is its own reduction over the whole batch).
+//! A sparse input (MNIST) feeds the first layer through `nn::sparse`.
 
 use super::{Momentum, Trainer};
+use crate::nn::linalg::{self, gemm};
 use crate::nn::mlp::affine_into;
+use crate::nn::sparse::{self, SPARSE_DENSITY, SparseRows};
 use crate::nn::{Mlp, Real, Updates};
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2, s};
+use ndarray::{Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, s};
 
-/// Backprop with its preallocated buffers: training does not allocate.
+/// Backprop with its preallocated buffers.
 pub struct Backprop<T: Real> {
     pub learning_rate: T,
     optimizer: Momentum<T>,
@@ -18,8 +25,124 @@ pub struct Backprop<T: Real> {
     /// `f(z[l])` for hidden layers, `ŷ` for the output.
     a: Vec<Array2<T>>,
     delta: Vec<Array2<T>>,
+    sparse: SparseRows<T>,
     updates: Option<Updates<T>>,
     kept: bool,
+}
+
+/// Splits `0..n` into `parts` near-equal contiguous ranges.
+fn bounds(n: usize, parts: usize) -> Vec<usize> {
+    (0..=parts).map(|p| p * n / parts).collect()
+}
+
+/// Cuts the first `n` rows of every buffer into the row ranges `cuts`,
+/// returning one list of per-layer views for each range.
+fn split_rows<'a, T: Real>(
+    bufs: &'a mut [Array2<T>],
+    axis: Axis,
+    cuts: &[usize],
+) -> Vec<Vec<ArrayViewMut2<'a, T>>> {
+    let parts = cuts.len() - 1;
+    let mut out: Vec<Vec<ArrayViewMut2<'a, T>>> =
+        (0..parts).map(|_| Vec::with_capacity(bufs.len())).collect();
+    for buf in bufs.iter_mut() {
+        let mut rest = buf.slice_axis_mut(axis, (0..cuts[parts]).into());
+        for p in 0..parts {
+            let (head, tail) = rest.split_at(axis, cuts[p + 1] - cuts[p]);
+            out[p].push(head);
+            rest = tail;
+        }
+    }
+    out
+}
+
+/// Work is always cut into this many parts, whatever the thread count, so
+/// every result is the same on one core and on many (the kernels' rounding
+/// depends on the block shapes they are given).
+const PARTS: usize = 2;
+
+/// Runs `job(part)` for every part: on the rayon pool when threads are
+/// allowed, else one after the other.
+fn for_each_part<W: Send>(parts: Vec<W>, job: impl Fn(W) + Sync) {
+    if parts.len() == 1 || linalg::threads() == 1 {
+        parts.into_iter().for_each(job);
+        return;
+    }
+    rayon::scope(|scope| {
+        let job = &job;
+        let mut parts = parts.into_iter();
+        let own = parts.next();
+        for part in parts {
+            scope.spawn(move |_| job(part));
+        }
+        if let Some(part) = own {
+            job(part);
+        }
+    });
+}
+
+struct RowShard<'a, T: Real> {
+    first: usize,
+    z: Vec<ArrayViewMut2<'a, T>>,
+    a: Vec<ArrayViewMut2<'a, T>>,
+    delta: Vec<ArrayViewMut2<'a, T>>,
+}
+
+/// Phase A for one block of rows: forward pass, output error, backward pass.
+fn forward_backward<T: Real>(
+    mlp: &Mlp<T>,
+    x: ArrayView2<T>,
+    y: ArrayView2<T>,
+    sparse_x: Option<&SparseRows<T>>,
+    shard: &mut RowShard<'_, T>,
+) {
+    let rows = shard.z[0].nrows();
+    let r = shard.first..shard.first + rows;
+    let last = mlp.w.len() - 1;
+    for i in 0..=last {
+        let (below, here) = shard.a.split_at_mut(i);
+        let z = &mut shard.z[i];
+        match (i, sparse_x) {
+            (0, Some(sp)) => {
+                sparse::affine_into(sp, r.start, mlp.w[0].view(), mlp.b[0].view(), z.view_mut())
+            }
+            (0, None) => affine_into(
+                x.slice(s![r.clone(), ..]),
+                mlp.w[0].view(),
+                mlp.b[0].view(),
+                z.view_mut(),
+            ),
+            _ => affine_into(
+                below[i - 1].view(),
+                mlp.w[i].view(),
+                mlp.b[i].view(),
+                z.view_mut(),
+            ),
+        }
+        here[0].assign(z);
+        if i < last {
+            mlp.hidden.apply_inplace(here[0].view_mut());
+        } else {
+            mlp.output.output_inplace(here[0].view_mut());
+        }
+    }
+    mlp.output.delta_into(
+        shard.a[last].view(),
+        y.slice(s![r, ..]),
+        shard.delta[last].view_mut(),
+    );
+    for i in (1..=last).rev() {
+        let (lower, upper) = shard.delta.split_at_mut(i);
+        gemm(
+            T::one(),
+            &upper[0].view(),
+            &mlp.w[i].view(),
+            T::zero(),
+            &mut lower[i - 1],
+        );
+        mlp.hidden
+            .mul_derivative(shard.z[i - 1].view(), lower[i - 1].view_mut());
+    }
 }
 
 impl<T: Real> Backprop<T> {
@@ -36,6 +159,7 @@ impl<T: Real> Backprop<T> {
             z: buf(),
             a: buf(),
             delta: buf(),
+            sparse: SparseRows::new(),
             updates: None,
             kept: false,
         }
@@ -49,52 +173,93 @@ impl<T: Real> Backprop<T> {
         }
     }
 
-    /// Forward pass into the buffers; returns the summed loss.
-    fn forward(&mut self, mlp: &Mlp<T>, x: ArrayView2<T>, y: ArrayView2<T>) -> f64 {
+    /// Phase A over the whole batch (split over threads); returns the summed loss.
+    fn forward_backward(
+        &mut self,
+        mlp: &Mlp<T>,
+        x: ArrayView2<T>,
+        y: ArrayView2<T>,
+    ) -> (f64, bool) {
         let n = x.nrows();
+        self.ensure_capacity(n);
+        let use_sparse = self.sparse.fill(x) < SPARSE_DENSITY;
+        let parts = PARTS.min(n.div_ceil(16)).max(1);
+        let cuts = bounds(n, parts);
+        let z = split_rows(&mut self.z, Axis(0), &cuts);
+        let a = split_rows(&mut self.a, Axis(0), &cuts);
+        let delta = split_rows(&mut self.delta, Axis(0), &cuts);
+        let shards: Vec<RowShard<'_, T>> = z
+            .into_iter()
+            .zip(a)
+            .zip(delta)
+            .enumerate()
+            .map(|(p, ((z, a), delta))| RowShard {
+                first: cuts[p],
+                z,
+                a,
+                delta,
+            })
+            .collect();
+        let sparse_x = use_sparse.then_some(&self.sparse);
+        for_each_part(shards, |mut shard| {
+            forward_backward(mlp, x, y, sparse_x, &mut shard)
+        });
         let last = mlp.w.len() - 1;
-        for i in 0..=last {
-            let (prev, rest) = self.a.split_at_mut(i);
-            let input = if i == 0 {
-                x.view()
-            } else {
-                prev[i - 1].slice(s![..n, ..])
-            };
-            let mut z = self.z[i].slice_mut(s![..n, ..]);
-            affine_into(input, mlp.w[i].view(), mlp.b[i].view(), z.view_mut());
-            let mut a = rest[0].slice_mut(s![..n, ..]);
-            a.assign(&z);
-            if i < last {
-                mlp.hidden.apply_inplace(a);
-            } else {
-                mlp.output.output_inplace(a);
-            }
-        }
-        mlp.output.loss(self.a[last].slice(s![..n, ..]), y).f64()
+        let loss = mlp.output.loss(self.a[last].slice(s![..n, ..]), y).f64();
+        (loss, use_sparse)
     }
 
-    /// `δ[l]` for every layer, using the current (not yet updated) weights.
-    fn backward(&mut self, mlp: &Mlp<T>, y: ArrayView2<T>) {
-        let n = y.nrows();
-        let last = mlp.w.len() - 1;
-        mlp.output.delta_into(
-            self.a[last].slice(s![..n, ..]),
-            y,
-            self.delta[last].slice_mut(s![..n, ..]),
+    /// Phase B, plain SGD fused into the parameters: `W[l] += scale δ[l]ᵀ a[l−1]`,
+    /// split by output unit.
+    fn apply_sgd(&mut self, mlp: &mut Mlp<T>, x: ArrayView2<T>, use_sparse: bool) {
+        let n = x.nrows();
+        let scale = -self.learning_rate / T::of(n as f64);
+        let parts = PARTS;
+        // One job per (thread, layer slice): every thread takes a share of the
+        // output units of every layer.
+        type Job<'a, T> = (
+            usize,
+            ArrayViewMut2<'a, T>,
+            ArrayViewMut1<'a, T>,
+            usize,
+            usize,
         );
-        for i in (1..=last).rev() {
-            let (lower, upper) = self.delta.split_at_mut(i);
-            let mut d = lower[i - 1].slice_mut(s![..n, ..]);
-            general_mat_mul(
-                T::one(),
-                &upper[0].slice(s![..n, ..]),
-                &mlp.w[i],
-                T::zero(),
-                &mut d,
-            );
-            mlp.hidden
-                .mul_derivative(self.z[i - 1].slice(s![..n, ..]), d);
+        let mut jobs: Vec<Vec<Job<'_, T>>> = (0..parts).map(|_| Vec::new()).collect();
+        for (i, (w, b)) in mlp.w.iter_mut().zip(mlp.b.iter_mut()).enumerate() {
+            let cuts = bounds(w.nrows(), parts);
+            let mut w_rest = w.view_mut();
+            let mut b_rest = b.view_mut();
+            for p in 0..parts {
+                let len = cuts[p + 1] - cuts[p];
+                let (w_head, w_tail) = w_rest.split_at(Axis(0), len);
+                let (b_head, b_tail) = b_rest.split_at(Axis(0), len);
+                jobs[p].push((i, w_head, b_head, cuts[p], cuts[p + 1]));
+                w_rest = w_tail;
+                b_rest = b_tail;
+            }
         }
+        let (a, delta, sp) = (&self.a, &self.delta, &self.sparse);
+        for_each_part(jobs, |jobs| {
+            for (i, mut w, mut b, lo, hi) in jobs {
+                if lo == hi {
+                    continue;
+                }
+                let d = delta[i].slice(s![..n, lo..hi]);
+                if i == 0 && use_sparse {
+                    sparse::outer_update(w.view_mut(), scale, d, sp);
+                } else {
+                    let input = if i == 0 {
+                        x.view()
+                    } else {
+                        a[i - 1].slice(s![..n, ..])
+                    };
+                    gemm(scale, &d.t(), &input, T::one(), &mut w);
+                }
+                for row in d.rows() {
+                    b.scaled_add(scale, &row);
+                }
+            }
+        });
     }
 
     /// The BP update for `(x, y)` on `mlp`, without applying it.
@@ -105,17 +270,16 @@ impl<T: Real> Backprop<T> {
         y: ArrayView2<T>,
         out: &mut Updates<T>,
     ) -> f64 {
-        self.ensure_capacity(x.nrows());
-        let loss = self.forward(mlp, x, y);
-        self.backward(mlp, y);
-        let scale = -self.learning_rate / T::of(x.nrows() as f64);
+        let (loss, _) = self.forward_backward(mlp, x, y);
+        let n = x.nrows();
+        let scale = -self.learning_rate / T::of(n as f64);
         for i in 0..mlp.w.len() {
             let input = if i == 0 {
                 x.view()
             } else {
-                self.a[i - 1].slice(s![..x.nrows(), ..])
+                self.a[i - 1].slice(s![..n, ..])
             };
-            out.set_layer(i, scale, self.delta[i].slice(s![..x.nrows(), ..]), input);
+            out.set_layer(i, scale, self.delta[i].slice(s![..n, ..]), input);
         }
         loss
     }
@@ -140,25 +304,9 @@ impl<T: Real> Trainer<T> for Backprop<T> {
             self.kept = keep_updates;
             return loss;
         }
-        // Fast path: plain SGD fused into the weight matrices, no update buffer.
         self.kept = false;
-        self.ensure_capacity(x.nrows());
-        let loss = self.forward(mlp, x, y);
-        self.backward(mlp, y);
-        let n = x.nrows();
-        let scale = -self.learning_rate / T::of(n as f64);
-        for i in 0..mlp.w.len() {
-            let delta = self.delta[i].slice(s![..n, ..]);
-            let input = if i == 0 {
-                x.view()
-            } else {
-                self.a[i - 1].slice(s![..n, ..])
-            };
-            general_mat_mul(scale, &delta.t(), &input, T::one(), &mut mlp.w[i]);
-            for row in delta.rows() {
-                mlp.b[i].scaled_add(scale, &row);
-            }
-        }
+        let (loss, use_sparse) = self.forward_backward(mlp, x, y);
+        self.apply_sgd(mlp, x, use_sparse);
         loss
     }
 

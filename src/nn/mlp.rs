@@ -2,8 +2,8 @@
 //! initialisation, the affine map `u = a · Wᵀ + b`, batched inference, and
 //! `Updates`, the per-layer parameter changes every learning rule produces.
 
+use super::linalg::gemm;
 use super::{Activation, LossKind, Real};
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, s};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
@@ -33,7 +33,7 @@ pub fn affine_into<T: Real>(
         &b.broadcast(out.raw_dim())
             .expect("bias matches layer width"),
     );
-    general_mat_mul(T::one(), &a, &w.t(), T::one(), &mut out);
+    gemm(T::one(), &a, &w.t(), T::one(), &mut out);
 }
 
 impl<T: Real> Mlp<T> {
@@ -143,7 +143,13 @@ impl<T: Real> Updates<T> {
 
     /// `dw ← scale · deltaᵀ · a_prev`, `db ← scale · Σ_rows delta` for layer `i`.
     pub fn set_layer(&mut self, i: usize, scale: T, delta: ArrayView2<T>, a_prev: ArrayView2<T>) {
-        general_mat_mul(scale, &delta.t(), &a_prev, T::zero(), &mut self.dw[i]);
+        gemm(
+            scale,
+            &delta.t(),
+            &a_prev,
+            T::zero(),
+            &mut self.dw[i].view_mut(),
+        );
         let db = &mut self.db[i];
         db.fill(T::zero());
         for row in delta.axis_iter(Axis(0)) {

@@ -6,8 +6,10 @@
 //! layer `i + 1` to layer `i + 2`; `Mlp::b[i]` is `b[i + 2]`.
 
 pub mod activation;
+pub mod linalg;
 pub mod loss;
 pub mod mlp;
+pub mod sparse;
 
 pub use activation::{Activation, ActivationKind};
 pub use loss::LossKind;
