@@ -36,9 +36,13 @@ fn bench(c: &mut Criterion) {
     );
     let (x, y) = mnist_like_batch(64, &mut rng);
     let mut bp = Backprop::new(&mlp, 0.01, 0.0, 64);
-    c.bench_function("bp_step 784-256-256-10 b64 f32", |b| {
-        b.iter(|| black_box(bp.train_batch(&mut mlp, x.view(), y.view(), false)))
-    });
+    for threads in [1, 2] {
+        pcsim::nn::linalg::set_threads(threads);
+        c.bench_function(
+            &format!("bp_step 784-256-256-10 b64 f32 threads={threads}"),
+            |b| b.iter(|| black_box(bp.train_batch(&mut mlp, x.view(), y.view(), false))),
+        );
+    }
 }
 
 criterion_group!(benches, bench);
