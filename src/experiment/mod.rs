@@ -329,6 +329,9 @@ fn run_typed<T: Real>(s: &Scenario, split: &Split, opts: &RunOptions) -> Result<
     if s.output.plots {
         rec.write_svg("training.svg", training_plot(&metrics)?)?;
     }
+    if let Some(cfg) = s.snn.as_ref().filter(|c| c.evaluate && diverged.is_none()) {
+        crate::snn::report::run_spiking(&rec, s, cfg, &mlp, &split.test, &mut summary)?;
+    }
     rec.write_json("summary.json", &summary)?;
     if let Some(msg) = diverged {
         anyhow::bail!("{msg} (results so far are in {})", rec.dir().display());
