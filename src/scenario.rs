@@ -62,9 +62,18 @@ pub struct NetworkConfig {
     /// Seed of the weight initialisation (defaults to `seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_seed: Option<u64>,
+    /// Initial bias of the hidden layers (0 by default). With `lif` /
+    /// `soft_lif`, 1.0 puts the initial pre-activations at the firing
+    /// threshold, as 0 does for ReLU, so few units start silent.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hidden_bias_init: f64,
     /// Constants of the `lif` / `soft_lif` activations.
     #[serde(default)]
     pub lif: LifParams,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn default_activation() -> ActivationKind {
@@ -550,6 +559,16 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
     )?;
     positive(lif.amplitude, "network.lif.amplitude")?;
     positive(lif.smoothing, "network.lif.smoothing")?;
+    check(
+        s.network.hidden_bias_init.is_finite(),
+        "network.hidden_bias_init",
+        || {
+            format!(
+                "must be a finite number, got {}",
+                s.network.hidden_bias_init
+            )
+        },
+    )?;
 
     let t = &s.training;
     check(t.epochs >= 1, "training.epochs", || "must be ≥ 1".into())?;

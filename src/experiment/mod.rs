@@ -49,7 +49,14 @@ pub fn load_data(s: &Scenario) -> Result<Split, DataError> {
 pub fn build_network<T: Real>(s: &Scenario) -> Mlp<T> {
     let mut rng = ChaCha8Rng::seed_from_u64(s.init_seed());
     let hidden = Activation::with_lif(s.network.activation, s.network.lif);
-    Mlp::kaiming(&s.network.layers, hidden, s.network.output, &mut rng)
+    let mut mlp = Mlp::kaiming(&s.network.layers, hidden, s.network.output, &mut rng);
+    if s.network.hidden_bias_init != 0.0 {
+        let hidden_layers = mlp.b.len() - 1;
+        for b in &mut mlp.b[..hidden_layers] {
+            b.fill(T::of(s.network.hidden_bias_init));
+        }
+    }
+    mlp
 }
 
 /// The trainer for the scenario's algorithm.
@@ -197,7 +204,8 @@ fn run_typed<T: Real>(s: &Scenario, split: &Split, opts: &RunOptions) -> Result<
             gather_rows(train_x.view(), chunk, batch_x.view_mut());
             gather_rows(train_y.view(), chunk, batch_y.view_mut());
             let (bx, by) = (batch_x.slice(s![..n, ..]), batch_y.slice(s![..n, ..]));
-            let record_eq = equivalence.is_some() && step % s.output.equivalence_every == 0;
+            let record_eq =
+                equivalence.is_some() && step.is_multiple_of(s.output.equivalence_every);
             let export_now = step == 0 && opts.export_npy.is_some();
             if record_eq {
                 let log = equivalence.as_mut().expect("checked");
@@ -253,7 +261,7 @@ fn run_typed<T: Real>(s: &Scenario, split: &Split, opts: &RunOptions) -> Result<
             }
             loss_sum += loss;
             loss_count += n;
-            if eval_every > 0 && step % eval_every == 0 {
+            if eval_every > 0 && step.is_multiple_of(eval_every) {
                 let t0 = Instant::now();
                 last_eval = evaluate_now(
                     epoch,
