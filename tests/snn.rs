@@ -104,12 +104,13 @@ fn soft_lif_tends_to_lif_as_smoothing_vanishes() {
         smoothing: 1e-4,
         ..lif()
     };
-    // Below threshold the soft rate decays only like 1/log(1/ρ), so the
-    // pointwise check stays a few γ away from j = 1.
+    // Below threshold the soft rate decays only like 1/(τ_RC (j − 1)/γ_s)
+    // (0.05 Hz at j = 0.9), so the pointwise check stays a few γ_s away from
+    // j = 1 and allows 0.2 Hz absolute (r(j) ≥ 15 Hz above threshold).
     for &j in currents.iter().filter(|&&j| (j - 1.0f64).abs() > 0.05) {
         let (s, r) = (p.soft_rate(j), p.rate(j));
         assert!(
-            (s - r).abs() <= 0.01 * r + 1e-3,
+            (s - r).abs() <= 0.01 * r + 0.2,
             "j = {j}: soft {s} vs lif {r}"
         );
     }
@@ -156,14 +157,21 @@ fn soft_lif_and_lif_derivatives_pass_finite_difference_checks() {
     assert_eq!(act.derivative(0.7), 0.0);
     // The batched f32 path agrees with the scalar reference.
     let soft = Activation::with_lif(ActivationKind::SoftLif, lif());
-    let z = Array2::from_shape_fn((3, 7), |(r, c)| -0.5 + 0.5 * r as f32 + 0.3 * c as f32);
+    let z = Array2::from_shape_fn((4, 9), |(r, c)| -3.0 + 1.1 * r as f32 + 0.37 * c as f32);
     let mut a = z.clone();
     soft.apply_inplace(a.view_mut());
-    let mut d = Array2::<f32>::ones((3, 7));
+    let mut d = Array2::<f32>::ones((4, 9));
     soft.mul_derivative(z.view(), d.view_mut());
     for ((&zv, &av), &dv) in z.iter().zip(&a).zip(&d) {
-        assert!((av as f64 - soft.value(zv as f64)).abs() < 1e-5);
-        assert!((dv as f64 - soft.derivative(zv as f64)).abs() < 1e-4 * dv.abs().max(1.0) as f64);
+        let (v, d) = (soft.value(zv as f64), soft.derivative(zv as f64));
+        assert!(
+            (av as f64 - v).abs() <= 1e-5 * v.max(1.0),
+            "f({zv}): {av} vs {v}"
+        );
+        assert!(
+            (dv as f64 - d).abs() <= 1e-4 * d.max(1e-3),
+            "f'({zv}): {dv} vs {d}"
+        );
     }
 }
 
