@@ -1,8 +1,8 @@
 //! The `[snn]` part of a run: after training, convert the trained rate
 //! network to spikes, evaluate the test set, and write
 //! `snn_presentation.csv` (accuracy vs presentation time),
-//! `snn_layers.csv` (firing rates, spikes per image), `snn_presentation.svg`
-//! and the spiking fields of `summary.json` (`test_accuracy` becomes the
+//! `snn_layers.csv` (firing rates, spikes per image), `snn_presentation.svg`,
+//! the trained weights (`weights/W2.npy`, `b2.npy`, …) and the spiking fields of `summary.json` (`test_accuracy` becomes the
 //! spiking accuracy, `rate_test_accuracy` the rate network's).
 
 use super::eval::evaluate;
@@ -47,6 +47,14 @@ pub fn run_spiking<T: Real>(
 ) -> Result<()> {
     let net = SpikingNetwork::from_mlp(mlp, spiking_config(s, c))
         .context("cannot run the trained network with spikes")?;
+    // The trained weights the spiking network reuses, for numpy users and
+    // for re-running the spiking evaluation (`examples/snn_eval_npy.rs`).
+    let wdir = rec.path("weights");
+    std::fs::create_dir_all(&wdir).with_context(|| format!("cannot create {}", wdir.display()))?;
+    for (i, (w, b)) in mlp.w.iter().zip(&mlp.b).enumerate() {
+        crate::metrics::write_npy(&wdir.join(format!("W{}.npy", i + 2)), w)?;
+        crate::metrics::write_npy(&wdir.join(format!("b{}.npy", i + 2)), b)?;
+    }
     let test = test.clone().truncate(c.test_subset);
     let clamped = test.x.iter().filter(|v| !(0.0..=1.0).contains(*v)).count() as f64
         / test.x.len().max(1) as f64;
