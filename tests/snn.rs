@@ -544,3 +544,21 @@ test_subset = 40
     assert!(dir.path().join("run/snn_presentation.svg").exists());
     assert!(dir.path().join("run/snn_layers.csv").exists());
 }
+
+#[test]
+fn hidden_bias_init_sets_hidden_biases_only() {
+    use pcsim::scenario::{parse, validate};
+    use std::path::Path;
+    let text =
+        "[network]\nlayers = [10, 8, 6, 4]\nactivation = \"soft_lif\"\nhidden_bias_init = 1.0\n";
+    let s = parse(text, Path::new("t.toml")).unwrap();
+    validate(&s).unwrap();
+    let mlp = pcsim::experiment::build_network::<f32>(&s);
+    assert!(mlp.b[0].iter().chain(mlp.b[1].iter()).all(|&b| b == 1.0));
+    assert!(
+        mlp.b[2].iter().all(|&b| b == 0.0),
+        "the output bias stays 0"
+    );
+    let bad = parse(&text.replace("1.0", "nan"), Path::new("t.toml")).unwrap();
+    assert_eq!(validate(&bad).unwrap_err().0, "network.hidden_bias_init");
+}
