@@ -68,7 +68,7 @@ fn main() -> Result<()> {
         ..LifParams::default()
     };
     let net = SpikingNetwork::from_parts(&sizes, &w, &b, lif, cfg)?;
-    let r = evaluate(&net, test.x.view(), &test.labels, 0);
+    let r = evaluate(&net, test.x.view(), &test.labels, 0)?;
     println!(
         "images {} accuracy {:.4} in {:.1} s ({} threads)",
         r.images, r.accuracy, r.wall_seconds, r.threads

@@ -390,21 +390,21 @@ fn spiking_evaluation_is_deterministic_and_close_to_the_rate_network() {
     let (mlp, x, labels, rate_acc) = trained_network();
     assert!(rate_acc > 0.85, "the rate network learned ({rate_acc})");
     let net = SpikingNetwork::from_mlp(&mlp, spiking_config(9)).unwrap();
-    let one = evaluate(&net, x.view(), &labels, 1);
-    let two = evaluate(&net, x.view(), &labels, 2);
+    let one = evaluate(&net, x.view(), &labels, 1).unwrap();
+    let two = evaluate(&net, x.view(), &labels, 2).unwrap();
     assert_eq!(
         one.predictions, two.predictions,
         "thread count changed results"
     );
     assert_eq!(one.spikes_per_image, two.spikes_per_image);
     assert_eq!(one.accuracy_vs_time, two.accuracy_vs_time);
-    let again = evaluate(&net, x.view(), &labels, 2);
+    let again = evaluate(&net, x.view(), &labels, 2).unwrap();
     assert_eq!(
         again.spikes_per_image, two.spikes_per_image,
         "same seed, same spikes"
     );
     let other = SpikingNetwork::from_mlp(&mlp, spiking_config(10)).unwrap();
-    let other = evaluate(&other, x.view(), &labels, 2);
+    let other = evaluate(&other, x.view(), &labels, 2).unwrap();
     assert_ne!(
         other.spikes_per_image, one.spikes_per_image,
         "the seed matters"

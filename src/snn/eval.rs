@@ -3,7 +3,7 @@
 //! per-image results are combined in image order, so the report is the same
 //! for any number of threads.
 
-use super::network::{ImageResult, SpikingNetwork};
+use super::network::{ConversionError, ImageResult, SpikingNetwork};
 use ndarray::ArrayView2;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -44,12 +44,22 @@ const CHUNK: usize = 8;
 
 /// Runs every row of `x` (values in `[0, 1]`) with spikes and scores the
 /// predictions against `labels`. `threads = 0` uses all available cores.
+/// Fails (instead of panicking) when `x` does not fit the network.
 pub fn evaluate(
     net: &SpikingNetwork,
     x: ArrayView2<f32>,
     labels: &[u8],
     threads: usize,
-) -> SpikingReport {
+) -> Result<SpikingReport, ConversionError> {
+    if x.ncols() != net.sizes[0] || x.nrows() != labels.len() {
+        return Err(ConversionError::Config(format!(
+            "{} images of {} values with {} labels for a network with {} inputs",
+            x.nrows(),
+            x.ncols(),
+            labels.len(),
+            net.sizes[0]
+        )));
+    }
     let started = Instant::now();
     let n = x.nrows().min(labels.len());
     let threads = if threads == 0 {
@@ -92,13 +102,13 @@ pub fn evaluate(
         .into_iter()
         .map(|r| r.expect("every image was simulated"))
         .collect();
-    summarise(
+    Ok(summarise(
         net,
         &results,
         labels,
         started.elapsed().as_secs_f64(),
         threads,
-    )
+    ))
 }
 
 fn summarise(

@@ -62,7 +62,7 @@ pub fn run_spiking<T: Real>(
     let (_, rate_correct) = mlp.evaluate(tx.view(), ty.view());
     let rate_subset_acc = rate_correct as f64 / test.len().max(1) as f64;
 
-    let report = evaluate(&net, test.x.view(), &test.labels, c.threads);
+    let report = evaluate(&net, test.x.view(), &test.labels, c.threads)?;
 
     let mut table = Table::new(&["presentation_time", "spiking_accuracy", "rate_accuracy"]);
     for &(t, acc) in &report.accuracy_vs_time {
