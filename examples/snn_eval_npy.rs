@@ -9,7 +9,8 @@
 use anyhow::{Context, Result};
 use ndarray::{Array1, Array2};
 use ndarray_npy::read_npy;
-use pcsim::nn::activation::LifParams;
+use pcsim::nn::activation::{Activation, ActivationKind, LifParams};
+use pcsim::nn::{LossKind, Mlp};
 use pcsim::snn::{Readout, SpikingConfig, SpikingNetwork, SynapseKind, evaluate};
 use std::path::PathBuf;
 
@@ -33,7 +34,8 @@ fn main() -> Result<()> {
     };
     let n: usize = arg(6, "10000").parse()?;
     let smoothing: f64 = arg(7, "0.01").parse()?;
-    let (mut w, mut b, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut w, mut b, mut sizes): (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<usize>) =
+        (Vec::new(), Vec::new(), Vec::new());
     for l in 2.. {
         let path = run.join(format!("weights/W{l}.npy"));
         if !path.exists() {
@@ -67,6 +69,22 @@ fn main() -> Result<()> {
         smoothing,
         ..LifParams::default()
     };
+    let mlp = Mlp::<f32> {
+        sizes: sizes.clone(),
+        w: w.iter()
+            .zip(sizes.windows(2))
+            .map(|(w, s)| Array2::from_shape_vec((s[1], s[0]), w.clone()))
+            .collect::<Result<_, _>>()?,
+        b: b.iter().map(|b| Array1::from_vec(b.clone())).collect(),
+        hidden: Activation::with_lif(ActivationKind::SoftLif, lif),
+        output: LossKind::SoftmaxCe,
+    };
+    let (tx, ty) = test.to_real::<f32>();
+    let (_, correct) = mlp.evaluate(tx.view(), ty.view());
+    println!(
+        "rate network (soft-LIF, smoothing {smoothing}): {:.4}",
+        correct as f64 / test.len() as f64
+    );
     let net = SpikingNetwork::from_parts(&sizes, &w, &b, lif, cfg)?;
     let r = evaluate(&net, test.x.view(), &test.labels, 0)?;
     println!(
