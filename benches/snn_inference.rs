@@ -2,8 +2,9 @@
 //! at dt = 1 ms. Throughput is reported in synaptic events (spikes × fan-out),
 //! so criterion's "elem/s" is synaptic events per second.
 //!
-//! The weights are Kaiming-random with a soft-LIF activation (biases set so
-//! the hidden layers fire at rates like a trained network's), and the image
+//! The weights are Kaiming-random with a soft-LIF activation (hidden layers
+//! fire less than a trained network's), or the trained weights of an `[snn]`
+//! run with `PCSIM_SNN_WEIGHTS=<run>/weights`; the image
 //! is the first MNIST test digit when `../shared/data/mnist` exists, else a
 //! seeded digit-like pattern (about 19 % of the pixels on).
 
@@ -56,6 +57,15 @@ fn bench(c: &mut Criterion) {
         checkpoints: Vec::new(),
         seed: 3,
     };
+    // Trained weights from an `[snn]` run, when given.
+    if let Ok(dir) = std::env::var("PCSIM_SNN_WEIGHTS") {
+        for (i, (w, b)) in mlp.w.iter_mut().zip(&mut mlp.b).enumerate() {
+            let dir = Path::new(&dir);
+            *w = ndarray_npy::read_npy(dir.join(format!("W{}.npy", i + 2))).expect("W.npy");
+            *b = ndarray_npy::read_npy(dir.join(format!("b{}.npy", i + 2))).expect("b.npy");
+        }
+        eprintln!("weights from {dir}");
+    }
     let net = SpikingNetwork::from_mlp(&mlp, cfg).expect("valid network");
     let x = image();
     let mut ws = net.workspace();
