@@ -145,6 +145,19 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 secs.len(),
                 mean
             );
+            if let Some(snn) = summary.get("snn") {
+                println!(
+                    "spiking: test accuracy {:.2}% ({} images, {} s presentation), rate network {:.2}%, {:.0} synaptic events/image, {:.1} s",
+                    100.0 * snn["spiking_accuracy"].as_f64().unwrap_or(f64::NAN),
+                    snn["test_images"],
+                    snn["presentation_time"],
+                    100.0 * summary["rate_test_accuracy"].as_f64().unwrap_or(f64::NAN),
+                    snn["synaptic_events_per_image"]
+                        .as_f64()
+                        .unwrap_or(f64::NAN),
+                    snn["eval_seconds"].as_f64().unwrap_or(f64::NAN),
+                );
+            }
             if let Some(eq) = summary.get("equivalence") {
                 say!(
                     "equivalence with backprop: max relative difference {:.3e}, min cosine {:.6}",

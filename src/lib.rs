@@ -11,3 +11,4 @@ pub mod experiment;
 pub mod metrics;
 pub mod nn;
 pub mod scenario;
+pub mod snn;

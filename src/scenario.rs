@@ -30,6 +30,10 @@ pub struct Scenario {
     pub training: TrainingConfig,
     #[serde(default)]
     pub output: OutputConfig,
+    /// Spiking evaluation of the trained network (shadow training); absent:
+    /// no spiking run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snn: Option<SnnConfig>,
 }
 
 fn default_name() -> String {
@@ -58,9 +62,18 @@ pub struct NetworkConfig {
     /// Seed of the weight initialisation (defaults to `seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_seed: Option<u64>,
+    /// Initial bias of the hidden layers (0 by default). With `lif` /
+    /// `soft_lif`, 1.0 puts the initial pre-activations at the firing
+    /// threshold, as 0 does for ReLU, so few units start silent.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hidden_bias_init: f64,
     /// Constants of the `lif` / `soft_lif` activations.
     #[serde(default)]
     pub lif: LifParams,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn default_activation() -> ActivationKind {
@@ -256,7 +269,82 @@ impl Default for OutputConfig {
     }
 }
 
+/// Shape of the synaptic kernel of a spiking network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SynapseKind {
+    /// First-order low-pass `e^{−t/τ_s}/τ_s`.
+    Exponential,
+    /// Alpha function `t e^{−t/τ_s}/τ_s²` (two first-order stages).
+    #[default]
+    Alpha,
+}
+
+/// How a spiking network's class is read from its output layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Readout {
+    /// Most output spikes; ties broken by the integrated output current.
+    #[default]
+    SpikeCount,
+    /// Largest output current integrated over the presentation.
+    Current,
+}
+
+/// `[snn]`: after training, run the trained network with LIF spikes
+/// (DESIGN.md §4). Needs `network.activation = "lif"` or `"soft_lif"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnnConfig {
+    /// Run the spiking evaluation after training.
+    pub evaluate: bool,
+    /// Presentation time per image in seconds.
+    pub presentation_time: f64,
+    /// Simulation step in seconds.
+    pub dt: f64,
+    pub synapse: SynapseKind,
+    /// Synaptic time constant τ_s in seconds.
+    pub tau_s: f64,
+    pub readout: Readout,
+    /// Presentation times (s) at which accuracy is also read out, each in
+    /// `[dt, presentation_time]`.
+    pub presentation_sweep: Vec<f64>,
+    /// Evaluate only the first N test images with spikes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_subset: Option<usize>,
+    /// Seed of the Poisson input (defaults to `seed + 3`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Worker threads over images (0: all cores); results do not depend on it.
+    pub threads: usize,
+}
+
+impl Default for SnnConfig {
+    fn default() -> Self {
+        Self {
+            evaluate: true,
+            presentation_time: 1.0,
+            dt: 1e-3,
+            synapse: SynapseKind::Alpha,
+            tau_s: 1.18e-3,
+            readout: Readout::SpikeCount,
+            presentation_sweep: vec![0.01, 0.03, 0.1, 0.3, 1.0],
+            test_subset: None,
+            seed: None,
+            threads: 0,
+        }
+    }
+}
+
 impl Scenario {
+    /// Seed of the spiking evaluation's Poisson input.
+    pub fn snn_seed(&self) -> u64 {
+        self.snn
+            .as_ref()
+            .and_then(|c| c.seed)
+            .unwrap_or(self.seed.wrapping_add(3))
+    }
+
     pub fn init_seed(&self) -> u64 {
         self.network.init_seed.unwrap_or(self.seed)
     }
@@ -481,6 +569,16 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
     )?;
     positive(lif.amplitude, "network.lif.amplitude")?;
     positive(lif.smoothing, "network.lif.smoothing")?;
+    check(
+        s.network.hidden_bias_init.is_finite(),
+        "network.hidden_bias_init",
+        || {
+            format!(
+                "must be a finite number, got {}",
+                s.network.hidden_bias_init
+            )
+        },
+    )?;
 
     let t = &s.training;
     check(t.epochs >= 1, "training.epochs", || "must be ≥ 1".into())?;
@@ -544,5 +642,75 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
     ] {
         check(v != Some(0), key, || "must be ≥ 1 when given".into())?;
     }
+    if let Some(snn) = &s.snn {
+        validate_snn(s, snn)?;
+    }
+    Ok(())
+}
+
+/// Checks of the `[snn]` table.
+fn validate_snn(s: &Scenario, c: &SnnConfig) -> Result<(), Invalid> {
+    check(
+        matches!(
+            s.network.activation,
+            ActivationKind::Lif | ActivationKind::SoftLif
+        ),
+        "network.activation",
+        || {
+            format!(
+                "[snn] runs the network with LIF spikes, so the hidden activation must be \"lif\" or \"soft_lif\", got {:?}",
+                s.network.activation
+            )
+        },
+    )?;
+    check(
+        s.network.lif.tau_ref.is_finite() && s.network.lif.tau_ref > 0.0,
+        "network.lif.tau_ref",
+        || {
+            format!(
+                "[snn] codes inputs as Poisson rates x / t_ref, so t_ref must be > 0, got {}",
+                s.network.lif.tau_ref
+            )
+        },
+    )?;
+    positive(c.dt, "snn.dt")?;
+    check(c.dt <= 0.01, "snn.dt", || {
+        format!(
+            "must be ≤ 0.01 s (a LIF neuron spikes at most once per step), got {}",
+            c.dt
+        )
+    })?;
+    check(
+        c.presentation_time.is_finite() && c.presentation_time >= c.dt,
+        "snn.presentation_time",
+        || format!("must be ≥ snn.dt ({}), got {}", c.dt, c.presentation_time),
+    )?;
+    check(
+        c.presentation_time / c.dt <= 1e7,
+        "snn.presentation_time",
+        || {
+            format!(
+                "{} s at dt = {} is more than 10^7 steps per image",
+                c.presentation_time, c.dt
+            )
+        },
+    )?;
+    positive(c.tau_s, "snn.tau_s")?;
+    if let Some(t) = c
+        .presentation_sweep
+        .iter()
+        .find(|&&t| !(t.is_finite() && t >= c.dt && t <= c.presentation_time))
+    {
+        return Err((
+            "snn.presentation_sweep".into(),
+            format!(
+                "every time must lie in [snn.dt, snn.presentation_time] = [{}, {}], got {t}",
+                c.dt, c.presentation_time
+            ),
+        ));
+    }
+    check(c.test_subset != Some(0), "snn.test_subset", || {
+        "must be ≥ 1 when given".into()
+    })?;
     Ok(())
 }

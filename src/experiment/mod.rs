@@ -49,7 +49,14 @@ pub fn load_data(s: &Scenario) -> Result<Split, DataError> {
 pub fn build_network<T: Real>(s: &Scenario) -> Mlp<T> {
     let mut rng = ChaCha8Rng::seed_from_u64(s.init_seed());
     let hidden = Activation::with_lif(s.network.activation, s.network.lif);
-    Mlp::kaiming(&s.network.layers, hidden, s.network.output, &mut rng)
+    let mut mlp = Mlp::kaiming(&s.network.layers, hidden, s.network.output, &mut rng);
+    if s.network.hidden_bias_init != 0.0 {
+        let hidden_layers = mlp.b.len() - 1;
+        for b in &mut mlp.b[..hidden_layers] {
+            b.fill(T::of(s.network.hidden_bias_init));
+        }
+    }
+    mlp
 }
 
 /// The trainer for the scenario's algorithm.
@@ -329,6 +336,9 @@ fn run_typed<T: Real>(s: &Scenario, split: &Split, opts: &RunOptions) -> Result<
     }
     if s.output.plots {
         rec.write_svg("training.svg", training_plot(&metrics)?)?;
+    }
+    if let Some(cfg) = s.snn.as_ref().filter(|c| c.evaluate && diverged.is_none()) {
+        crate::snn::report::run_spiking(&rec, s, cfg, &mlp, &split.test, &mut summary)?;
     }
     rec.write_json("summary.json", &summary)?;
     if let Some(msg) = diverged {

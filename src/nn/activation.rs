@@ -59,18 +59,45 @@ impl LifParams {
 
     /// Soft-LIF rate in Hz: `1 / (t_ref + τ_RC log(1 + 1/ρ(j - 1)))`.
     pub fn soft_rate(&self, j: f64) -> f64 {
-        let p = softplus(j - 1.0, self.smoothing);
-        if p <= 0.0 {
-            return 0.0;
-        }
-        1.0 / (self.tau_ref + self.tau_rc * (1.0 / p).ln_1p())
+        soft_lif_terms(j, self.smoothing, self.tau_ref, self.tau_rc).0
     }
 }
 
-/// `γ log(1 + e^{x/γ})`, computed without overflow.
-fn softplus(x: f64, gamma: f64) -> f64 {
-    let s = x / gamma;
-    gamma * (s.max(0.0) + (-s.abs()).exp().ln_1p())
+/// Below `s = (j − 1)/γ_s` = this, `ρ = γ_s log(1 + e^s)` is `γ_s e^s` to
+/// within `e^s`, and `log(1 + 1/ρ) = −log γ_s − s` to within `ρ`: the
+/// soft-LIF terms are computed in that closed form, which neither
+/// underflows (f32 would reach ρ = 0 at s ≈ −100) nor loses precision.
+const SOFT_LIF_TAIL: f64 = -20.0;
+
+/// Soft-LIF rate `r` and `dr/dj` (no amplitude), stable for any `j`
+/// (generic so the f32 training path stays in f32).
+#[inline]
+fn soft_lif_terms<F: num_traits::Float>(j: F, gamma: F, tau_ref: F, tau_rc: F) -> (F, F) {
+    let one = F::one();
+    let s = (j - one) / gamma;
+    let tail = F::from(SOFT_LIF_TAIL).expect("a small constant");
+    if !s.is_finite() {
+        return if s > F::zero() {
+            (one / tau_ref, F::zero())
+        } else {
+            (F::zero(), F::zero())
+        };
+    }
+    let (log_term, sig_over_q_q1) = if s < tail {
+        // ρ ≈ γ e^s, σ(s)/ρ ≈ 1/γ, ρ + 1 ≈ 1.
+        (-(gamma.ln() + s), one / gamma)
+    } else {
+        let e = (-s.abs()).exp();
+        let q = gamma * (s.max(F::zero()) + e.ln_1p());
+        let sig = if s >= F::zero() {
+            one / (one + e)
+        } else {
+            e / (one + e)
+        };
+        ((one / q).ln_1p(), sig / (q * (q + one)))
+    };
+    let r = one / (tau_ref + tau_rc * log_term);
+    (r, r * r * tau_rc * sig_over_q_q1)
 }
 
 fn sigmoid(x: f64) -> f64 {
@@ -139,15 +166,21 @@ impl Activation {
                 }
             }
             ActivationKind::SoftLif => {
-                let q = softplus(z - 1.0, p.smoothing);
-                if q <= 0.0 {
-                    return 0.0;
-                }
-                let r = p.soft_rate(z);
-                let dr_dq = r * r * p.tau_rc / (q * (q + 1.0));
-                p.amplitude * dr_dq * sigmoid((z - 1.0) / p.smoothing)
+                // dr/dj = r² τ_RC / (ρ (ρ + 1)) · σ((j − 1)/γ_s)
+                p.amplitude * soft_lif_terms(z, p.smoothing, p.tau_ref, p.tau_rc).1
             }
         }
+    }
+
+    /// `(γ_s, t_ref, τ_RC, amplitude)` in the run's precision.
+    fn soft_lif_consts<T: Real>(&self) -> (T, T, T, T) {
+        let p = &self.lif;
+        (
+            T::of(p.smoothing),
+            T::of(p.tau_ref),
+            T::of(p.tau_rc),
+            T::of(p.amplitude),
+        )
     }
 
     /// `a ← f(a)` in place.
@@ -157,7 +190,11 @@ impl Activation {
             ActivationKind::Linear => {}
             ActivationKind::Tanh => a.mapv_inplace(|v| v.tanh()),
             ActivationKind::Sigmoid => a.mapv_inplace(|v| T::one() / (T::one() + (-v).exp())),
-            _ => a.mapv_inplace(|v| T::of(self.value(v.f64()))),
+            ActivationKind::SoftLif => {
+                let (g, tr, tc, amp) = self.soft_lif_consts::<T>();
+                a.mapv_inplace(|v| amp * soft_lif_terms(v, g, tr, tc).0)
+            }
+            ActivationKind::Lif => a.mapv_inplace(|v| T::of(self.value(v.f64()))),
         }
     }
 
@@ -186,7 +223,11 @@ impl Activation {
                 let s = T::one() / (T::one() + (-z).exp());
                 *d *= s * (T::one() - s)
             }),
-            _ => zip.for_each(|d, &z| *d *= T::of(self.derivative(z.f64()))),
+            ActivationKind::SoftLif => {
+                let (g, tr, tc, amp) = self.soft_lif_consts::<T>();
+                zip.for_each(|d, &z| *d *= amp * soft_lif_terms(z, g, tr, tc).1)
+            }
+            ActivationKind::Lif => zip.for_each(|d, &z| *d *= T::of(self.derivative(z.f64()))),
         }
     }
 }
