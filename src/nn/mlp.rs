@@ -4,7 +4,7 @@
 
 use super::linalg::gemm;
 use super::{Activation, LossKind, Real};
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, s};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, ShapeBuilder, s};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
@@ -49,9 +49,16 @@ impl<T: Real> Mlp<T> {
         for pair in sizes.windows(2) {
             let (fan_in, fan_out) = (pair[0], pair[1]);
             let normal = Normal::new(0.0, (2.0 / fan_in as f64).sqrt()).expect("finite std");
-            w.push(Array2::from_shape_simple_fn((fan_out, fan_in), || {
-                T::of(normal.sample(rng))
-            }));
+            // Column-major, so the column W[:, k] that one input unit feeds is
+            // contiguous: sparse inputs then read and update whole columns.
+            let mut wl = Array2::zeros((fan_out, fan_in).f());
+            // Filled in row-major order, so the values do not depend on the layout.
+            for o in 0..fan_out {
+                for i in 0..fan_in {
+                    wl[(o, i)] = T::of(normal.sample(rng));
+                }
+            }
+            w.push(wl);
             b.push(Array1::zeros(fan_out));
         }
         Self {
