@@ -1,0 +1,103 @@
+//! Data sets: the IDX reader for MNIST (raw or gzip), fetching a verified
+//! copy of MNIST, and the seeded synthetic classification set used by the
+//! quick start and the tests.
+
+pub mod idx;
+pub mod mnist;
+pub mod synthetic;
+
+use crate::nn::Real;
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
+use std::path::PathBuf;
+
+/// Errors while loading data; every message names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: not an IDX file of the expected kind: magic number {found:#010x}, expected {expected:#010x} ({what})"
+    )]
+    BadMagic {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+        what: &'static str,
+    },
+    #[error(
+        "{path}: truncated or corrupt: header promises {expected} bytes of data, file has {found}; delete it and fetch MNIST again with `pcsim data mnist`"
+    )]
+    Truncated {
+        path: PathBuf,
+        expected: usize,
+        found: usize,
+    },
+    #[error("{path}: corrupt: {reason}; delete it and fetch MNIST again with `pcsim data mnist`")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "MNIST not found: {missing} is missing (looked for it, raw or .gz, in {dir}).\n  Get it with:  pcsim data mnist --dir {dir}\n  or point the scenario at another copy:  --set data.path=DIR"
+    )]
+    MnistMissing { dir: PathBuf, missing: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A labelled classification set: `x` rows are samples, `labels` class ids.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub x: Array2<f32>,
+    pub labels: Vec<u8>,
+    pub n_classes: usize,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn n_features(&self) -> usize {
+        self.x.ncols()
+    }
+
+    /// The first `n` samples (all when `n` is `None` or larger than the set).
+    pub fn truncate(mut self, n: Option<usize>) -> Self {
+        if let Some(n) = n.filter(|&n| n < self.len()) {
+            self.x = self.x.slice_axis(Axis(0), (0..n).into()).to_owned();
+            self.labels.truncate(n);
+        }
+        self
+    }
+
+    /// Inputs converted to the run's precision and one-hot targets.
+    pub fn to_real<T: Real>(&self) -> (Array2<T>, Array2<T>) {
+        let x = self.x.mapv(|v| T::of(v as f64));
+        let mut y = Array2::zeros((self.len(), self.n_classes));
+        for (row, &label) in self.labels.iter().enumerate() {
+            y[(row, label as usize)] = T::one();
+        }
+        (x, y)
+    }
+}
+
+/// Copies the rows `indices` of `src` into the first rows of `dst`
+/// (minibatch assembly without allocation).
+pub fn gather_rows<T: Real>(src: ArrayView2<T>, indices: &[usize], mut dst: ArrayViewMut2<T>) {
+    for (k, &i) in indices.iter().enumerate() {
+        dst.row_mut(k).assign(&src.row(i));
+    }
+}
+
+/// A train/test pair.
+#[derive(Clone, Debug)]
+pub struct Split {
+    pub train: Dataset,
+    pub test: Dataset,
+}
