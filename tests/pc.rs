@@ -432,3 +432,66 @@ fn zil_equivalence_scenario_records_exactness() {
     }
     assert!(dir.path().join("run/equivalence.csv").exists());
 }
+
+/// The rules API as the actor runtime uses it: each layer owns its state and
+/// only sees owned message payloads (`activity_up().to_owned()`,
+/// `error_down()`). Driving it by hand in the lockstep order reproduces the
+/// lockstep driver bit for bit (state at every step and updates), and Z-IL's
+/// timing rule gives BP's update.
+#[test]
+fn rules_driven_by_owned_messages_match_the_lockstep_driver() {
+    use pcsim::algo::pc::{PcLayer, Role};
+    let sizes = [8, 16, 16, 4];
+    let (x, y) = data(32, 8, 4, 81);
+    let mlp = network(&sizes, ActivationKind::Tanh, LossKind::SoftmaxCe, 29);
+    let last = mlp.w.len() - 1;
+    let mut layers: Vec<PcLayer<f64>> = (0..=last)
+        .map(|i| {
+            let role = if i == last {
+                Role::Output(mlp.output)
+            } else {
+                Role::Hidden(mlp.hidden)
+            };
+            PcLayer::new(i + 2, role, mlp.w[i].clone(), mlp.b[i].clone(), None).unwrap()
+        })
+        .collect();
+    layers[last].set_target(y.view(), 1.0);
+    let mut up = x.clone();
+    for layer in &mut layers {
+        layer.init_feedforward(up.view());
+        up = layer.activity_up().to_owned();
+    }
+    let mut net = PcNet::new(&mlp, None).unwrap();
+    net.start(x.view(), Some((y.view(), 1.0)), false);
+
+    let depth = sizes.len();
+    let scale = 0.1 / 32.0;
+    let mut updates = Updates::zeros_like(&mlp);
+    let mut net_updates = Updates::zeros_like(&mlp);
+    for t in 0..depth - 1 {
+        // Down-messages first, with the pre-update weights.
+        let down: Vec<Array2<f64>> = (1..=last).map(|i| layers[i].error_down()).collect();
+        for (i, layer) in layers.iter_mut().enumerate() {
+            if depth - (i + 2) == t {
+                layer.weight_update_into(scale, updates.dw[i].view_mut(), updates.db[i].view_mut());
+                layer.apply_update(updates.dw[i].view(), updates.db[i].view());
+            }
+        }
+        for (i, msg) in down.iter().enumerate() {
+            layers[i].on_feedback(msg.view(), 1.0);
+        }
+        for i in 1..=last {
+            let msg = layers[i - 1].activity_up().to_owned();
+            layers[i].on_activity(msg.view());
+        }
+        net.step(1.0, |i| depth - (i + 2) == t, scale, &mut net_updates);
+        for (a, b) in layers.iter().zip(&net.layers) {
+            assert_eq!(a.x(), b.x(), "layer {} x at t = {t}", a.index());
+            assert_eq!(a.eps(), b.eps(), "layer {} ε at t = {t}", a.index());
+        }
+    }
+    assert_eq!(updates, net_updates);
+    let reference = bp_update(&mlp, x.view(), y.view(), 0.1);
+    let rd = updates.rel_diff(&reference);
+    assert!(max(&rd) <= 1e-12, "{rd:?}");
+}
