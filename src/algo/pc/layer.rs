@@ -38,6 +38,7 @@
 //! | [`PcLayer::error_down`] / [`PcLayer::error_down_into`] | to send down | `ε[l]·W[l]` (`·B[l]`) with the *current* weights |
 //! | [`PcLayer::weight_update_into`] | the layer's update time | `ΔW = s εᵀ f(x[l−1])`, `Δb = s Σ ε` |
 //! | [`PcLayer::apply_update`] | after computing it | `W += ΔW`, `b += Δb` |
+//! | [`PcLayer::add_weight_update_to`] | plain SGD, parameters kept by the driver | `w += s εᵀ f(x[l−1])` in one fused product |
 //! | [`PcLayer::energy`] | monitoring | this layer's share of the energy |
 //!
 //! For Z-IL's exactness, a layer that updates at step `t` must compute the
@@ -323,6 +324,19 @@ impl<T: Real> PcLayer<T> {
         let mut out = Array2::zeros((self.rows(), self.fan_in()));
         self.error_down_into(out.view_mut());
         out
+    }
+
+    /// `w += s · ε[l]ᵀ f(x[l−1])`, `b += s · Σ_rows ε[l]` accumulated straight
+    /// into the given parameters (one fused product, no ΔW buffer): the
+    /// plain-SGD fast path of a driver that keeps the parameters elsewhere
+    /// (an `Mlp`). Its rounding matches `Backprop`'s fused SGD path, so Z-IL
+    /// and BP stay on the same f32 trajectory. The layer's own `W[l]` is not
+    /// touched.
+    pub fn add_weight_update_to(&self, scale: T, mut w: ArrayViewMut2<T>, mut b: ArrayViewMut1<T>) {
+        general_mat_mul(scale, &self.eps.t(), &self.input, T::one(), &mut w);
+        for row in self.eps.axis_iter(Axis(0)) {
+            b.scaled_add(scale, &row);
+        }
     }
 
     /// `dw ← s · ε[l]ᵀ f(x[l−1])`, `db ← s · Σ_rows ε[l]` (the driver picks
