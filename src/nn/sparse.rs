@@ -30,6 +30,12 @@ pub struct SparseRows<T> {
 /// Outputs accumulated in registers at a time by the kernels below.
 const CHUNK: usize = 64;
 
+impl<T: Real> Default for SparseRows<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<T: Real> SparseRows<T> {
     pub fn new() -> Self {
         Self {
