@@ -9,8 +9,8 @@
 //! (each unit's update is its own reduction over the whole batch).
 //! A sparse input (MNIST) feeds the first layer through `nn::sparse`.
 
-use super::{Momentum, Trainer};
-use crate::nn::linalg::{self, gemm};
+use super::{Momentum, PARTS, Trainer, bounds, for_each_part};
+use crate::nn::linalg::gemm;
 use crate::nn::mlp::affine_into;
 use crate::nn::sparse::{self, SPARSE_DENSITY, SparseRows};
 use crate::nn::{Mlp, Real, Updates};
@@ -28,11 +28,6 @@ pub struct Backprop<T: Real> {
     sparse: SparseRows<T>,
     updates: Option<Updates<T>>,
     kept: bool,
-}
-
-/// Splits `0..n` into `parts` near-equal contiguous ranges.
-fn bounds(n: usize, parts: usize) -> Vec<usize> {
-    (0..=parts).map(|p| p * n / parts).collect()
 }
 
 /// Cuts the first `n` rows of every buffer into the row ranges `cuts`,
@@ -54,31 +49,6 @@ fn split_rows<'a, T: Real>(
         }
     }
     out
-}
-
-/// Work is always cut into this many parts, whatever the thread count, so
-/// every result is the same on one core and on many (the kernels' rounding
-/// depends on the block shapes they are given).
-const PARTS: usize = 2;
-
-/// Runs `job(part)` for every part: on the rayon pool when threads are
-/// allowed, else one after the other.
-fn for_each_part<W: Send>(parts: Vec<W>, job: impl Fn(W) + Sync) {
-    if parts.len() == 1 || linalg::threads() == 1 {
-        parts.into_iter().for_each(job);
-        return;
-    }
-    rayon::scope(|scope| {
-        let job = &job;
-        let mut parts = parts.into_iter();
-        let own = parts.next();
-        for part in parts {
-            scope.spawn(move |_| job(part));
-        }
-        if let Some(part) = own {
-            job(part);
-        }
-    });
 }
 
 struct RowShard<'a, T: Real> {

@@ -72,3 +72,33 @@ impl<T: Real> Momentum<T> {
         mlp.apply(v);
     }
 }
+
+/// Splits `0..n` into `parts` near-equal contiguous ranges.
+pub fn bounds(n: usize, parts: usize) -> Vec<usize> {
+    (0..=parts).map(|p| p * n / parts).collect()
+}
+
+/// Work is always cut into this many parts, whatever the thread count, so
+/// every result is the same on one core and on many (the kernels' rounding
+/// depends on the block shapes they are given).
+pub const PARTS: usize = 2;
+
+/// Runs `job(part)` for every part: on the rayon pool when threads are
+/// allowed, else one after the other.
+pub fn for_each_part<W: Send>(parts: Vec<W>, job: impl Fn(W) + Sync) {
+    if parts.len() == 1 || crate::nn::linalg::threads() == 1 {
+        parts.into_iter().for_each(job);
+        return;
+    }
+    rayon::scope(|scope| {
+        let job = &job;
+        let mut parts = parts.into_iter();
+        let own = parts.next();
+        for part in parts {
+            scope.spawn(move |_| job(part));
+        }
+        if let Some(part) = own {
+            job(part);
+        }
+    });
+}
