@@ -10,4 +10,5 @@ pub mod data;
 pub mod experiment;
 pub mod metrics;
 pub mod nn;
+pub mod runtime;
 pub mod scenario;

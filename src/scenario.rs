@@ -30,6 +30,12 @@ pub struct Scenario {
     pub training: TrainingConfig,
     #[serde(default)]
     pub output: OutputConfig,
+    /// How the PC rules are driven: lockstep, virtual-time actors, wall-clock actors.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// Grid of scenario keys for `pcsim sweep`: `"runtime.jitter" = [0.0, 0.1]`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sweep: std::collections::BTreeMap<String, Vec<toml::Value>>,
 }
 
 fn default_name() -> String {
@@ -247,7 +253,15 @@ impl Default for OutputConfig {
     }
 }
 
+pub use crate::runtime::config::{
+    Delivery, DelayConfig, DelayKind, Driver, Granularity, RuntimeConfig, Schedule, Trigger,
+};
+
 impl Scenario {
+    /// Seed of the runtime's timing streams (defaults to `seed + 3`).
+    pub fn runtime_seed(&self) -> u64 {
+        self.runtime.seed.unwrap_or(self.seed.wrapping_add(3))
+    }
     pub fn init_seed(&self) -> u64 {
         self.network.init_seed.unwrap_or(self.seed)
     }
@@ -424,7 +438,7 @@ pub fn load(file: &Path, overrides: &[String]) -> Result<Scenario, ScenarioError
     Ok(scenario)
 }
 
-type Invalid = (String, String);
+pub(crate) type Invalid = (String, String);
 
 fn check(ok: bool, key: &str, message: impl FnOnce() -> String) -> Result<(), Invalid> {
     if ok {
@@ -528,6 +542,7 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
             || format!("must be ≥ 0, got {}", d.noise),
         )?;
     }
+    crate::runtime::config::validate(&s.runtime, s.algorithm.kind == AlgorithmKind::Zil)?;
     for (key, v) in [
         ("data.train_subset", s.data.train_subset),
         ("data.test_subset", s.data.test_subset),
