@@ -50,6 +50,7 @@ pub struct Outbox<M> {
     pub(crate) timers: Vec<(f64, u64)>,
     /// Units of progress (finished samples) reported by this handler.
     pub(crate) progress: u64,
+    pub(crate) progressed: bool,
 }
 
 impl<M> Default for Outbox<M> {
@@ -58,6 +59,7 @@ impl<M> Default for Outbox<M> {
             sends: Vec::new(),
             timers: Vec::new(),
             progress: 0,
+            progressed: false,
         }
     }
 }
@@ -105,6 +107,7 @@ impl<'a, M> Ctx<'a, M> {
     /// Reports progress (e.g. a finished sample) to the watchdog.
     pub fn progress(&mut self, units: u64) {
         self.out.progress += units;
+        self.out.progressed = true;
     }
 }
 

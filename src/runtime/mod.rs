@@ -9,8 +9,11 @@
 
 pub mod actor;
 pub mod config;
+pub mod pc;
+pub mod pc_rules;
 pub mod stats;
 pub mod timing;
+pub mod trainer;
 pub mod virtual_time;
 pub mod wall;
 pub mod watchdog;

@@ -24,6 +24,8 @@ pub struct ActorStats {
     /// Sum of (start of handling − arrival) over handled messages.
     pub queueing_sum: f64,
     pub busy: f64,
+    /// Progress units (finished samples) reported.
+    pub progress: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -74,6 +76,7 @@ impl Stats {
             a.timers += b.timers;
             a.queueing_sum += b.queueing_sum;
             a.busy += b.busy;
+            a.progress += b.progress;
         }
         self.elapsed += other.elapsed;
         self.samples += other.samples;

@@ -162,10 +162,11 @@ impl<A: Actor> VirtualDriver<A> {
             let done_at = ev.time + compute;
             self.busy_until[actor] = done_at;
             self.stats.actor[actor].busy += compute;
-            if out.progress > 0 {
+            if out.progressed {
                 self.stats.samples += out.progress;
                 last_progress = done_at;
                 out.progress = 0;
+                out.progressed = false;
             }
             for (at, tag) in out.timers.drain(..) {
                 let clock = &self.timing.clocks[actor];

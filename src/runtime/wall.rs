@@ -219,7 +219,7 @@ impl<A: Actor> WallDriver<A> {
         let secs = start.elapsed().as_secs_f64();
         run_stats.elapsed = secs;
         run_stats.runs = 1;
-        run_stats.samples = 0;
+        run_stats.samples = run_stats.actor.iter().map(|a| a.progress).sum();
         self.stats.merge(&run_stats);
         Ok(secs)
     }
@@ -322,7 +322,9 @@ async fn actor_task<A: Actor>(
             }
         }
         outbox.timers.clear();
+        stats.progress += outbox.progress;
         outbox.progress = 0;
+        outbox.progressed = false;
         if actor.is_done() {
             break;
         }
