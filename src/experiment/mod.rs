@@ -62,8 +62,34 @@ pub fn build_trainer<T: Real>(s: &Scenario, mlp: &Mlp<T>) -> Result<Box<dyn Trai
             t.momentum,
             t.batch_size,
         )),
-        other => anyhow::bail!("algorithm {other:?} is not available yet"),
+        AlgorithmKind::Il => Box::new(crate::algo::pc::Il::new(
+            mlp,
+            pc_config(s),
+            t.learning_rate,
+            t.momentum,
+        )?),
+        AlgorithmKind::Zil => Box::new(crate::algo::pc::Zil::new(
+            mlp,
+            pc_config(s),
+            t.learning_rate,
+            t.momentum,
+        )?),
     })
+}
+
+/// The PC trainers' settings from `[algorithm.inference]`; the feedback
+/// alignment matrices are drawn from `seed + 3` (init, shuffle and data use
+/// the seed itself, `+ 1` and `+ 2`).
+pub fn pc_config(s: &Scenario) -> crate::algo::pc::PcConfig {
+    let inf = &s.algorithm.inference;
+    crate::algo::pc::PcConfig {
+        gamma: inf.gamma,
+        steps: inf.steps,
+        beta: inf.beta,
+        predict_steps: inf.predict_steps,
+        feedback_seed: (inf.feedback == crate::scenario::Feedback::Random)
+            .then(|| s.seed.wrapping_add(3)),
+    }
 }
 
 /// Runs a scenario and returns its summary (also written to `summary.json`).
