@@ -131,9 +131,6 @@ pub struct RuntimeConfig {
     pub loss: f64,
     /// Probability that a message is delivered twice.
     pub duplication: f64,
-    /// Batches in flight at once (1: the next batch enters after the last
-    /// finished; more pipelines batches through the layers).
-    pub pipeline: usize,
     /// Bound of each bounded channel (wall runtime).
     pub channel_capacity: usize,
     /// Watchdog: virtual time units without progress before the run is
@@ -167,7 +164,6 @@ impl Default for RuntimeConfig {
             jitter: 0.0,
             loss: 0.0,
             duplication: 0.0,
-            pipeline: 1,
             channel_capacity: 64,
             watchdog: 1e6,
             idle_timeout_ms: 10_000,
@@ -228,9 +224,6 @@ pub fn validate(r: &RuntimeConfig, zil: bool) -> Result<(), Invalid> {
             return err(key, format!("is a probability in [0, 1], got {p}"));
         }
     }
-    if r.pipeline < 1 {
-        return err("runtime.pipeline", "must be ≥ 1".into());
-    }
     if r.channel_capacity < 1 {
         return err("runtime.channel_capacity", "must be ≥ 1".into());
     }
@@ -245,12 +238,6 @@ pub fn validate(r: &RuntimeConfig, zil: bool) -> Result<(), Invalid> {
             "runtime.schedule",
             "the wall runtime runs event schedules only; use driver = \"virtual\" for clocked actors"
                 .into(),
-        );
-    }
-    if r.schedule == Schedule::Clocked && r.pipeline > 1 {
-        return err(
-            "runtime.pipeline",
-            "clocked actors present one batch per sample period; pipeline must be 1".into(),
         );
     }
     Ok(())

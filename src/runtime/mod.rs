@@ -10,7 +10,6 @@
 pub mod actor;
 pub mod config;
 pub mod pc;
-pub mod pc_rules;
 pub mod stats;
 pub mod timing;
 pub mod trainer;

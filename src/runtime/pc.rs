@@ -1,30 +1,39 @@
-//! Predictive-coding actors: the PC rules driven by local messages.
+//! Predictive-coding actors: the `algo::pc::PcLayer` rules driven by local
+//! messages. No PC equation is written here — this file only decides *when*
+//! a rule runs and assembles message payloads.
 //!
-//! Granularity `layer`: actor 0 is the input (layer 1), actor `l − 1` is layer
-//! `l`. **W ownership:** the receiving side of an edge owns its synapses —
-//! layer `l` owns `W[l]`, `b[l]` (which map layer `l − 1` to `l`). Messages:
-//! `Up(f(x[l]))` travels up; `Down(ε[l] W[l])` travels down (computed with
-//! the owner's current, not yet updated, `W[l]`); `Done` tells the input that
-//! layer 2 finished a sample (the credit that lets the input clamp the next
-//! batch). Every quantity a rule uses is the actor's own state or a message
-//! payload: `ΔW[l] = (α / βB) ε[l]ᵀ f(x[l−1])` uses the actor's ε and the
-//! `f(x[l−1])` it received.
+//! **Granularity.** `layer`: one actor per layer. `groups`: every hidden
+//! layer is split into `k` slices of units; each slice is one actor holding
+//! that slice's value nodes and error nodes and the rows of `W[l]`, `b[l]`
+//! that predict them (the output layer stays one actor, since a softmax needs
+//! the whole row). A group assembles its input `f(x[l−1])` from the slices of
+//! the layer below (concatenation) and its feedback `ε[l+1] W[l+1]` as the sum
+//! of the partial products sent by the groups above.
 //!
-//! Schedules: `event` — an actor computes inference step `t` when the
-//! messages of step `t` have arrived (a dataflow that equals the lockstep
-//! reference under any delays); `clocked` — step `t` of sample `s` happens at
-//! the actor's local time `s·S + t0 + t·P` (phase A: predict, error, send
-//! down) and `+ P/2` (phase B: relax, send up), with whatever messages have
-//! arrived by then. Z-IL's update of `W[l]` happens at step `t = L − l`
-//! (trigger `clock`), or, with trigger `event` under a clocked schedule, the
-//! moment the error wave (the first nonzero message from above) arrives.
-//! Feedforward (step 0 predictions) is event-driven in both schedules.
+//! **W ownership.** The receiving side of an edge owns its synapses: the
+//! actor of layer `l` (or of a slice of it) owns `W[l]`, `b[l]` (its rows).
+//! Messages: `Up(f(x))` travels up; `Down(ε W)` travels down, computed with
+//! the owner's current, not yet updated, weights; `Done` tells the input that
+//! a layer-2 actor finished a sample — the credit that lets the input clamp
+//! the next batch. Every rule uses only the actor's own state and the
+//! payloads it received.
+//!
+//! **Schedules.** `event`: an actor runs inference step `t` when the
+//! messages of step `t` have arrived — a dataflow that equals the lockstep
+//! reference under any delays. `clocked`: step `t` of sample `s` runs at the
+//! actor's local time `s·S + t0 + t·P` (phase A: new prediction from the
+//! latest input, error, message down, weight update at the last step) and
+//! `+ P/2` (phase B: Euler step with the latest feedback, message up), with
+//! whatever has arrived by then. Z-IL updates `W[l]` at step `t = L − l`
+//! (trigger `clock`), or — trigger `event` under a clocked schedule — the
+//! moment the error wave (the first nonzero feedback) reaches the actor. The
+//! feedforward pass (step-0 predictions) is event-driven in both schedules.
 
-use super::actor::{Actor, Ctx, Envelope, Port, Topology};
+use super::actor::{Actor, ActorId, Ctx, Envelope, Port, Topology};
 use super::config::{Schedule, Trigger};
-use super::pc_rules as rules;
-use crate::nn::{Activation, LossKind, Real};
-use ndarray::{Array1, Array2};
+use crate::algo::pc::{PcLayer, Role as LayerRole};
+use crate::nn::{Mlp, Real};
+use ndarray::{Array1, Array2, ArrayView2, s};
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -35,7 +44,7 @@ pub enum PcMsg<T: Real> {
     Up(Array2<T>),
     /// `ε W` of the sender: its errors through its own weights.
     Down(Array2<T>),
-    /// Layer 2 finished a sample (to the input).
+    /// A layer-2 actor finished a sample (to the input).
     Done,
 }
 
@@ -53,8 +62,6 @@ pub struct PcSettings {
     pub trigger: Trigger,
     /// Local-clock period of one inference step.
     pub period: f64,
-    /// Batches in flight.
-    pub pipeline: usize,
     /// Number of layers L.
     pub depth: usize,
 }
@@ -78,262 +85,285 @@ impl PcSettings {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Input,
-    Hidden,
-    Output,
+/// A payload being assembled from several senders.
+struct Assembly<T: Real> {
+    buf: Array2<T>,
+    parts: usize,
 }
 
-struct SampleState<T: Real> {
-    tick: u32,
-    fx: BTreeMap<u32, Array2<T>>,
-    e: BTreeMap<u32, Array2<T>>,
-    x: Array2<T>,
-    u: Array2<T>,
-    eps: Array2<T>,
-    started: bool,
-    have_eps: bool,
-}
-
-/// One layer of the PC network as an actor.
-pub struct LayerActor<T: Real> {
+/// One actor of the PC network: the input, or a layer (slice) `l ≥ 2`.
+pub struct PcActor<T: Real> {
+    name: String,
     /// 1-based layer index.
     pub l: usize,
-    pub role: Role,
-    name: String,
     pub settings: PcSettings,
-    /// `W[l]` (out, in) and `b[l]`, owned by this actor (empty for the input).
-    pub w: Array2<T>,
-    pub b: Array1<T>,
-    pub act: Activation,
-    pub output: LossKind,
-    samples: BTreeMap<u64, SampleState<T>>,
-    /// Input: batches waiting to be clamped.
+    /// The rules and state of this layer slice (None for the input).
+    pub layer: Option<PcLayer<T>>,
+    /// Actors of the layer below, with the columns of `f(x[l−1])` each sends.
+    below: Vec<(ActorId, usize, usize)>,
+    below_width: usize,
+    /// Actors of the layer above.
+    above: Vec<ActorId>,
+    current: Option<u64>,
+    tick: u32,
+    have_eps: bool,
+    finished: HashSet<u64>,
+    ups: BTreeMap<(u64, u32), Assembly<T>>,
+    downs: BTreeMap<(u64, u32), Assembly<T>>,
+    /// Input: batches waiting to be clamped, credits outstanding.
     pub inputs: VecDeque<(u64, Array2<T>)>,
-    /// Output: targets by sample id.
+    in_flight: Option<(u64, usize)>,
+    /// Output: targets by sample id, loss of the feedforward prediction.
     pub targets: HashMap<u64, Array2<T>>,
-    in_flight: usize,
-    /// Output: loss of the feedforward prediction by sample id.
     pub losses: Vec<(u64, f64)>,
-    /// Last applied update (learning rate included).
+    /// Last applied update of this slice (learning rate included).
     pub dw: Array2<T>,
     pub db: Array1<T>,
-    pub updated: u64,
-    /// Test hook: panic when handling this sample.
+    /// Rows of `W[l]` this actor owns.
+    pub rows: (usize, usize),
+    /// Test hook: panic when handling a message of this sample.
     pub panic_on_sample: Option<u64>,
-    finished: HashSet<u64>,
 }
 
-impl<T: Real> LayerActor<T> {
-    pub fn new(l: usize, depth: usize, settings: PcSettings, act: Activation, output: LossKind) -> Self {
-        let role = if l == 1 {
-            Role::Input
-        } else if l == depth {
-            Role::Output
-        } else {
-            Role::Hidden
-        };
+impl<T: Real> PcActor<T> {
+    fn new(name: String, l: usize, settings: PcSettings) -> Self {
         Self {
+            name,
             l,
-            role,
-            name: if l == 1 { "input".into() } else { format!("layer{l}") },
             settings,
-            w: Array2::zeros((0, 0)),
-            b: Array1::zeros(0),
-            act,
-            output,
-            samples: BTreeMap::new(),
+            layer: None,
+            below: Vec::new(),
+            below_width: 0,
+            above: Vec::new(),
+            current: None,
+            tick: 0,
+            have_eps: false,
+            finished: HashSet::new(),
+            ups: BTreeMap::new(),
+            downs: BTreeMap::new(),
             inputs: VecDeque::new(),
+            in_flight: None,
             targets: HashMap::new(),
-            in_flight: 0,
             losses: Vec::new(),
             dw: Array2::zeros((0, 0)),
             db: Array1::zeros(0),
-            updated: 0,
+            rows: (0, 0),
             panic_on_sample: None,
-            finished: HashSet::new(),
         }
     }
 
-    fn me(&self) -> usize {
-        self.l - 1
+    pub fn is_input(&self) -> bool {
+        self.layer.is_none()
     }
-    fn below(&self) -> usize {
-        self.l - 2
-    }
-    fn above(&self) -> usize {
-        self.l
+    fn is_output(&self) -> bool {
+        self.layer.as_ref().is_some_and(|l| l.is_output())
     }
     fn lower_is_input(&self) -> bool {
         self.l == 2
     }
+    fn clocked(&self) -> bool {
+        self.settings.schedule == Schedule::Clocked
+    }
+
+    fn layer(&mut self) -> &mut PcLayer<T> {
+        self.layer.as_mut().expect("a layer actor")
+    }
+
+    /// Adds a part of a payload; returns true when `(s, t)` is complete.
+    fn add_part(
+        map: &mut BTreeMap<(u64, u32), Assembly<T>>,
+        key: (u64, u32),
+        senders: usize,
+        part: Array2<T>,
+        cols: Option<(usize, usize, usize)>,
+    ) -> bool {
+        if senders == 1 {
+            map.insert(key, Assembly { buf: part, parts: 1 });
+            return true;
+        }
+        let a = map.entry(key).or_insert_with(|| {
+            let width = cols.map_or(part.ncols(), |c| c.2);
+            Assembly {
+                buf: Array2::zeros((part.nrows(), width)),
+                parts: 0,
+            }
+        });
+        match cols {
+            // Concatenate the slices of f(x[l−1]).
+            Some((c0, c1, _)) => a.buf.slice_mut(s![.., c0..c1]).assign(&part),
+            // Sum the partial products ε W of the groups above.
+            None => a.buf += &part,
+        }
+        a.parts += 1;
+        a.parts == senders
+    }
+
+    fn complete(map: &BTreeMap<(u64, u32), Assembly<T>>, key: (u64, u32), senders: usize) -> bool {
+        map.get(&key).is_some_and(|a| a.parts == senders)
+    }
+
+    // ---- the input actor ----
 
     fn present(&mut self, ctx: &mut Ctx<PcMsg<T>>) {
-        if self.settings.schedule == Schedule::Clocked {
+        if self.in_flight.is_some() {
             return;
         }
-        while self.in_flight < self.settings.pipeline {
-            let Some((s, x)) = self.inputs.pop_front() else { break };
-            self.in_flight += 1;
-            ctx.send(self.me() + 1, Port::Forward, s, 0, PcMsg::Up(x));
+        let Some((s, x)) = self.inputs.pop_front() else {
+            return;
+        };
+        self.in_flight = Some((s, self.above.len()));
+        self.send_up(ctx, s, 0, x);
+    }
+
+    /// Sends `payload` to every actor above (moved to the last, copied to the others).
+    fn send_up(&self, ctx: &mut Ctx<PcMsg<T>>, s: u64, t: u32, payload: Array2<T>) {
+        let n = self.above.len();
+        for &a in &self.above[..n - 1] {
+            ctx.send(a, Port::Forward, s, t, PcMsg::Up(payload.clone()));
         }
+        ctx.send(self.above[n - 1], Port::Forward, s, t, PcMsg::Up(payload));
     }
 
-    fn state(&mut self, s: u64) -> &mut SampleState<T> {
-        self.samples.entry(s).or_insert_with(|| SampleState {
-            tick: 0,
-            fx: BTreeMap::new(),
-            e: BTreeMap::new(),
-            x: Array2::zeros((0, 0)),
-            u: Array2::zeros((0, 0)),
-            eps: Array2::zeros((0, 0)),
-            started: false,
-            have_eps: false,
-        })
+    fn send_down(&self, ctx: &mut Ctx<PcMsg<T>>, s: u64, t: u32, payload: Array2<T>) {
+        let n = self.below.len();
+        for &(a, _, _) in &self.below[..n - 1] {
+            ctx.send(a, Port::Backward, s, t, PcMsg::Down(payload.clone()));
+        }
+        ctx.send(self.below[n - 1].0, Port::Backward, s, t, PcMsg::Down(payload));
     }
 
-    /// Step 0 on the first prediction from below: feedforward `x = u`, or the
-    /// clamped target at the output. Returns the prediction's loss (output).
+    // ---- layer actors ----
+
+    /// Step 0 on the complete first input: clamp the target (output), start
+    /// from the feedforward pass, send the prediction up.
     fn start_sample(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) {
-        let beta = self.settings.beta;
-        let (w, b, act, out) = (&self.w, &self.b, self.act, self.output);
-        let role = self.role;
-        let target = if role == Role::Output {
+        let fx = self.ups.remove(&(s, 0)).expect("complete step-0 input").buf;
+        let beta = T::of(self.settings.beta);
+        let target = if self.is_output() {
             self.targets.remove(&s)
         } else {
             None
         };
-        let st = self.samples.get_mut(&s).expect("state exists");
-        let fx = st.fx.get(&0).expect("step-0 prediction present");
-        st.u = rules::predict(fx.view(), w.view(), b.view(), role == Role::Output, out);
-        let mut loss = None;
-        st.x = match (role, target) {
-            (Role::Output, Some(y)) => {
-                loss = Some(out.loss(st.u.view(), y.view()).f64());
-                rules::clamp_output(st.u.view(), y.view(), beta)
-            }
-            (Role::Output, None) => st.u.clone(),
-            _ => st.u.clone(),
-        };
-        st.started = true;
-        if let Some(loss) = loss {
-            self.losses.push((s, loss));
+        let layer = self.layer();
+        if let Some(y) = &target {
+            layer.set_target(y.view(), beta);
         }
-        if role == Role::Hidden {
-            let fxl = rules::activity(st.x.view(), act);
-            ctx.send(self.above(), Port::Forward, s, 0, PcMsg::Up(fxl));
+        layer.init_feedforward(fx.view());
+        if let (Some(y), LayerRole::Output(loss)) = (&target, layer.role()) {
+            let l = loss.loss(layer.u(), y.view()).f64();
+            self.losses.push((s, l));
+        }
+        self.current = Some(s);
+        self.tick = 0;
+        self.have_eps = false;
+        if !self.is_output() {
+            let up = self.layer.as_ref().expect("layer").activity_up().to_owned();
+            self.send_up(ctx, s, 0, up);
+        }
+        if self.clocked() {
+            self.schedule_steps(s, ctx);
         }
     }
 
-    /// Phase A of step `t`: prediction from the latest (event: step-`t`)
-    /// input, error, message down, and the weight update at the last step.
-    /// Returns true when the sample is finished at this actor.
+    /// Phase A of step `t`: the error goes down (pre-update weights); at the
+    /// layer's last step the weights are updated and the sample is done here.
     fn phase_a(&mut self, s: u64, t: u32, ctx: &mut Ctx<PcMsg<T>>) -> bool {
         let last = self.settings.last_tick(self.l);
-        let lower_last = if self.lower_is_input() {
-            0
-        } else {
-            self.settings.last_tick(self.l - 1)
-        };
-        let lower_is_input = self.lower_is_input();
-        let out = self.output;
-        let is_out = self.role == Role::Output;
-        let st = self.samples.get_mut(&s).expect("state exists");
-        let fx = if lower_is_input {
-            st.fx.get(&0)
-        } else {
-            st.fx.values().next_back()
+        if !self.lower_is_input() && t < self.settings.last_tick(self.l - 1) {
+            let down = self.layer.as_ref().expect("layer").error_down();
+            self.send_down(ctx, s, t, down);
         }
-        .expect("a prediction from below");
-        if t > 0 && !lower_is_input {
-            rules::predict_into(fx.view(), self.w.view(), self.b.view(), is_out, out, &mut st.u);
-        }
-        st.eps = rules::error(st.x.view(), st.u.view());
-        if !lower_is_input && t < lower_last {
-            let down = rules::feedback(st.eps.view(), self.w.view());
-            ctx.send(self.l - 2, Port::Backward, s, t, PcMsg::Down(down));
-        }
-        st.have_eps = true;
-        let trigger_here = !(self.settings.zil
-            && self.settings.schedule == Schedule::Clocked
+        self.have_eps = true;
+        let wave_triggered = self.settings.zil
+            && self.clocked()
             && self.settings.trigger == Trigger::Event
-            && self.role == Role::Hidden);
-        if t == last && trigger_here {
+            && !self.is_output();
+        if t == last && !wave_triggered {
             self.finish(s, ctx);
             return true;
         }
         false
     }
 
-    /// Weight update with the sample's current ε and `f(x[l−1])`; the sample is done here.
+    /// The weight update with the current ε and input; the sample is done here.
     fn finish(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) {
-        let st = self.samples.remove(&s).expect("state exists");
-        let fx = if self.lower_is_input() {
-            st.fx.get(&0)
-        } else {
-            st.fx.values().next_back()
+        let rows = self.layer.as_ref().expect("layer").rows();
+        let scale = T::of(self.settings.learning_rate / (self.settings.beta * rows as f64));
+        let layer = self.layer.as_mut().expect("layer");
+        if self.dw.dim() != layer.weights().dim() {
+            self.dw = Array2::zeros(layer.weights().raw_dim());
+            self.db = Array1::zeros(layer.width());
         }
-        .expect("a prediction from below");
-        let scale = T::of(self.settings.learning_rate / (self.settings.beta * st.x.nrows() as f64));
-        rules::weight_update(st.eps.view(), fx.view(), scale, &mut self.dw, &mut self.db);
-        self.w += &self.dw;
-        self.b += &self.db;
-        self.updated += 1;
-        if self.lower_is_input() {
-            ctx.send(self.below(), Port::Backward, s, u32::MAX, PcMsg::Done);
-        }
+        layer.weight_update_into(scale, self.dw.view_mut(), self.db.view_mut());
+        layer.apply_update(self.dw.view(), self.db.view());
         self.finished.insert(s);
+        self.current = None;
+        self.ups.retain(|k, _| k.0 != s);
+        self.downs.retain(|k, _| k.0 != s);
+        if self.lower_is_input() {
+            ctx.send(self.below[0].0, Port::Backward, s, u32::MAX, PcMsg::Done);
+        }
         ctx.progress(0);
     }
 
-    /// Phase B of step `t` (hidden): relax with the latest error from above,
-    /// send the new prediction up.
-    fn phase_b(&mut self, s: u64, t: u32, e: Option<Array2<T>>, ctx: &mut Ctx<PcMsg<T>>) {
-        let upper_last = self.settings.last_tick(self.l + 1);
+    /// Phase B of step `t` (hidden): Euler step with the feedback, new
+    /// prediction up.
+    fn phase_b(&mut self, s: u64, t: u32, e: Option<ArrayView2<T>>, ctx: &mut Ctx<PcMsg<T>>) {
         let gamma = T::of(self.settings.gamma);
-        let act = self.act;
-        let st = self.samples.get_mut(&s).expect("state exists");
-        rules::relax(&mut st.x, st.eps.view(), e.as_ref().map(|e| e.view()), gamma, act);
-        st.tick = t + 1;
-        st.have_eps = false;
+        let upper_last = self.settings.last_tick(self.l + 1);
+        let layer = self.layer.as_mut().expect("layer");
+        if let Some(e) = e {
+            layer.on_feedback(e, gamma);
+        }
+        self.tick = t + 1;
+        self.have_eps = false;
         if t < upper_last {
-            let fxl = rules::activity(st.x.view(), act);
-            ctx.send(self.above(), Port::Forward, s, t + 1, PcMsg::Up(fxl));
+            let up = layer.activity_up().to_owned();
+            self.send_up(ctx, s, t + 1, up);
         }
     }
 
     /// Event schedule: run every step whose messages have arrived.
-    fn advance(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) {
+    fn advance(&mut self, ctx: &mut Ctx<PcMsg<T>>) {
+        let nb = self.below.len();
+        let na = self.above.len();
         loop {
-            let lower_is_input = self.lower_is_input();
-            let Some(st) = self.samples.get_mut(&s) else { return };
-            let t = st.tick;
-            if !st.have_eps {
-                let key = if lower_is_input { 0 } else { t };
-                if !st.fx.contains_key(&key) {
-                    return;
-                }
-                if !lower_is_input {
-                    // Only the newest prediction is kept.
-                    let keep = st.fx.split_off(&t);
-                    st.fx = keep;
-                }
-                if !st.started {
+            let s = match self.current {
+                Some(s) => s,
+                None => {
+                    let next = self
+                        .ups
+                        .iter()
+                        .find(|(k, a)| k.1 == 0 && a.parts == nb && !self.finished.contains(&k.0))
+                        .map(|(k, _)| k.0);
+                    let Some(s) = next else { return };
                     self.start_sample(s, ctx);
+                    s
+                }
+            };
+            let t = self.tick;
+            if !self.have_eps {
+                if t > 0 && !self.lower_is_input() {
+                    if !Self::complete(&self.ups, (s, t), nb) {
+                        return;
+                    }
+                    let fx = self.ups.remove(&(s, t)).expect("complete").buf;
+                    self.layer().on_activity(fx.view());
                 }
                 if self.phase_a(s, t, ctx) {
-                    return;
+                    continue;
                 }
             }
-            let st = self.samples.get_mut(&s).expect("present");
-            if self.role == Role::Output {
-                st.tick = t + 1;
-                st.have_eps = false;
+            if self.is_output() {
+                self.tick = t + 1;
+                self.have_eps = false;
                 continue;
             }
-            let Some(e) = st.e.remove(&t) else { return };
-            self.phase_b(s, t, Some(e), ctx);
+            if !Self::complete(&self.downs, (s, t), na) {
+                return;
+            }
+            let e = self.downs.remove(&(s, t)).expect("complete").buf;
+            self.phase_b(s, t, Some(e.view()), ctx);
         }
     }
 
@@ -341,46 +371,86 @@ impl<T: Real> LayerActor<T> {
         (s << 24) | ((t as u64) << 1) | phase_b as u64
     }
 
-    /// Clocked schedule: on the feedforward prediction, schedule the steps.
+    /// Clocked schedule: on the feedforward input, schedule the steps.
     fn schedule_steps(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) {
         let p = self.settings.period;
         let base = s as f64 * self.settings.sample_period() + self.settings.t0();
         let last = self.settings.last_tick(self.l);
         for t in 0..=last {
             ctx.timer_at(base + t as f64 * p, Self::tag(s, t, false));
-            if self.role == Role::Hidden && t < last {
+            if !self.is_output() && t < last {
                 ctx.timer_at(base + (t as f64 + 0.5) * p, Self::tag(s, t, true));
             }
         }
     }
 
+    /// The newest complete assembly of sample `s` in `map` (clocked schedule).
+    fn latest(map: &mut BTreeMap<(u64, u32), Assembly<T>>, s: u64, senders: usize) -> Option<Array2<T>> {
+        let key = map
+            .range((s, 0)..=(s, u32::MAX))
+            .rev()
+            .find(|(_, a)| a.parts == senders)
+            .map(|(k, _)| *k)?;
+        let a = map.remove(&key).expect("found");
+        // Older steps are stale now.
+        map.retain(|k, _| k.0 != s || k.1 > key.1);
+        Some(a.buf)
+    }
+
     /// Z-IL, event trigger, clocked schedule: the error wave arrived.
     fn wave(&mut self, s: u64, e: Array2<T>, ctx: &mut Ctx<PcMsg<T>>) {
+        let t = self.tick;
         let last = self.settings.last_tick(self.l);
-        let lower_last = if self.lower_is_input() {
-            0
-        } else {
-            self.settings.last_tick(self.l - 1)
-        };
-        {
-            let st = self.samples.get_mut(&s).expect("state exists");
-            st.eps = rules::error(st.x.view(), st.u.view());
-        }
-        let t = self.samples[&s].tick;
-        self.phase_b(s, t, Some(e), ctx);
-        let lower_is_input = self.lower_is_input();
-        let below = self.l - 2;
-        let st = self.samples.get_mut(&s).expect("state exists");
-        st.eps = rules::error(st.x.view(), st.u.view());
-        if !lower_is_input && last < lower_last {
-            let down = rules::feedback(st.eps.view(), self.w.view());
-            ctx.send(below, Port::Backward, s, last, PcMsg::Down(down));
+        self.phase_b(s, t, Some(e.view()), ctx);
+        if !self.lower_is_input() && last < self.settings.last_tick(self.l - 1) {
+            let down = self.layer.as_ref().expect("layer").error_down();
+            self.send_down(ctx, s, last, down);
         }
         self.finish(s, ctx);
     }
+
+    fn clocked_message(&mut self, env: Envelope<PcMsg<T>>, ctx: &mut Ctx<PcMsg<T>>) {
+        let s = env.sample;
+        let (nb, na) = (self.below.len(), self.above.len());
+        match env.payload {
+            PcMsg::Up(part) => {
+                let cols = self.cols_of(env.from);
+                let complete = Self::add_part(&mut self.ups, (s, env.tick), nb, part, cols);
+                if complete && env.tick == 0 && self.current != Some(s) {
+                    self.start_sample(s, ctx);
+                }
+            }
+            PcMsg::Down(part) => {
+                if self.current != Some(s) {
+                    return;
+                }
+                let complete = Self::add_part(&mut self.downs, (s, env.tick), na, part, None);
+                let wave = self.settings.zil && self.settings.trigger == Trigger::Event && !self.is_output();
+                if complete && wave {
+                    let buf = &self.downs[&(s, env.tick)].buf;
+                    if buf.iter().any(|v| *v != T::zero()) {
+                        let e = self.downs.remove(&(s, env.tick)).expect("complete").buf;
+                        self.downs.retain(|k, _| k.0 != s);
+                        self.wave(s, e, ctx);
+                    }
+                }
+            }
+            PcMsg::Done => {}
+        }
+    }
+
+    fn cols_of(&self, from: ActorId) -> Option<(usize, usize, usize)> {
+        if self.below.len() == 1 {
+            return None;
+        }
+        self.below
+            .iter()
+            .find(|b| b.0 == from)
+            .map(|&(_, c0, c1)| (c0, c1, self.below_width))
+    }
 }
 
-impl<T: Real> Actor for LayerActor<T> {
+impl<T: Real> Actor for PcActor<T> {
     type Msg = PcMsg<T>;
 
     fn name(&self) -> String {
@@ -388,10 +458,10 @@ impl<T: Real> Actor for LayerActor<T> {
     }
 
     fn start(&mut self, ctx: &mut Ctx<PcMsg<T>>) {
-        if self.role != Role::Input {
+        if !self.is_input() {
             return;
         }
-        if self.settings.schedule == Schedule::Clocked {
+        if self.clocked() {
             let sp = self.settings.sample_period();
             for (s, _) in &self.inputs {
                 ctx.timer_at(*s as f64 * sp, *s);
@@ -403,117 +473,124 @@ impl<T: Real> Actor for LayerActor<T> {
 
     fn handle(&mut self, env: Envelope<PcMsg<T>>, ctx: &mut Ctx<PcMsg<T>>) {
         if self.panic_on_sample == Some(env.sample) {
-            panic!("{}: injected panic on sample {}", self.name, env.sample);
+            panic!("{}: injected fault on sample {}", self.name, env.sample);
         }
         let s = env.sample;
-        match (self.role, env.payload) {
-            (Role::Input, PcMsg::Done) => {
-                self.in_flight = self.in_flight.saturating_sub(1);
-                ctx.progress(1);
-                self.present(ctx);
-            }
-            (Role::Input, _) => {}
-            (_, PcMsg::Done) => {}
-            (_, PcMsg::Up(fx)) => {
-                // A duplicate of a finished sample's message is ignored.
-                if !self.samples.contains_key(&s) && self.is_finished(s) {
-                    return;
+        if self.is_input() {
+            if let (PcMsg::Done, Some((cur, left))) = (&env.payload, self.in_flight) {
+                if cur == s && !self.finished.contains(&(s ^ (env.from as u64) << 48)) {
+                    // Count each layer-2 actor once (duplicates are ignored).
+                    self.finished.insert(s ^ (env.from as u64) << 48);
+                    if left <= 1 {
+                        self.in_flight = None;
+                        ctx.progress(1);
+                        if !self.clocked() {
+                            self.present(ctx);
+                        }
+                    } else {
+                        self.in_flight = Some((cur, left - 1));
+                    }
                 }
-                let clocked = self.settings.schedule == Schedule::Clocked;
-                let st = self.state(s);
-                if st.fx.contains_key(&env.tick) && !clocked {
+            }
+            return;
+        }
+        if self.finished.contains(&s) {
+            return; // a late or duplicated message of a finished sample
+        }
+        if self.clocked() {
+            self.clocked_message(env, ctx);
+            return;
+        }
+        let (nb, na) = (self.below.len(), self.above.len());
+        match env.payload {
+            PcMsg::Up(part) => {
+                let key = (s, env.tick);
+                if Self::complete(&self.ups, key, nb) || (self.current == Some(s) && env.tick < self.tick) {
                     return; // duplicate
                 }
-                st.fx.insert(env.tick, fx);
-                if clocked {
-                    if env.tick == 0 && !self.samples[&s].started {
-                        self.start_sample(s, ctx);
-                        self.schedule_steps(s, ctx);
-                    }
-                } else {
-                    self.advance(s, ctx);
-                }
+                let cols = self.cols_of(env.from);
+                Self::add_part(&mut self.ups, key, nb, part, cols);
             }
-            (_, PcMsg::Down(e)) => {
-                if !self.samples.contains_key(&s) {
-                    return; // finished or unknown sample: a late or duplicate error
+            PcMsg::Down(part) => {
+                let key = (s, env.tick);
+                if Self::complete(&self.downs, key, na) || (self.current == Some(s) && env.tick < self.tick) {
+                    return; // duplicate
                 }
-                let clocked = self.settings.schedule == Schedule::Clocked;
-                if clocked {
-                    if self.settings.zil
-                        && self.settings.trigger == Trigger::Event
-                        && self.role == Role::Hidden
-                        && self.samples[&s].started
-                        && e.iter().any(|v| *v != T::zero())
-                    {
-                        self.wave(s, e, ctx);
-                        return;
-                    }
-                    let st = self.state(s);
-                    st.e.clear();
-                    st.e.insert(env.tick, e);
-                } else {
-                    let st = self.state(s);
-                    st.e.entry(env.tick).or_insert(e);
-                    self.advance(s, ctx);
-                }
+                Self::add_part(&mut self.downs, key, na, part, None);
             }
+            PcMsg::Done => return,
         }
+        self.advance(ctx);
     }
 
     fn timer(&mut self, tag: u64, ctx: &mut Ctx<PcMsg<T>>) {
-        if self.role == Role::Input {
+        if self.is_input() {
             if let Some(pos) = self.inputs.iter().position(|(s, _)| *s == tag) {
                 let (s, x) = self.inputs.remove(pos).expect("found");
-                self.in_flight += 1;
-                ctx.send(self.me() + 1, Port::Forward, s, 0, PcMsg::Up(x));
+                self.in_flight = Some((s, self.above.len()));
+                self.send_up(ctx, s, 0, x);
             }
             return;
         }
         let s = tag >> 24;
         let t = ((tag >> 1) & 0x7f_ffff) as u32;
-        let phase_b = tag & 1 == 1;
-        if !self.samples.contains_key(&s) {
-            return; // finished already (event trigger)
+        if self.current != Some(s) {
+            return; // finished already (event trigger) or never started
         }
-        if phase_b {
-            let e = self.samples.get_mut(&s).and_then(|st| st.e.values().next_back().cloned());
-            if self.samples[&s].have_eps {
-                self.phase_b(s, t, e, ctx);
+        let (nb, na) = (self.below.len(), self.above.len());
+        if tag & 1 == 1 {
+            if self.have_eps {
+                let e = Self::latest(&mut self.downs, s, na);
+                self.phase_b(s, t, e.as_ref().map(|e| e.view()), ctx);
             }
         } else {
-            self.samples.get_mut(&s).expect("present").tick = t;
+            if t > 0 && !self.lower_is_input() {
+                if let Some(fx) = Self::latest(&mut self.ups, s, nb) {
+                    self.layer().on_activity(fx.view());
+                }
+            }
+            self.tick = t;
             self.phase_a(s, t, ctx);
         }
     }
 
     fn is_done(&self) -> bool {
-        match self.role {
-            Role::Input => self.inputs.is_empty() && self.in_flight == 0,
-            _ => self.samples.is_empty() && (self.role != Role::Output || self.targets.is_empty()),
+        if self.is_input() {
+            self.inputs.is_empty() && self.in_flight.is_none()
+        } else {
+            self.current.is_none()
+                && self.targets.is_empty()
+                && !self.ups.keys().any(|k| !self.finished.contains(&k.0))
         }
     }
 
     fn waiting_for(&self) -> String {
-        match self.role {
-            Role::Input => format!(
-                "the `Done` of {} sample(s) in flight from layer2 (down), {} batch(es) not yet clamped",
-                self.in_flight,
-                self.inputs.len()
+        let names = |ids: &[ActorId]| ids.iter().map(|i| format!("#{i}")).collect::<Vec<_>>().join(", ");
+        if self.is_input() {
+            return match self.in_flight {
+                Some((s, left)) => format!(
+                    "`Done` of sample {s} from {left} layer-2 actor(s) (down); {} batch(es) not yet clamped",
+                    self.inputs.len()
+                ),
+                None => format!("nothing ({} batch(es) queued)", self.inputs.len()),
+            };
+        }
+        let below: Vec<ActorId> = self.below.iter().map(|b| b.0).collect();
+        match self.current {
+            Some(s) if !self.have_eps => format!(
+                "sample {s}: the prediction (up) of step {} from actor(s) {}",
+                self.tick,
+                names(&below)
             ),
-            _ => {
-                if let Some((s, st)) = self.samples.iter().next() {
-                    let from_below = if self.l == 2 { "input".into() } else { format!("layer{}", self.l - 1) };
-                    if !st.have_eps {
-                        format!("sample {s}: the prediction (up) of step {} from {from_below}", st.tick)
-                    } else {
-                        format!("sample {s}: the error (down) of step {} from layer{}", st.tick, self.l + 1)
-                    }
-                } else {
-                    let from_below = if self.l == 2 { "input".into() } else { format!("layer{}", self.l - 1) };
-                    format!("the first prediction (up) of a new sample from {from_below}")
-                }
-            }
+            Some(s) => format!(
+                "sample {s}: the error (down) of step {} from actor(s) {}",
+                self.tick,
+                names(&self.above)
+            ),
+            None => format!(
+                "the first prediction (up) of a new sample from actor(s) {}",
+                names(&below)
+            ),
         }
     }
 
@@ -522,26 +599,88 @@ impl<T: Real> Actor for LayerActor<T> {
     }
 }
 
-impl<T: Real> LayerActor<T> {
-    fn is_finished(&self, s: u64) -> bool {
-        self.finished.contains(&s)
+/// `k` nearly equal slices of `0..n`.
+pub fn slices(n: usize, k: usize) -> Vec<(usize, usize)> {
+    let k = k.clamp(1, n.max(1));
+    (0..k).map(|j| (j * n / k, (j + 1) * n / k)).collect()
+}
+
+/// The actors and edges of a PC network for `mlp`'s shapes; hidden layers
+/// are split into `groups` slices (1: one actor per layer). The actors own
+/// no weights yet (`load_weights` moves them in).
+pub fn network<T: Real>(
+    mlp: &Mlp<T>,
+    settings: PcSettings,
+    groups: usize,
+) -> anyhow::Result<(Vec<PcActor<T>>, Topology)> {
+    let depth = mlp.depth();
+    let mut actors = vec![PcActor::new("input".into(), 1, settings)];
+    // Actor ids and row slices of every layer.
+    let mut ids: Vec<Vec<(ActorId, usize, usize)>> = vec![vec![(0, 0, mlp.sizes[0])]];
+    for l in 2..=depth {
+        let n = mlp.sizes[l - 1];
+        let k = if l == depth { 1 } else { groups };
+        let sl = slices(n, k);
+        let single = sl.len() == 1;
+        let mut layer_ids = Vec::new();
+        for (j, &(r0, r1)) in sl.iter().enumerate() {
+            let name = if single { format!("layer{l}") } else { format!("layer{l}.{j}") };
+            let mut a = PcActor::new(name, l, settings);
+            let role = if l == depth {
+                LayerRole::Output(mlp.output)
+            } else {
+                LayerRole::Hidden(mlp.hidden)
+            };
+            a.layer = Some(PcLayer::new(
+                l,
+                role,
+                Array2::zeros((r1 - r0, mlp.sizes[l - 2])),
+                Array1::zeros(r1 - r0),
+                None,
+            )?);
+            a.rows = (r0, r1);
+            layer_ids.push((actors.len(), r0, r1));
+            actors.push(a);
+        }
+        ids.push(layer_ids);
+    }
+    let mut topo = Topology::new();
+    for l in 2..=depth {
+        let below = ids[l - 2].clone();
+        let width = mlp.sizes[l - 2];
+        for &(a, _, _) in &ids[l - 1] {
+            actors[a].below = below.clone();
+            actors[a].below_width = width;
+            for &(b, _, _) in &below {
+                topo.add(b, a, Port::Forward);
+                topo.add(a, b, Port::Backward);
+                actors[b].above.push(a);
+            }
+        }
+    }
+    Ok((actors, topo))
+}
+
+/// Moves `W[l]`, `b[l]` out of the `Mlp` into the actors that own them.
+/// (Slices of a split layer are copied into their owners; the `Mlp`'s
+/// matrices are left empty until `store_weights`.)
+pub fn load_weights<T: Real>(actors: &mut [PcActor<T>], mlp: &mut Mlp<T>) {
+    for a in actors.iter_mut().filter(|a| !a.is_input()) {
+        let i = a.l - 2;
+        let (r0, r1) = a.rows;
+        let layer = a.layer.as_mut().expect("layer actor");
+        layer.load_params(mlp.w[i].slice(s![r0..r1, ..]), mlp.b[i].slice(s![r0..r1]));
     }
 }
 
-/// The actors and edges of a layer-granularity PC network of `depth` layers.
-pub fn layer_network<T: Real>(
-    depth: usize,
-    settings: PcSettings,
-    act: Activation,
-    output: LossKind,
-) -> (Vec<LayerActor<T>>, Topology) {
-    let actors = (1..=depth)
-        .map(|l| LayerActor::new(l, depth, settings, act, output))
-        .collect();
-    let mut topo = Topology::new();
-    for i in 0..depth - 1 {
-        topo.add(i, i + 1, Port::Forward);
-        topo.add(i + 1, i, Port::Backward);
+/// Copies the actors' weights back into the `Mlp`.
+pub fn store_weights<T: Real>(actors: &[PcActor<T>], mlp: &mut Mlp<T>) {
+    for a in actors.iter().filter(|a| !a.is_input()) {
+        let i = a.l - 2;
+        let (r0, r1) = a.rows;
+        let layer = a.layer.as_ref().expect("layer actor");
+        mlp.w[i].slice_mut(s![r0..r1, ..]).assign(&layer.weights());
+        mlp.b[i].slice_mut(s![r0..r1]).assign(&layer.bias());
     }
-    (actors, topo)
 }
+

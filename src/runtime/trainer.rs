@@ -7,19 +7,20 @@
 //! for the equivalence harness (which may see everything; the rules may not).
 
 use super::config::{Driver as DriverKind, RuntimeConfig};
-use super::pc::{LayerActor, PcSettings, layer_network};
+use super::pc::{PcActor, PcSettings, load_weights, network, store_weights};
 use super::timing::Timing;
 use super::{Driver, RuntimeError, Stats, VirtualDriver, WallDriver, WallOptions};
 use crate::algo::Trainer;
 use crate::nn::{Mlp, Real, Updates};
 use ndarray::{Array2, ArrayView2};
+
 use std::time::Duration;
 
 pub struct AsyncTrainer<T: Real> {
     pub config: RuntimeConfig,
     pub settings: PcSettings,
     seed: u64,
-    driver: Option<Driver<LayerActor<T>>>,
+    driver: Option<Driver<PcActor<T>>>,
     next_sample: u64,
     updates: Option<Updates<T>>,
     kept: bool,
@@ -44,10 +45,14 @@ impl<T: Real> AsyncTrainer<T> {
     }
 
     fn build(&mut self, mlp: &Mlp<T>) -> Result<(), RuntimeError> {
-        let (mut actors, topo) =
-            layer_network::<T>(mlp.depth(), self.settings, mlp.hidden, mlp.output);
+        let groups = match self.config.granularity {
+            super::config::Granularity::Layer => 1,
+            super::config::Granularity::Groups => self.config.groups,
+        };
+        let (mut actors, topo) = network::<T>(mlp, self.settings, groups)
+            .map_err(|e| RuntimeError::Setup(e.to_string()))?;
         if let Some((l, s)) = self.inject_panic {
-            if let Some(a) = actors.get_mut(l.saturating_sub(1)) {
+            for a in actors.iter_mut().filter(|a| a.l == l) {
                 a.panic_on_sample = Some(s);
             }
         }
@@ -93,36 +98,28 @@ impl<T: Real> AsyncTrainer<T> {
         }
         let driver = self.driver.as_mut().expect("built");
         let actors = driver.actors_mut();
-        let depth = actors.len();
-        for (i, a) in actors.iter_mut().enumerate().skip(1) {
-            a.w = std::mem::replace(&mut mlp.w[i - 1], Array2::zeros((0, 0)));
-            a.b = std::mem::replace(&mut mlp.b[i - 1], ndarray::Array1::zeros(0));
-        }
+        let n = actors.len();
+        load_weights(actors, mlp);
         for (x, y) in batches {
             let s = self.next_sample;
             self.next_sample += 1;
             actors[0].inputs.push_back((s, x));
-            actors[depth - 1].targets.insert(s, y);
+            actors[n - 1].targets.insert(s, y);
         }
-        let result = driver.run();
-        let actors = driver.actors_mut();
-        if actors.len() == depth {
-            for (i, a) in actors.iter_mut().enumerate().skip(1) {
-                mlp.w[i - 1] = std::mem::replace(&mut a.w, Array2::zeros((0, 0)));
-                mlp.b[i - 1] = std::mem::replace(&mut a.b, ndarray::Array1::zeros(0));
-            }
-        }
-        if let Err(e) = result {
+        if let Err(e) = driver.run() {
             self.driver = None;
             return Err(e);
         }
-        let loss = actors[depth - 1].losses.drain(..).map(|(_, l)| l).sum();
+        let actors = driver.actors_mut();
+        store_weights(actors, mlp);
+        let loss = actors[n - 1].losses.drain(..).map(|(_, l)| l).sum();
         self.kept = keep_updates;
         if keep_updates {
             let upd = self.updates.get_or_insert_with(|| Updates::zeros_like(mlp));
-            for (i, a) in actors.iter().enumerate().skip(1) {
-                upd.dw[i - 1].assign(&a.dw);
-                upd.db[i - 1].assign(&a.db);
+            for a in actors.iter().filter(|a| !a.is_input()) {
+                let (r0, r1) = a.rows;
+                upd.dw[a.l - 2].slice_mut(ndarray::s![r0..r1, ..]).assign(&a.dw);
+                upd.db[a.l - 2].slice_mut(ndarray::s![r0..r1]).assign(&a.db);
             }
         }
         Ok(loss)
