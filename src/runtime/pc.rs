@@ -224,12 +224,16 @@ impl<T: Real> PcActor<T> {
         ctx.send(self.above[n - 1], Port::Forward, s, t, PcMsg::Up(payload));
     }
 
+    /// Sends each actor below the columns of `ε W` that belong to its units.
     fn send_down(&self, ctx: &mut Ctx<PcMsg<T>>, s: u64, t: u32, payload: Array2<T>) {
-        let n = self.below.len();
-        for &(a, _, _) in &self.below[..n - 1] {
-            ctx.send(a, Port::Backward, s, t, PcMsg::Down(payload.clone()));
+        if self.below.len() == 1 {
+            ctx.send(self.below[0].0, Port::Backward, s, t, PcMsg::Down(payload));
+            return;
         }
-        ctx.send(self.below[n - 1].0, Port::Backward, s, t, PcMsg::Down(payload));
+        for &(a, c0, c1) in &self.below {
+            let part = payload.slice(s![.., c0..c1]).to_owned();
+            ctx.send(a, Port::Backward, s, t, PcMsg::Down(part));
+        }
     }
 
     // ---- layer actors ----

@@ -325,7 +325,9 @@ async fn actor_task<A: Actor>(
         stats.progress += outbox.progress;
         outbox.progress = 0;
         outbox.progressed = false;
-        if actor.is_done() {
+        // Shutdown by channel closure: an idle actor ends once nobody below
+        // can send it anything more.
+        if actor.is_done() && !fwd_open {
             break;
         }
         sleep.as_mut().reset(Instant::now() + idle);
@@ -337,7 +339,7 @@ async fn actor_task<A: Actor>(
                     Ok(m) => Some(m),
                     Err(_) => { fwd_open = false; None }
                 },
-                _ = &mut sleep => {
+                _ = &mut sleep, if !actor.is_done() => {
                     return Some((i, Err(stalled(&actor, idle))));
                 }
             }
