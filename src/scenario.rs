@@ -254,7 +254,7 @@ impl Default for OutputConfig {
 }
 
 pub use crate::runtime::config::{
-    Delivery, DelayConfig, DelayKind, Driver, Granularity, RuntimeConfig, Schedule, Trigger,
+    DelayConfig, DelayKind, Delivery, Driver, Granularity, RuntimeConfig, Schedule, Trigger,
 };
 
 impl Scenario {
@@ -438,7 +438,7 @@ pub fn load(file: &Path, overrides: &[String]) -> Result<Scenario, ScenarioError
     Ok(scenario)
 }
 
-pub(crate) type Invalid = (String, String);
+type Invalid = (String, String);
 
 fn check(ok: bool, key: &str, message: impl FnOnce() -> String) -> Result<(), Invalid> {
     if ok {

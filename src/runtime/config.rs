@@ -181,10 +181,16 @@ fn err(key: &str, message: String) -> Result<(), Invalid> {
 
 fn check_delay(d: &DelayConfig, key: &str) -> Result<(), Invalid> {
     if !(d.mean.is_finite() && d.mean >= 0.0) {
-        return err(&format!("{key}.mean"), format!("must be ≥ 0, got {}", d.mean));
+        return err(
+            &format!("{key}.mean"),
+            format!("must be ≥ 0, got {}", d.mean),
+        );
     }
     if !(d.spread.is_finite() && d.spread >= 0.0) {
-        return err(&format!("{key}.spread"), format!("must be ≥ 0, got {}", d.spread));
+        return err(
+            &format!("{key}.spread"),
+            format!("must be ≥ 0, got {}", d.spread),
+        );
     }
     if d.kind == DelayKind::Uniform && d.spread > d.mean {
         return err(
@@ -214,12 +220,18 @@ pub fn validate(r: &RuntimeConfig, zil: bool) -> Result<(), Invalid> {
         return err("runtime.period", format!("must be > 0, got {}", r.period));
     }
     if !(r.drift.is_finite() && (0.0..0.5).contains(&r.drift)) {
-        return err("runtime.drift", format!("must be in [0, 0.5), got {}", r.drift));
+        return err(
+            "runtime.drift",
+            format!("must be in [0, 0.5), got {}", r.drift),
+        );
     }
     if !(r.jitter.is_finite() && r.jitter >= 0.0) {
         return err("runtime.jitter", format!("must be ≥ 0, got {}", r.jitter));
     }
-    for (key, p) in [("runtime.loss", r.loss), ("runtime.duplication", r.duplication)] {
+    for (key, p) in [
+        ("runtime.loss", r.loss),
+        ("runtime.duplication", r.duplication),
+    ] {
         if !(0.0..=1.0).contains(&p) {
             return err(key, format!("is a probability in [0, 1], got {p}"));
         }
@@ -228,7 +240,10 @@ pub fn validate(r: &RuntimeConfig, zil: bool) -> Result<(), Invalid> {
         return err("runtime.channel_capacity", "must be ≥ 1".into());
     }
     if !(r.watchdog.is_finite() && r.watchdog > 0.0) {
-        return err("runtime.watchdog", format!("must be > 0, got {}", r.watchdog));
+        return err(
+            "runtime.watchdog",
+            format!("must be > 0, got {}", r.watchdog),
+        );
     }
     if r.idle_timeout_ms == 0 {
         return err("runtime.idle_timeout_ms", "must be ≥ 1".into());

@@ -178,7 +178,13 @@ impl<T: Real> PcActor<T> {
         cols: Option<(usize, usize, usize)>,
     ) -> bool {
         if senders == 1 {
-            map.insert(key, Assembly { buf: part, parts: 1 });
+            map.insert(
+                key,
+                Assembly {
+                    buf: part,
+                    parts: 1,
+                },
+            );
             return true;
         }
         let a = map.entry(key).or_insert_with(|| {
@@ -389,7 +395,11 @@ impl<T: Real> PcActor<T> {
     }
 
     /// The newest complete assembly of sample `s` in `map` (clocked schedule).
-    fn latest(map: &mut BTreeMap<(u64, u32), Assembly<T>>, s: u64, senders: usize) -> Option<Array2<T>> {
+    fn latest(
+        map: &mut BTreeMap<(u64, u32), Assembly<T>>,
+        s: u64,
+        senders: usize,
+    ) -> Option<Array2<T>> {
         let key = map
             .range((s, 0)..=(s, u32::MAX))
             .rev()
@@ -429,7 +439,9 @@ impl<T: Real> PcActor<T> {
                     return;
                 }
                 let complete = Self::add_part(&mut self.downs, (s, env.tick), na, part, None);
-                let wave = self.settings.zil && self.settings.trigger == Trigger::Event && !self.is_output();
+                let wave = self.settings.zil
+                    && self.settings.trigger == Trigger::Event
+                    && !self.is_output();
                 if complete && wave {
                     let buf = &self.downs[&(s, env.tick)].buf;
                     if buf.iter().any(|v| *v != T::zero()) {
@@ -509,7 +521,9 @@ impl<T: Real> Actor for PcActor<T> {
         match env.payload {
             PcMsg::Up(part) => {
                 let key = (s, env.tick);
-                if Self::complete(&self.ups, key, nb) || (self.current == Some(s) && env.tick < self.tick) {
+                if Self::complete(&self.ups, key, nb)
+                    || (self.current == Some(s) && env.tick < self.tick)
+                {
                     return; // duplicate
                 }
                 let cols = self.cols_of(env.from);
@@ -517,7 +531,9 @@ impl<T: Real> Actor for PcActor<T> {
             }
             PcMsg::Down(part) => {
                 let key = (s, env.tick);
-                if Self::complete(&self.downs, key, na) || (self.current == Some(s) && env.tick < self.tick) {
+                if Self::complete(&self.downs, key, na)
+                    || (self.current == Some(s) && env.tick < self.tick)
+                {
                     return; // duplicate
                 }
                 Self::add_part(&mut self.downs, key, na, part, None);
@@ -569,7 +585,12 @@ impl<T: Real> Actor for PcActor<T> {
     }
 
     fn waiting_for(&self) -> String {
-        let names = |ids: &[ActorId]| ids.iter().map(|i| format!("#{i}")).collect::<Vec<_>>().join(", ");
+        let names = |ids: &[ActorId]| {
+            ids.iter()
+                .map(|i| format!("#{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         if self.is_input() {
             return match self.in_flight {
                 Some((s, left)) => format!(
@@ -628,7 +649,11 @@ pub fn network<T: Real>(
         let single = sl.len() == 1;
         let mut layer_ids = Vec::new();
         for (j, &(r0, r1)) in sl.iter().enumerate() {
-            let name = if single { format!("layer{l}") } else { format!("layer{l}.{j}") };
+            let name = if single {
+                format!("layer{l}")
+            } else {
+                format!("layer{l}.{j}")
+            };
             let mut a = PcActor::new(name, l, settings);
             let role = if l == depth {
                 LayerRole::Output(mlp.output)
@@ -687,4 +712,3 @@ pub fn store_weights<T: Real>(actors: &[PcActor<T>], mlp: &mut Mlp<T>) {
         mlp.b[i].slice_mut(s![r0..r1]).assign(&layer.bias());
     }
 }
-

@@ -56,7 +56,10 @@ impl<T: Real> AsyncTrainer<T> {
                 a.panic_on_sample = Some(s);
             }
         }
-        let names: Vec<String> = actors.iter().map(|a| crate::runtime::Actor::name(a)).collect();
+        let names: Vec<String> = actors
+            .iter()
+            .map(|a| crate::runtime::Actor::name(a))
+            .collect();
         let timing = Timing::from_config(&self.config, &names, self.seed);
         self.driver = Some(match self.config.driver {
             DriverKind::Wall => Driver::Wall(WallDriver::new(
@@ -69,7 +72,12 @@ impl<T: Real> AsyncTrainer<T> {
                     idle_timeout: Duration::from_millis(self.config.idle_timeout_ms),
                 },
             )?),
-            _ => Driver::Virtual(VirtualDriver::new(actors, topo, timing, self.config.watchdog)),
+            _ => Driver::Virtual(VirtualDriver::new(
+                actors,
+                topo,
+                timing,
+                self.config.watchdog,
+            )),
         });
         Ok(())
     }
@@ -81,7 +89,9 @@ impl<T: Real> AsyncTrainer<T> {
 
     /// Statistics as JSON.
     pub fn stats_json(&self) -> Option<serde_json::Value> {
-        self.driver.as_ref().map(|d| d.stats().to_json(d.time_unit()))
+        self.driver
+            .as_ref()
+            .map(|d| d.stats().to_json(d.time_unit()))
     }
 
     /// Trains on several batches in one run of the network (batches are
@@ -118,7 +128,9 @@ impl<T: Real> AsyncTrainer<T> {
             let upd = self.updates.get_or_insert_with(|| Updates::zeros_like(mlp));
             for a in actors.iter().filter(|a| !a.is_input()) {
                 let (r0, r1) = a.rows;
-                upd.dw[a.l - 2].slice_mut(ndarray::s![r0..r1, ..]).assign(&a.dw);
+                upd.dw[a.l - 2]
+                    .slice_mut(ndarray::s![r0..r1, ..])
+                    .assign(&a.dw);
                 upd.db[a.l - 2].slice_mut(ndarray::s![r0..r1]).assign(&a.db);
             }
         }
@@ -161,7 +173,11 @@ impl<T: Real> Trainer<T> for AsyncTrainer<T> {
     }
 
     fn last_updates(&self) -> Option<&Updates<T>> {
-        if self.kept { self.updates.as_ref() } else { None }
+        if self.kept {
+            self.updates.as_ref()
+        } else {
+            None
+        }
     }
 
     fn take_error(&mut self) -> Option<anyhow::Error> {

@@ -94,7 +94,13 @@ impl<A: Actor> VirtualDriver<A> {
         self.now
     }
 
-    fn push(&mut self, heap: &mut BinaryHeap<Event<A::Msg>>, time: f64, due: f64, kind: Kind<A::Msg>) {
+    fn push(
+        &mut self,
+        heap: &mut BinaryHeap<Event<A::Msg>>,
+        time: f64,
+        due: f64,
+        kind: Kind<A::Msg>,
+    ) {
         self.seq += 1;
         heap.push(Event {
             time,
@@ -147,7 +153,8 @@ impl<A: Actor> VirtualDriver<A> {
                         st.handled += 1;
                         st.queueing_sum += ev.time - ev.due;
                         self.stats.edge[edge].delivered += 1;
-                        self.stats.edge[edge].latency_sum += ev.due - self.timing.clocks[env.from].to_virtual(env.sent_at);
+                        self.stats.edge[edge].latency_sum +=
+                            ev.due - self.timing.clocks[env.from].to_virtual(env.sent_at);
                         catch_unwind(AssertUnwindSafe(|| a.handle(env, &mut ctx)))
                     }
                 }
@@ -217,8 +224,8 @@ impl<A: Actor> VirtualDriver<A> {
             .collect();
         if !waiting.is_empty() {
             return Err(RuntimeError::Stalled {
-                waited: "ever (no events left)".into(),
-                bound: "the event queue is empty".into(),
+                waited: "the rest of the run".into(),
+                bound: "no events left in the virtual-time queue".into(),
                 waiting,
                 lost: self.stats.lost(),
             });

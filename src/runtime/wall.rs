@@ -48,7 +48,10 @@ struct OutEdge<M> {
     stats: EdgeStats,
 }
 
-type TaskOutput<A> = (usize, Result<(A, ActorStats, Vec<(usize, EdgeStats)>), RuntimeError>);
+type TaskOutput<A> = (
+    usize,
+    Result<(A, ActorStats, Vec<(usize, EdgeStats)>), RuntimeError>,
+);
 
 /// A network run on a persistent tokio runtime.
 pub struct WallDriver<A: Actor> {
@@ -101,8 +104,14 @@ impl<A: Actor> WallDriver<A> {
             fwd.push(Some(flume::bounded::<Envelope<A::Msg>>(cap)));
             bwd.push(Some(flume::bounded::<Envelope<A::Msg>>(cap)));
         }
-        let fwd_tx: Vec<_> = fwd.iter().map(|c| c.as_ref().expect("new").0.clone()).collect();
-        let bwd_tx: Vec<_> = bwd.iter().map(|c| c.as_ref().expect("new").0.clone()).collect();
+        let fwd_tx: Vec<_> = fwd
+            .iter()
+            .map(|c| c.as_ref().expect("new").0.clone())
+            .collect();
+        let bwd_tx: Vec<_> = bwd
+            .iter()
+            .map(|c| c.as_ref().expect("new").0.clone())
+            .collect();
         let run_seed = self.timing.seed ^ self.runs.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         self.runs += 1;
         let start = Instant::now();
@@ -111,6 +120,7 @@ impl<A: Actor> WallDriver<A> {
         let topo = &self.topo;
         let names: Vec<String> = self.actors.iter().map(|a| a.name()).collect();
         let actors = std::mem::take(&mut self.actors);
+        let lost_counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
 
         let outcome = self.rt.block_on(async {
             let mut set = tokio::task::JoinSet::new();
@@ -157,7 +167,16 @@ impl<A: Actor> WallDriver<A> {
                 let loss = timing.loss;
                 let dup = timing.duplication;
                 set.spawn(actor_task(
-                    i, actor, fwd_rx, bwd_rx, own_bwd, out, idle, start, loss, dup, run_seed,
+                    i,
+                    actor,
+                    fwd_rx,
+                    bwd_rx,
+                    own_bwd,
+                    out,
+                    idle,
+                    start,
+                    (loss, dup, run_seed),
+                    lost_counter.clone(),
                 ));
             }
             drop(bwd_tx);
@@ -184,7 +203,7 @@ impl<A: Actor> WallDriver<A> {
         if !errors.is_empty() {
             // A panic first; otherwise every stalled actor in one report.
             let mut waiting = Vec::new();
-            let mut lost = 0;
+            let mut lost = lost_counter.load(std::sync::atomic::Ordering::Relaxed);
             for e in errors {
                 match e {
                     RuntimeError::Stalled {
@@ -260,9 +279,8 @@ async fn actor_task<A: Actor>(
     mut outs: HashMap<(usize, Port), OutEdge<Envelope<A::Msg>>>,
     idle: Duration,
     start: Instant,
-    loss: f64,
-    dup: f64,
-    seed: u64,
+    (loss, dup, seed): (f64, f64, u64),
+    lost_counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> Option<TaskOutput<A>> {
     let mut stats = ActorStats::default();
     let mut outbox: Outbox<A::Msg> = Outbox::default();
@@ -313,6 +331,7 @@ async fn actor_task<A: Actor>(
             stats.sent += 1;
             if loss > 0.0 && fault_rng.r#gen::<f64>() < loss {
                 out.stats.lost += 1;
+                lost_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 continue;
             }
             let copy = (dup > 0.0 && fault_rng.r#gen::<f64>() < dup).then(|| env.clone());
