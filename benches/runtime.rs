@@ -99,7 +99,9 @@ fn virtual_msgs(c: &mut Criterion) {
     g.finish();
 }
 
-fn mnist_shapes() -> (Mlp<f32>, Vec<(Array2<f32>, Array2<f32>)>) {
+type Batches = Vec<(Array2<f32>, Array2<f32>)>;
+
+fn mnist_shapes() -> (Mlp<f32>, Batches) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mlp = Mlp::<f32>::kaiming(
         &[784, 256, 256, 10],

@@ -93,7 +93,7 @@ fn equivalence_profile(dir: &Path) -> Option<(f64, f64)> {
         let v: f64 = rec.get(i)?.parse().ok()?;
         sum += v;
         n += 1;
-        bad += usize::from(!(v <= 1e-9));
+        bad += usize::from(v.is_nan() || v > 1e-9);
     }
     (n > 0).then(|| (sum / n as f64, bad as f64 / n as f64))
 }
@@ -340,8 +340,8 @@ fn plots(table: &Table) -> Result<Option<String>> {
             false,
         );
     }
-    if panels.is_empty() {
-        if let Some(first) = keys.first() {
+    if let (true, Some(first)) = (panels.is_empty(), keys.first()) {
+        {
             panel(
                 &mut panels,
                 first,

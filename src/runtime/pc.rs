@@ -493,10 +493,14 @@ impl<T: Real> Actor for PcActor<T> {
         }
         let s = env.sample;
         if self.is_input() {
-            if let (PcMsg::Done, Some((cur, left))) = (&env.payload, self.in_flight) {
-                if cur == s && !self.finished.contains(&(s ^ (env.from as u64) << 48)) {
+            let key = s ^ ((env.from as u64) << 48);
+            if let (PcMsg::Done, Some((cur, left))) = (&env.payload, self.in_flight)
+                && cur == s
+                && !self.finished.contains(&key)
+            {
+                {
                     // Count each layer-2 actor once (duplicates are ignored).
-                    self.finished.insert(s ^ (env.from as u64) << 48);
+                    self.finished.insert(key);
                     if left <= 1 {
                         self.in_flight = None;
                         ctx.progress(1);
@@ -564,10 +568,11 @@ impl<T: Real> Actor for PcActor<T> {
                 self.phase_b(s, t, e.as_ref().map(|e| e.view()), ctx);
             }
         } else {
-            if t > 0 && !self.lower_is_input() {
-                if let Some(fx) = Self::latest(&mut self.ups, s, nb) {
-                    self.layer().on_activity(fx.view());
-                }
+            if t > 0
+                && !self.lower_is_input()
+                && let Some(fx) = Self::latest(&mut self.ups, s, nb)
+            {
+                self.layer().on_activity(fx.view());
             }
             self.tick = t;
             self.phase_a(s, t, ctx);

@@ -56,10 +56,7 @@ impl<T: Real> AsyncTrainer<T> {
                 a.panic_on_sample = Some(s);
             }
         }
-        let names: Vec<String> = actors
-            .iter()
-            .map(|a| crate::runtime::Actor::name(a))
-            .collect();
+        let names: Vec<String> = actors.iter().map(crate::runtime::Actor::name).collect();
         let timing = Timing::from_config(&self.config, &names, self.seed);
         self.driver = Some(match self.config.driver {
             DriverKind::Wall => Driver::Wall(WallDriver::new(

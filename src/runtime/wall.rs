@@ -48,6 +48,8 @@ struct OutEdge<M> {
     stats: EdgeStats,
 }
 
+type Outgoing<M> = HashMap<(usize, Port), OutEdge<Envelope<M>>>;
+
 type TaskOutput<A> = (
     usize,
     Result<(A, ActorStats, Vec<(usize, EdgeStats)>), RuntimeError>,
@@ -125,8 +127,7 @@ impl<A: Actor> WallDriver<A> {
         let outcome = self.rt.block_on(async {
             let mut set = tokio::task::JoinSet::new();
             // Per actor: its outgoing edges.
-            let mut outs: Vec<HashMap<(usize, Port), OutEdge<Envelope<A::Msg>>>> =
-                (0..n).map(|_| HashMap::new()).collect();
+            let mut outs: Vec<Outgoing<A::Msg>> = (0..n).map(|_| HashMap::new()).collect();
             for (e, &(from, to, port)) in topo.edges.iter().enumerate() {
                 let direct = match port {
                     Port::Forward => Link::Strong(fwd_tx[to].clone()),
@@ -276,7 +277,7 @@ async fn actor_task<A: Actor>(
     fwd_rx: flume::Receiver<Envelope<A::Msg>>,
     bwd_rx: flume::Receiver<Envelope<A::Msg>>,
     own_bwd: flume::Sender<Envelope<A::Msg>>,
-    mut outs: HashMap<(usize, Port), OutEdge<Envelope<A::Msg>>>,
+    mut outs: Outgoing<A::Msg>,
     idle: Duration,
     start: Instant,
     (loss, dup, seed): (f64, f64, u64),
