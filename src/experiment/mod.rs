@@ -248,7 +248,8 @@ fn run_typed<T: Real>(s: &Scenario, split: &Split, opts: &RunOptions) -> Result<
             gather_rows(train_x.view(), chunk, batch_x.view_mut());
             gather_rows(train_y.view(), chunk, batch_y.view_mut());
             let (bx, by) = (batch_x.slice(s![..n, ..]), batch_y.slice(s![..n, ..]));
-            let record_eq = equivalence.is_some() && step % s.output.equivalence_every == 0;
+            let record_eq =
+                equivalence.is_some() && step.is_multiple_of(s.output.equivalence_every);
             let export_now = step == 0 && opts.export_npy.is_some();
             if record_eq {
                 let log = equivalence.as_mut().expect("checked");
@@ -310,7 +311,7 @@ fn run_typed<T: Real>(s: &Scenario, split: &Split, opts: &RunOptions) -> Result<
             }
             loss_sum += loss;
             loss_count += n;
-            if eval_every > 0 && step % eval_every == 0 {
+            if eval_every > 0 && step.is_multiple_of(eval_every) {
                 let t0 = Instant::now();
                 last_eval = evaluate_now(
                     epoch,

@@ -46,7 +46,7 @@ impl Table {
         for row in &self.rows {
             w.write_record(row)?;
         }
-        Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+        w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
     }
 }
 

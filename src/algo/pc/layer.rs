@@ -55,8 +55,7 @@
 //! the hidden dynamics are gradient descent on
 //! `E = Σ_hidden ½|ε[l]|² + β · loss(y, u[L])`.
 
-use crate::nn::mlp::affine_into;
-use crate::nn::{Activation, LossKind, Real};
+use crate::nn::{Activation, ActivationKind, LossKind, Real};
 use anyhow::{Result, ensure};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
@@ -75,8 +74,14 @@ pub struct PcLayer<T: Real> {
     index: usize,
     role: Role,
     w: Array2<T>,
+    /// `W[l]ᵀ` kept contiguous so the prediction's matrix product reads its
+    /// right operand row by row (packing a transposed view is several times
+    /// slower); refreshed whenever `W[l]` changes.
+    wt: Array2<T>,
     b: Array1<T>,
     feedback: Option<Array2<T>>,
+    /// `u` no longer matches `input` (the weights changed since).
+    u_stale: bool,
     /// Value nodes `x[l]` (pre-activations), `(rows, n[l])`.
     x: Array2<T>,
     /// Prediction `u[l]` from the last up-message.
@@ -87,8 +92,6 @@ pub struct PcLayer<T: Real> {
     fx: Array2<T>,
     /// The last up-message received, `f(x[l−1])`, kept for ΔW.
     input: Array2<T>,
-    /// Scratch for `f'(x) ⊙ e`.
-    scratch: Array2<T>,
     /// Output layer: target `y` and nudging β (0 = free).
     target: Array2<T>,
     beta: T,
@@ -123,18 +126,20 @@ impl<T: Real> PcLayer<T> {
             );
         }
         let (n, n_in) = w.dim();
+        let wt = w.t().as_standard_layout().into_owned();
         Ok(Self {
             index,
             role,
             w,
+            wt,
             b,
             feedback,
+            u_stale: true,
             x: Array2::zeros((0, n)),
             u: Array2::zeros((0, n)),
             eps: Array2::zeros((0, n)),
             fx: Array2::zeros((0, n)),
             input: Array2::zeros((0, n_in)),
-            scratch: Array2::zeros((0, n)),
             target: Array2::zeros((0, n)),
             beta: T::zero(),
         })
@@ -194,7 +199,9 @@ impl<T: Real> PcLayer<T> {
     pub fn load_params(&mut self, w: ArrayView2<T>, b: ArrayView1<T>) {
         debug_assert_eq!(w.dim(), self.w.dim());
         self.w.assign(&w);
+        self.wt.assign(&w.t());
         self.b.assign(&b);
+        self.u_stale = true;
     }
 
     /// Buffers follow the batch size; they reallocate only when it changes
@@ -202,16 +209,11 @@ impl<T: Real> PcLayer<T> {
     fn ensure_rows(&mut self, rows: usize) {
         if self.x.nrows() != rows {
             let (n, n_in) = self.w.dim();
-            for buf in [
-                &mut self.x,
-                &mut self.u,
-                &mut self.eps,
-                &mut self.fx,
-                &mut self.scratch,
-            ] {
+            for buf in [&mut self.x, &mut self.u, &mut self.eps, &mut self.fx] {
                 *buf = Array2::zeros((rows, n));
             }
             self.input = Array2::zeros((rows, n_in));
+            self.u_stale = true;
         }
     }
 
@@ -255,10 +257,14 @@ impl<T: Real> PcLayer<T> {
     }
 
     /// Rule: a new up-message `f(x[l−1])` arrived; recompute `u[l]` and `ε[l]`.
+    /// A message equal to the last one with unchanged weights leaves `u[l]`
+    /// as it is (no matrix product).
     pub fn on_activity(&mut self, below: ArrayView2<T>) {
-        self.ensure_rows(below.nrows());
-        self.input.assign(&below);
-        self.predict();
+        if self.u_stale || self.input.dim() != below.dim() || self.input != below {
+            self.ensure_rows(below.nrows());
+            self.input.assign(&below);
+            self.predict();
+        }
         self.refresh_error();
     }
 
@@ -270,13 +276,15 @@ impl<T: Real> PcLayer<T> {
         let Role::Hidden(act) = self.role else {
             return;
         };
-        self.scratch.assign(&above);
-        act.mul_derivative(self.x.view(), self.scratch.view_mut());
-        Zip::from(&mut self.x)
-            .and(&self.eps)
-            .and(&self.scratch)
-            .for_each(|x, &e, &d| *x += gamma * (d - e));
-        self.refresh();
+        euler_step(
+            &act,
+            gamma,
+            above,
+            self.u.view(),
+            self.x.view_mut(),
+            self.eps.view_mut(),
+            self.fx.view_mut(),
+        );
     }
 
     /// Outgoing up-message `f(x[l])` (hidden layers; on the output layer,
@@ -295,7 +303,13 @@ impl<T: Real> PcLayer<T> {
 
     /// `out ← ε[l]·W[l]` (or `ε[l]·B[l]`), shape `(rows, n[l−1])`, with the
     /// current (not yet updated) weights.
+    /// All-zero errors (a hidden layer right after the feedforward
+    /// initialisation) give a zero message without the matrix product.
     pub fn error_down_into(&self, mut out: ArrayViewMut2<T>) {
+        if self.eps.iter().all(|&e| e == T::zero()) {
+            out.fill(T::zero());
+            return;
+        }
         let m = self.feedback.as_ref().unwrap_or(&self.w);
         general_mat_mul(T::one(), &self.eps, m, T::zero(), &mut out);
     }
@@ -320,7 +334,9 @@ impl<T: Real> PcLayer<T> {
     /// `W[l] += dw`, `b[l] += db`.
     pub fn apply_update(&mut self, dw: ArrayView2<T>, db: ArrayView1<T>) {
         self.w += &dw;
+        self.wt += &dw.t();
         self.b += &db;
+        self.u_stale = true;
     }
 
     /// This layer's share of the energy, summed over the batch:
@@ -340,12 +356,14 @@ impl<T: Real> PcLayer<T> {
     }
 
     fn predict(&mut self) {
-        affine_into(
-            self.input.view(),
-            self.w.view(),
-            self.b.view(),
-            self.u.view_mut(),
+        self.u.assign(
+            &self
+                .b
+                .broadcast(self.u.raw_dim())
+                .expect("b matches the width"),
         );
+        general_mat_mul(T::one(), &self.input, &self.wt, T::one(), &mut self.u);
+        self.u_stale = false;
         if let Role::Output(loss) = self.role {
             loss.output_inplace(self.u.view_mut());
         }
@@ -395,4 +413,98 @@ impl<T: Real> PcLayer<T> {
             }
         }
     }
+}
+
+/// The hidden layer's Euler step fused into one pass over its nodes:
+/// `x += γ(f'(x) ⊙ e − ε)`, `f(x)`, `ε = x − u`. The activation is matched
+/// once, outside the loop, and ReLU's derivative is a select rather than a
+/// branch (a mispredicted branch per node cost as much as the matrix
+/// products). Each `f`/`f'` repeats `Activation`'s arithmetic exactly, so
+/// Z-IL's errors are BP's deltas bit for bit.
+fn euler_step<T: Real>(
+    act: &Activation,
+    gamma: T,
+    above: ArrayView2<T>,
+    u: ArrayView2<T>,
+    x: ArrayViewMut2<T>,
+    eps: ArrayViewMut2<T>,
+    fx: ArrayViewMut2<T>,
+) {
+    let one = T::one();
+    let zero = T::zero();
+    let sigmoid = move |v: T| one / (one + (-v).exp());
+    match act.kind {
+        ActivationKind::Relu => fused(
+            gamma,
+            above,
+            u,
+            x,
+            eps,
+            fx,
+            |x, d| if x <= zero { zero } else { d },
+            |v| v.max(zero),
+        ),
+        ActivationKind::Linear => fused(gamma, above, u, x, eps, fx, |_, d| d, |v| v),
+        ActivationKind::Tanh => fused(
+            gamma,
+            above,
+            u,
+            x,
+            eps,
+            fx,
+            |x, d| {
+                let t = x.tanh();
+                d * (one - t * t)
+            },
+            |v| v.tanh(),
+        ),
+        ActivationKind::Sigmoid => fused(
+            gamma,
+            above,
+            u,
+            x,
+            eps,
+            fx,
+            |x, d| {
+                let s = sigmoid(x);
+                d * (s * (one - s))
+            },
+            sigmoid,
+        ),
+        ActivationKind::Lif | ActivationKind::SoftLif => fused(
+            gamma,
+            above,
+            u,
+            x,
+            eps,
+            fx,
+            |x, d| d * T::of(act.derivative(x.f64())),
+            |v| T::of(act.value(v.f64())),
+        ),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn fused<T: Real>(
+    gamma: T,
+    above: ArrayView2<T>,
+    u: ArrayView2<T>,
+    x: ArrayViewMut2<T>,
+    eps: ArrayViewMut2<T>,
+    fx: ArrayViewMut2<T>,
+    df: impl Fn(T, T) -> T,
+    f: impl Fn(T) -> T,
+) {
+    Zip::from(x)
+        .and(eps)
+        .and(fx)
+        .and(&above)
+        .and(&u)
+        .for_each(|x, e, fx, &a, &u| {
+            let d = df(*x, a);
+            *x += gamma * (d - *e);
+            *fx = f(*x);
+            *e = *x - u;
+        });
 }

@@ -1,0 +1,70 @@
+//! One IL training step (784-256-256-10, batch 64, T = 20, γ = 0.1, f32)
+//! next to one Z-IL step and one backprop step on the same shapes, on
+//! synthetic MNIST-like inputs (sparse, in [0, 1]) so no download is needed.
+//! `MATMUL_NUM_THREADS=1 cargo bench --bench il_step` gives the single-core
+//! figures.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ndarray::Array2;
+use pcsim::algo::Trainer;
+use pcsim::algo::bp::Backprop;
+use pcsim::algo::pc::{Il, PcConfig, Zil};
+use pcsim::nn::{Activation, ActivationKind, LossKind, Mlp};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::hint::black_box;
+
+/// A batch that looks like MNIST to the kernels: ~19 % non-zero pixels.
+fn mnist_like_batch(batch: usize, rng: &mut ChaCha8Rng) -> (Array2<f32>, Array2<f32>) {
+    let x = Array2::from_shape_simple_fn((batch, 784), || {
+        if rng.gen_bool(0.19) {
+            rng.r#gen::<f32>()
+        } else {
+            0.0
+        }
+    });
+    let mut y = Array2::zeros((batch, 10));
+    for r in 0..batch {
+        y[(r, rng.gen_range(0..10))] = 1.0;
+    }
+    (x, y)
+}
+
+fn bench(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mlp = Mlp::<f32>::kaiming(
+        &[784, 256, 256, 10],
+        Activation::new(ActivationKind::Relu),
+        LossKind::SoftmaxCe,
+        &mut rng,
+    );
+    let (x, y) = mnist_like_batch(64, &mut rng);
+    let cfg = PcConfig {
+        gamma: 0.1,
+        steps: 20,
+        ..PcConfig::default()
+    };
+
+    // A small learning rate keeps the network near its initial state over
+    // the many iterations criterion runs.
+    let mut m = mlp.clone();
+    let mut bp = Backprop::new(&m, 0.001, 0.0, 64);
+    c.bench_function("bp_step 784-256-256-10 b64 f32", |b| {
+        b.iter(|| black_box(bp.train_batch(&mut m, x.view(), y.view(), false)))
+    });
+
+    let mut m = mlp.clone();
+    let mut il = Il::new(&m, cfg.clone(), 0.001, 0.0).expect("valid config");
+    c.bench_function("il_step 784-256-256-10 b64 T20 f32", |b| {
+        b.iter(|| black_box(il.train_batch(&mut m, x.view(), y.view(), false)))
+    });
+
+    let mut m = mlp.clone();
+    let mut zil = Zil::new(&m, cfg, 0.001, 0.0).expect("valid config");
+    c.bench_function("zil_step 784-256-256-10 b64 f32", |b| {
+        b.iter(|| black_box(zil.train_batch(&mut m, x.view(), y.view(), false)))
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
