@@ -118,6 +118,16 @@ impl Stats {
             "mean_queueing_delay": if handled > 0 { queueing / handled as f64 } else { 0.0 },
             "events": self.events,
             "actors": actors,
+            "edges": self.edges.iter().zip(&self.edge).map(|((from, to, port), e)| json!({
+                "from": self.names[*from],
+                "to": self.names[*to],
+                "direction": port.as_str(),
+                "sent": e.sent,
+                "delivered": e.delivered,
+                "lost": e.lost,
+                "duplicated": e.duplicated,
+                "mean_latency": if e.delivered > 0 { e.latency_sum / e.delivered as f64 } else { 0.0 },
+            })).collect::<Vec<_>>(),
         })
     }
 
