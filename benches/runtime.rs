@@ -143,10 +143,24 @@ fn il_throughput(c: &mut Criterion) {
             }
         })
     });
-    for (name, granularity, groups, workers) in [
-        ("wall_layer_2workers", Granularity::Layer, 1, 2),
-        ("wall_groups2_2workers", Granularity::Groups, 2, 2),
-        ("wall_groups2_1worker", Granularity::Groups, 2, 1),
+    for (name, granularity, groups, workers, pipeline) in [
+        ("wall_layer_2workers", Granularity::Layer, 1, 2, 1),
+        ("wall_layer_2workers_pipeline2", Granularity::Layer, 1, 2, 2),
+        ("wall_groups2_2workers", Granularity::Groups, 2, 2, 1),
+        (
+            "wall_groups2_2workers_pipeline2",
+            Granularity::Groups,
+            2,
+            2,
+            2,
+        ),
+        (
+            "wall_groups2_1worker_pipeline2",
+            Granularity::Groups,
+            2,
+            1,
+            2,
+        ),
     ] {
         g.bench_function(name, |b| {
             let mut mlp = mlp0.clone();
@@ -155,6 +169,7 @@ fn il_throughput(c: &mut Criterion) {
                 granularity,
                 groups,
                 workers,
+                pipeline,
                 ..Default::default()
             };
             let settings = PcSettings {
@@ -167,13 +182,13 @@ fn il_throughput(c: &mut Criterion) {
                 trigger: Trigger::Event,
                 period: 10.0,
                 depth: 4,
+                pipeline,
             };
             let mut t = AsyncTrainer::<f32>::new(rt, settings, 1);
             b.iter(|| {
-                for (x, y) in &batches {
-                    t.train_batch(&mut mlp, x.view(), y.view(), false);
-                }
-                assert!(t.error().is_none());
+                // All batches in one run, so `pipeline > 1` can overlap them.
+                t.train_batches(&mut mlp, batches.clone(), false)
+                    .expect("wall run")
             })
         });
     }

@@ -113,6 +113,7 @@ pub fn async_trainer<T: Real>(s: &Scenario) -> crate::runtime::trainer::AsyncTra
         trigger: s.runtime.trigger,
         period: s.runtime.period,
         depth: s.network.layers.len(),
+        pipeline: s.runtime.pipeline,
     };
     crate::runtime::trainer::AsyncTrainer::new(s.runtime.clone(), settings, s.runtime_seed())
 }

@@ -131,6 +131,11 @@ pub struct RuntimeConfig {
     pub loss: f64,
     /// Probability that a message is delivered twice.
     pub duplication: f64,
+    /// Batches in flight (1: the next batch enters when the last one is
+    /// finished — the setting under which the actors equal the lockstep
+    /// reference; more pipelines batches through the layers, so a batch sees
+    /// weights that earlier batches are still updating).
+    pub pipeline: usize,
     /// Bound of each bounded channel (wall runtime).
     pub channel_capacity: usize,
     /// Watchdog: virtual time units without progress before the run is
@@ -164,6 +169,7 @@ impl Default for RuntimeConfig {
             jitter: 0.0,
             loss: 0.0,
             duplication: 0.0,
+            pipeline: 1,
             channel_capacity: 64,
             watchdog: 1e6,
             idle_timeout_ms: 10_000,
@@ -235,6 +241,15 @@ pub fn validate(r: &RuntimeConfig, zil: bool) -> Result<(), Invalid> {
         if !(0.0..=1.0).contains(&p) {
             return err(key, format!("is a probability in [0, 1], got {p}"));
         }
+    }
+    if r.pipeline < 1 {
+        return err("runtime.pipeline", "must be ≥ 1".into());
+    }
+    if r.schedule == Schedule::Clocked && r.pipeline > 1 {
+        return err(
+            "runtime.pipeline",
+            "clocked actors present one batch per sample period; use pipeline = 1".into(),
+        );
     }
     if r.channel_capacity < 1 {
         return err("runtime.channel_capacity", "must be ≥ 1".into());

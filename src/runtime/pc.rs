@@ -64,6 +64,9 @@ pub struct PcSettings {
     pub period: f64,
     /// Number of layers L.
     pub depth: usize,
+    /// Batches in flight (1: the input clamps the next batch when the last
+    /// one is finished; more pipelines batches through the layers).
+    pub pipeline: usize,
 }
 
 impl PcSettings {
@@ -104,7 +107,12 @@ pub struct PcActor<T: Real> {
     below_width: usize,
     /// Actors of the layer above.
     above: Vec<ActorId>,
+    /// The sample whose state is in `layer` (the active one).
     current: Option<u64>,
+    /// Other samples in flight (`runtime.pipeline > 1`): their layer state,
+    /// step and phase. Every copy holds the same `W[l]`: an update is applied
+    /// to all of them at once.
+    parked: BTreeMap<u64, (PcLayer<T>, u32, bool)>,
     tick: u32,
     have_eps: bool,
     finished: HashSet<u64>,
@@ -112,7 +120,7 @@ pub struct PcActor<T: Real> {
     downs: BTreeMap<(u64, u32), Assembly<T>>,
     /// Input: batches waiting to be clamped, credits outstanding.
     pub inputs: VecDeque<(u64, Array2<T>)>,
-    in_flight: Option<(u64, usize)>,
+    in_flight: BTreeMap<u64, usize>,
     /// Output: targets by sample id, loss of the feedforward prediction.
     pub targets: HashMap<u64, Array2<T>>,
     pub losses: Vec<(u64, f64)>,
@@ -136,13 +144,14 @@ impl<T: Real> PcActor<T> {
             below_width: 0,
             above: Vec::new(),
             current: None,
+            parked: BTreeMap::new(),
             tick: 0,
             have_eps: false,
             finished: HashSet::new(),
             ups: BTreeMap::new(),
             downs: BTreeMap::new(),
             inputs: VecDeque::new(),
-            in_flight: None,
+            in_flight: BTreeMap::new(),
             targets: HashMap::new(),
             losses: Vec::new(),
             dw: Array2::zeros((0, 0)),
@@ -211,14 +220,13 @@ impl<T: Real> PcActor<T> {
     // ---- the input actor ----
 
     fn present(&mut self, ctx: &mut Ctx<PcMsg<T>>) {
-        if self.in_flight.is_some() {
-            return;
+        while self.in_flight.len() < self.settings.pipeline.max(1) {
+            let Some((s, x)) = self.inputs.pop_front() else {
+                return;
+            };
+            self.in_flight.insert(s, self.above.len());
+            self.send_up(ctx, s, 0, x);
         }
-        let Some((s, x)) = self.inputs.pop_front() else {
-            return;
-        };
-        self.in_flight = Some((s, self.above.len()));
-        self.send_up(ctx, s, 0, x);
     }
 
     /// Sends `payload` to every actor above (moved to the last, copied to the others).
@@ -247,6 +255,13 @@ impl<T: Real> PcActor<T> {
     /// Step 0 on the complete first input: clamp the target (output), start
     /// from the feedforward pass, send the prediction up.
     fn start_sample(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) {
+        if let Some(c) = self.current.take() {
+            // Pipelining: the active sample's state moves aside; the new
+            // sample starts from a copy (same weights).
+            let copy = self.layer.clone().expect("layer");
+            let old = std::mem::replace(self.layer.as_mut().expect("layer"), copy);
+            self.parked.insert(c, (old, self.tick, self.have_eps));
+        }
         let fx = self.ups.remove(&(s, 0)).expect("complete step-0 input").buf;
         let beta = T::of(self.settings.beta);
         let target = if self.is_output() {
@@ -306,6 +321,9 @@ impl<T: Real> PcActor<T> {
         }
         layer.weight_update_into(scale, self.dw.view_mut(), self.db.view_mut());
         layer.apply_update(self.dw.view(), self.db.view());
+        for (other, _, _) in self.parked.values_mut() {
+            other.apply_update(self.dw.view(), self.db.view());
+        }
         self.finished.insert(s);
         self.current = None;
         self.ups.retain(|k, _| k.0 != s);
@@ -333,35 +351,89 @@ impl<T: Real> PcActor<T> {
         }
     }
 
-    /// Event schedule: run every step whose messages have arrived.
+    /// Makes `s` the active sample (swapping state with the parked copies).
+    fn activate(&mut self, s: u64) -> bool {
+        if self.current == Some(s) {
+            return true;
+        }
+        let Some((layer, tick, have_eps)) = self.parked.remove(&s) else {
+            return false;
+        };
+        let old = std::mem::replace(self.layer.as_mut().expect("layer"), layer);
+        if let Some(c) = self.current {
+            self.parked.insert(c, (old, self.tick, self.have_eps));
+        }
+        self.current = Some(s);
+        self.tick = tick;
+        self.have_eps = have_eps;
+        true
+    }
+
+    fn tick_of(&self, s: u64) -> Option<u32> {
+        if self.current == Some(s) {
+            Some(self.tick)
+        } else {
+            self.parked.get(&s).map(|p| p.1)
+        }
+    }
+
+    /// Event schedule: run every step (of every sample in flight) whose
+    /// messages have arrived, oldest sample first.
     fn advance(&mut self, ctx: &mut Ctx<PcMsg<T>>) {
         let nb = self.below.len();
-        let na = self.above.len();
         loop {
-            let s = match self.current {
-                Some(s) => s,
-                None => {
-                    let next = self
-                        .ups
-                        .iter()
-                        .find(|(k, a)| k.1 == 0 && a.parts == nb && !self.finished.contains(&k.0))
-                        .map(|(k, _)| k.0);
-                    let Some(s) = next else { return };
-                    self.start_sample(s, ctx);
-                    s
+            let mut progressed = false;
+            let mut flying: Vec<u64> = self.parked.keys().copied().collect();
+            flying.extend(self.current);
+            flying.sort_unstable();
+            for s in flying {
+                if self.activate(s) {
+                    progressed |= self.run_steps(s, ctx);
                 }
-            };
+            }
+            let next = self
+                .ups
+                .iter()
+                .find(|(k, a)| {
+                    k.1 == 0
+                        && a.parts == nb
+                        && !self.finished.contains(&k.0)
+                        && self.tick_of(k.0).is_none()
+                })
+                .map(|(k, _)| k.0);
+            if let Some(s) = next {
+                self.start_sample(s, ctx);
+                self.run_steps(s, ctx);
+                progressed = true;
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    /// Runs the steps of the active sample `s` that its messages allow;
+    /// returns whether any ran.
+    fn run_steps(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) -> bool {
+        let nb = self.below.len();
+        let na = self.above.len();
+        let mut ran = false;
+        loop {
+            if self.current != Some(s) {
+                return ran;
+            }
             let t = self.tick;
             if !self.have_eps {
                 if t > 0 && !self.lower_is_input() {
                     if !Self::complete(&self.ups, (s, t), nb) {
-                        return;
+                        return ran;
                     }
                     let fx = self.ups.remove(&(s, t)).expect("complete").buf;
                     self.layer().on_activity(fx.view());
                 }
+                ran = true;
                 if self.phase_a(s, t, ctx) {
-                    continue;
+                    return true;
                 }
             }
             if self.is_output() {
@@ -370,10 +442,11 @@ impl<T: Real> PcActor<T> {
                 continue;
             }
             if !Self::complete(&self.downs, (s, t), na) {
-                return;
+                return ran;
             }
             let e = self.downs.remove(&(s, t)).expect("complete").buf;
             self.phase_b(s, t, Some(e.view()), ctx);
+            ran = true;
         }
     }
 
@@ -494,21 +567,19 @@ impl<T: Real> Actor for PcActor<T> {
         let s = env.sample;
         if self.is_input() {
             let key = s ^ ((env.from as u64) << 48);
-            if let (PcMsg::Done, Some((cur, left))) = (&env.payload, self.in_flight)
-                && cur == s
+            if matches!(env.payload, PcMsg::Done)
+                && self.in_flight.contains_key(&s)
                 && !self.finished.contains(&key)
             {
-                {
-                    // Count each layer-2 actor once (duplicates are ignored).
-                    self.finished.insert(key);
-                    if left <= 1 {
-                        self.in_flight = None;
-                        ctx.progress(1);
-                        if !self.clocked() {
-                            self.present(ctx);
-                        }
-                    } else {
-                        self.in_flight = Some((cur, left - 1));
+                // Count each layer-2 actor once (duplicates are ignored).
+                self.finished.insert(key);
+                let left = self.in_flight.get_mut(&s).expect("in flight");
+                *left -= 1;
+                if *left == 0 {
+                    self.in_flight.remove(&s);
+                    ctx.progress(1);
+                    if !self.clocked() {
+                        self.present(ctx);
                     }
                 }
             }
@@ -526,7 +597,7 @@ impl<T: Real> Actor for PcActor<T> {
             PcMsg::Up(part) => {
                 let key = (s, env.tick);
                 if Self::complete(&self.ups, key, nb)
-                    || (self.current == Some(s) && env.tick < self.tick)
+                    || self.tick_of(s).is_some_and(|t| env.tick < t)
                 {
                     return; // duplicate
                 }
@@ -536,7 +607,7 @@ impl<T: Real> Actor for PcActor<T> {
             PcMsg::Down(part) => {
                 let key = (s, env.tick);
                 if Self::complete(&self.downs, key, na)
-                    || (self.current == Some(s) && env.tick < self.tick)
+                    || self.tick_of(s).is_some_and(|t| env.tick < t)
                 {
                     return; // duplicate
                 }
@@ -551,14 +622,14 @@ impl<T: Real> Actor for PcActor<T> {
         if self.is_input() {
             if let Some(pos) = self.inputs.iter().position(|(s, _)| *s == tag) {
                 let (s, x) = self.inputs.remove(pos).expect("found");
-                self.in_flight = Some((s, self.above.len()));
+                self.in_flight.insert(s, self.above.len());
                 self.send_up(ctx, s, 0, x);
             }
             return;
         }
         let s = tag >> 24;
         let t = ((tag >> 1) & 0x7f_ffff) as u32;
-        if self.current != Some(s) {
+        if !self.activate(s) {
             return; // finished already (event trigger) or never started
         }
         let (nb, na) = (self.below.len(), self.above.len());
@@ -581,9 +652,10 @@ impl<T: Real> Actor for PcActor<T> {
 
     fn is_done(&self) -> bool {
         if self.is_input() {
-            self.inputs.is_empty() && self.in_flight.is_none()
+            self.inputs.is_empty() && self.in_flight.is_empty()
         } else {
             self.current.is_none()
+                && self.parked.is_empty()
                 && self.targets.is_empty()
                 && !self.ups.keys().any(|k| !self.finished.contains(&k.0))
         }
@@ -597,7 +669,7 @@ impl<T: Real> Actor for PcActor<T> {
                 .join(", ")
         };
         if self.is_input() {
-            return match self.in_flight {
+            return match self.in_flight.iter().next() {
                 Some((s, left)) => format!(
                     "`Done` of sample {s} from {left} layer-2 actor(s) (down); {} batch(es) not yet clamped",
                     self.inputs.len()
