@@ -339,3 +339,79 @@ fn pipelined_batches_all_finish_and_overlap() {
     let wall = run(2, "wall");
     assert!(wall.is_finite());
 }
+
+#[test]
+fn sweep_shards_merge_into_the_full_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("sweep.toml");
+    std::fs::write(
+        &file,
+        r#"
+name = "sweep-test"
+seed = 3
+precision = "f64"
+[network]
+layers = [6, 8, 3]
+activation = "tanh"
+[algorithm]
+kind = "zil"
+[data.synthetic]
+n_train = 64
+n_test = 32
+n_features = 6
+n_classes = 3
+[training]
+batch_size = 16
+[runtime]
+driver = "virtual"
+schedule = "clocked"
+period = 4.0
+delay_down = { kind = "exponential", mean = 1.0 }
+[output]
+equivalence_every = 1
+plots = false
+[sweep]
+"runtime.trigger" = ["event", "clock"]
+"runtime.jitter" = [0.0, 1.5]
+"#,
+    )
+    .unwrap();
+    let opts = |out: &str, shard| experiment::sweep::SweepOptions {
+        out_dir: dir.path().join(out),
+        shard,
+        jobs: 2,
+        overrides: vec![],
+        force: false,
+    };
+    let full = experiment::sweep::sweep(&file, &opts("full", (0, 1))).expect("sweep");
+    assert_eq!(full.rows.len(), 4);
+    assert_eq!(
+        &full.header[..4],
+        ["point", "runtime.jitter", "runtime.trigger", "max_rel_diff"]
+    );
+    // The event trigger is exact at every jitter; the rows are complete.
+    for row in &full.rows {
+        assert_eq!(row[row.len() - 2], "completed", "{row:?}");
+        if row[2] == "event" {
+            assert!(row[3].parse::<f64>().unwrap() <= 1e-12, "{row:?}");
+        }
+    }
+    let a = experiment::sweep::sweep(&file, &opts("s0", (0, 2))).expect("shard 0");
+    let b = experiment::sweep::sweep(&file, &opts("s1", (1, 2))).expect("shard 1");
+    assert_eq!(a.rows.len() + b.rows.len(), 4);
+    let merged = experiment::sweep::merge(
+        &[dir.path().join("s1"), dir.path().join("s0")],
+        &dir.path().join("merged"),
+        false,
+    )
+    .expect("merge");
+    let strip = |t: &pcsim::metrics::Table| -> Vec<Vec<String>> {
+        t.rows.iter().map(|r| r[..r.len() - 1].to_vec()).collect()
+    };
+    assert_eq!(
+        strip(&merged),
+        strip(&full),
+        "merged shards differ from the full sweep"
+    );
+    assert!(experiment::sweep::parse_shard("2/2").is_err());
+}
