@@ -39,6 +39,7 @@ enum Link<M> {
 
 struct OutEdge<M> {
     edge: usize,
+    to: usize,
     link: Link<M>,
     /// Final target, for per-message delayed delivery.
     target: Option<Link<M>>,
@@ -152,6 +153,7 @@ impl<A: Actor> WallDriver<A> {
                     (to, port),
                     OutEdge {
                         edge: e,
+                        to,
                         link,
                         target,
                         delay,
@@ -338,7 +340,25 @@ async fn actor_task<A: Actor>(
             let copy = (dup > 0.0 && fault_rng.r#gen::<f64>() < dup).then(|| env.clone());
             for env in std::iter::once(env).chain(copy) {
                 out.stats.delivered += 1;
-                send(out, env).await;
+                // A full inbox blocks the sender; bounded by the idle timeout
+                // so a cycle of full channels is an error, not a hang.
+                let to = out.to;
+                if tokio::time::timeout(idle, send(out, env)).await.is_err() {
+                    return Some((
+                        i,
+                        Err(RuntimeError::Stalled {
+                            waited: format!("{} ms", idle.as_millis()),
+                            bound: format!("runtime.idle_timeout_ms = {}", idle.as_millis()),
+                            waiting: vec![Waiting {
+                                actor: name,
+                                waiting_for: format!(
+                                    "room in the full inbox of actor #{to} (runtime.channel_capacity)"
+                                ),
+                            }],
+                            lost: 0,
+                        }),
+                    ));
+                }
             }
         }
         outbox.timers.clear();
