@@ -293,6 +293,7 @@ async fn actor_task<A: Actor>(
     let mut fwd_open = true;
     let sleep = tokio::time::sleep(idle);
     tokio::pin!(sleep);
+    let mut last_activity = Instant::now();
     let mut pending: Option<Envelope<A::Msg>> = None;
     let mut first = true;
     loop {
@@ -303,6 +304,7 @@ async fn actor_task<A: Actor>(
                 first = false;
                 catch_unwind(AssertUnwindSafe(|| actor.start(&mut ctx)))
             } else if let Some(env) = pending.take() {
+                last_activity = Instant::now();
                 stats.handled += 1;
                 stats.queueing_sum += (now - env.sent_at).max(0.0);
                 catch_unwind(AssertUnwindSafe(|| actor.handle(env, &mut ctx)))
@@ -370,7 +372,9 @@ async fn actor_task<A: Actor>(
         if actor.is_done() && !fwd_open {
             break;
         }
-        sleep.as_mut().reset(Instant::now() + idle);
+        // The idle timer is re-armed lazily (touching the timer wheel on
+        // every message would cost a shared lock per message): when it fires
+        // early, it is moved to `last activity + idle`.
         let next = if fwd_open {
             tokio::select! {
                 biased;
@@ -380,7 +384,12 @@ async fn actor_task<A: Actor>(
                     Err(_) => { fwd_open = false; None }
                 },
                 _ = &mut sleep, if !actor.is_done() => {
-                    return Some((i, Err(stalled(&actor, idle))));
+                    if last_activity.elapsed() < idle {
+                        sleep.as_mut().reset(last_activity + idle);
+                        None
+                    } else {
+                        return Some((i, Err(stalled(&actor, idle))));
+                    }
                 }
             }
         } else {
@@ -388,7 +397,12 @@ async fn actor_task<A: Actor>(
                 biased;
                 m = bwd_rx.recv_async() => m.ok(),
                 _ = &mut sleep => {
-                    return Some((i, Err(stalled(&actor, idle))));
+                    if last_activity.elapsed() < idle {
+                        sleep.as_mut().reset(last_activity + idle);
+                        None
+                    } else {
+                        return Some((i, Err(stalled(&actor, idle))));
+                    }
                 }
             }
         };
