@@ -109,10 +109,15 @@ fn mnist_shapes() -> (Mlp<f32>, Batches) {
         LossKind::SoftmaxCe,
         &mut rng,
     );
+    // PCSIM_BENCH_BATCH overrides the batch size (default 64, the target's).
+    let batch: usize = std::env::var("PCSIM_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
     let batches = (0..4)
         .map(|_| {
-            let x = Array2::from_shape_simple_fn((64, 784), || rng.r#gen::<f32>());
-            let mut y = Array2::zeros((64, 10));
+            let x = Array2::from_shape_simple_fn((batch, 784), || rng.r#gen::<f32>());
+            let mut y = Array2::zeros((batch, 10));
             for mut row in y.rows_mut() {
                 row[rng.gen_range(0..10)] = 1.0;
             }
@@ -124,7 +129,7 @@ fn mnist_shapes() -> (Mlp<f32>, Batches) {
 
 fn il_throughput(c: &mut Criterion) {
     let (mlp0, batches) = mnist_shapes();
-    let per_iter = (batches.len() * 64) as u64;
+    let per_iter = batches.iter().map(|b| b.0.nrows()).sum::<usize>() as u64;
     let mut g = c.benchmark_group("il_throughput");
     g.throughput(Throughput::Elements(per_iter));
     g.sample_size(10);
