@@ -495,3 +495,40 @@ fn rules_driven_by_owned_messages_match_the_lockstep_driver() {
     let rd = updates.rel_diff(&reference);
     assert!(max(&rd) <= 1e-12, "{rd:?}");
 }
+
+/// The plain-SGD fast paths (no update kept, updates added straight into the
+/// weights) in f32, the MNIST setting: Z-IL stays on BP's trajectory.
+#[test]
+fn zil_fast_path_follows_bp_in_f32() {
+    let (x, y) = data(50 * 16, 8, 4, 91);
+    let (x, y) = (x.mapv(|v| v as f32), y.mapv(|v| v as f32));
+    let mut rng = ChaCha8Rng::seed_from_u64(37);
+    let mut m_bp = Mlp::<f32>::kaiming(
+        &[8, 32, 32, 4],
+        Activation::new(ActivationKind::Relu),
+        LossKind::SoftmaxCe,
+        &mut rng,
+    );
+    let start = m_bp.clone();
+    let mut m_zil = m_bp.clone();
+    let mut bp = Backprop::new(&m_bp, 0.1, 0.0, 16);
+    let mut zil = Zil::new(&m_zil, PcConfig::default(), 0.1, 0.0).unwrap();
+    for step in 0..50 {
+        let rows = step * 16..(step + 1) * 16;
+        let (bx, by) = (x.slice(s![rows.clone(), ..]), y.slice(s![rows, ..]));
+        let l_bp = bp.train_batch(&mut m_bp, bx, by, false);
+        let l_zil = zil.train_batch(&mut m_zil, bx, by, false);
+        assert!(
+            (l_bp - l_zil).abs() <= 1e-6 * l_bp.abs(),
+            "step {step}: loss {l_bp} vs {l_zil}"
+        );
+    }
+    let mut worst = 0.0f64;
+    for (a, b) in m_zil.w.iter().zip(&m_bp.w) {
+        let num = (a - b).mapv(|v| (v as f64).powi(2)).sum().sqrt();
+        worst = worst.max(num / b.mapv(|v| (v as f64).powi(2)).sum().sqrt());
+    }
+    eprintln!("Z-IL vs BP, f32 fast paths, 50 steps: final weight rel diff {worst:.3e}");
+    assert!(worst <= 1e-6, "weights drifted apart by {worst:e}");
+    assert!((&m_bp.w[0] - &start.w[0]).mapv(f32::abs).sum() > 1e-3);
+}

@@ -38,6 +38,7 @@
 //! | [`PcLayer::error_down`] / [`PcLayer::error_down_into`] | to send down | `ε[l]·W[l]` (`·B[l]`) with the *current* weights |
 //! | [`PcLayer::weight_update_into`] | the layer's update time | `ΔW = s εᵀ f(x[l−1])`, `Δb = s Σ ε` |
 //! | [`PcLayer::apply_update`] | after computing it | `W += ΔW`, `b += Δb` |
+//! | [`PcLayer::add_weight_update_to`] | plain SGD, parameters kept by the driver | `w += s εᵀ f(x[l−1])` in one fused product |
 //! | [`PcLayer::energy`] | monitoring | this layer's share of the energy |
 //!
 //! For Z-IL's exactness, a layer that updates at step `t` must compute the
@@ -258,19 +259,24 @@ impl<T: Real> PcLayer<T> {
 
     /// Rule: a new up-message `f(x[l−1])` arrived; recompute `u[l]` and `ε[l]`.
     /// A message equal to the last one with unchanged weights leaves `u[l]`
-    /// as it is (no matrix product).
+    /// and `ε[l]` as they are (no matrix product, and no needless
+    /// recomputation of `ε` as the difference `x − u`, see `on_feedback`).
     pub fn on_activity(&mut self, below: ArrayView2<T>) {
         if self.u_stale || self.input.dim() != below.dim() || self.input != below {
             self.ensure_rows(below.nrows());
             self.input.assign(&below);
             self.predict();
+            self.refresh_error();
         }
-        self.refresh_error();
     }
 
     /// Rule (hidden layers): a down-message `e = ε[l+1]·W[l+1]` arrived; one
-    /// Euler step of the value nodes, `x += γ(−ε[l] + f'(x[l]) ⊙ e)`, then
-    /// `ε[l] = x[l] − u[l]` with the current prediction and `f(x[l])`.
+    /// Euler step of the value nodes, `x += γ(−ε[l] + f'(x[l]) ⊙ e)`, and
+    /// `f(x[l])`. The prediction `u[l]` has not changed, so `ε[l] = x[l] − u[l]`
+    /// moves by the same step and is updated by it rather than recomputed as
+    /// a difference: mathematically the same, but it avoids the cancellation
+    /// of `x − u` when `|ε| ≪ |u|` (in Z-IL the errors then equal BP's deltas
+    /// exactly, which keeps f32 runs on BP's trajectory).
     /// On the output layer this does nothing (its value nodes follow the nudge).
     pub fn on_feedback(&mut self, above: ArrayView2<T>, gamma: T) {
         let Role::Hidden(act) = self.role else {
@@ -280,7 +286,6 @@ impl<T: Real> PcLayer<T> {
             &act,
             gamma,
             above,
-            self.u.view(),
             self.x.view_mut(),
             self.eps.view_mut(),
             self.fx.view_mut(),
@@ -319,6 +324,19 @@ impl<T: Real> PcLayer<T> {
         let mut out = Array2::zeros((self.rows(), self.fan_in()));
         self.error_down_into(out.view_mut());
         out
+    }
+
+    /// `w += s · ε[l]ᵀ f(x[l−1])`, `b += s · Σ_rows ε[l]` accumulated straight
+    /// into the given parameters (one fused product, no ΔW buffer): the
+    /// plain-SGD fast path of a driver that keeps the parameters elsewhere
+    /// (an `Mlp`). Its rounding matches `Backprop`'s fused SGD path, so Z-IL
+    /// and BP stay on the same f32 trajectory. The layer's own `W[l]` is not
+    /// touched.
+    pub fn add_weight_update_to(&self, scale: T, mut w: ArrayViewMut2<T>, mut b: ArrayViewMut1<T>) {
+        general_mat_mul(scale, &self.eps.t(), &self.input, T::one(), &mut w);
+        for row in self.eps.axis_iter(Axis(0)) {
+            b.scaled_add(scale, &row);
+        }
     }
 
     /// `dw ← s · ε[l]ᵀ f(x[l−1])`, `db ← s · Σ_rows ε[l]` (the driver picks
@@ -416,7 +434,7 @@ impl<T: Real> PcLayer<T> {
 }
 
 /// The hidden layer's Euler step fused into one pass over its nodes:
-/// `x += γ(f'(x) ⊙ e − ε)`, `f(x)`, `ε = x − u`. The activation is matched
+/// `Δ = γ(f'(x) ⊙ e − ε)`, `x += Δ`, `ε += Δ`, `f(x)`. The activation is matched
 /// once, outside the loop, and ReLU's derivative is a select rather than a
 /// branch (a mispredicted branch per node cost as much as the matrix
 /// products). Each `f`/`f'` repeats `Activation`'s arithmetic exactly, so
@@ -425,7 +443,6 @@ fn euler_step<T: Real>(
     act: &Activation,
     gamma: T,
     above: ArrayView2<T>,
-    u: ArrayView2<T>,
     x: ArrayViewMut2<T>,
     eps: ArrayViewMut2<T>,
     fx: ArrayViewMut2<T>,
@@ -437,18 +454,16 @@ fn euler_step<T: Real>(
         ActivationKind::Relu => fused(
             gamma,
             above,
-            u,
             x,
             eps,
             fx,
             |x, d| if x <= zero { zero } else { d },
             |v| v.max(zero),
         ),
-        ActivationKind::Linear => fused(gamma, above, u, x, eps, fx, |_, d| d, |v| v),
+        ActivationKind::Linear => fused(gamma, above, x, eps, fx, |_, d| d, |v| v),
         ActivationKind::Tanh => fused(
             gamma,
             above,
-            u,
             x,
             eps,
             fx,
@@ -461,7 +476,6 @@ fn euler_step<T: Real>(
         ActivationKind::Sigmoid => fused(
             gamma,
             above,
-            u,
             x,
             eps,
             fx,
@@ -474,7 +488,6 @@ fn euler_step<T: Real>(
         ActivationKind::Lif | ActivationKind::SoftLif => fused(
             gamma,
             above,
-            u,
             x,
             eps,
             fx,
@@ -489,7 +502,6 @@ fn euler_step<T: Real>(
 fn fused<T: Real>(
     gamma: T,
     above: ArrayView2<T>,
-    u: ArrayView2<T>,
     x: ArrayViewMut2<T>,
     eps: ArrayViewMut2<T>,
     fx: ArrayViewMut2<T>,
@@ -500,11 +512,10 @@ fn fused<T: Real>(
         .and(eps)
         .and(fx)
         .and(&above)
-        .and(&u)
-        .for_each(|x, e, fx, &a, &u| {
-            let d = df(*x, a);
-            *x += gamma * (d - *e);
+        .for_each(|x, e, fx, &a| {
+            let step = gamma * (df(*x, a) - *e);
+            *x += step;
+            *e += step;
             *fx = f(*x);
-            *e = *x - u;
         });
 }

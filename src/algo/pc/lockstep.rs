@@ -109,9 +109,7 @@ impl<T: Real> PcNet<T> {
         updates: &mut Updates<T>,
     ) {
         let n = self.layers.len();
-        for i in 0..n - 1 {
-            self.layers[i + 1].error_down_into(self.down[i].view_mut());
-        }
+        self.send_down();
         for i in 0..n {
             if update_now(i) {
                 let layer = &mut self.layers[i];
@@ -124,15 +122,20 @@ impl<T: Real> PcNet<T> {
 
     /// One inference step with no weight update.
     pub fn relax(&mut self, gamma: T) {
-        let n = self.layers.len();
-        for i in 0..n - 1 {
-            self.layers[i + 1].error_down_into(self.down[i].view_mut());
-        }
+        self.send_down();
         self.relax_only(gamma);
     }
 
-    /// Steps 3 and 4 (the down-messages are already in `self.down`).
-    fn relax_only(&mut self, gamma: T) {
+    /// Step 1: every layer `l ≥ 3` writes its down-message `ε[l]·W[l]`.
+    pub fn send_down(&mut self) {
+        for i in 0..self.layers.len() - 1 {
+            self.layers[i + 1].error_down_into(self.down[i].view_mut());
+        }
+    }
+
+    /// Steps 3 and 4 (after `send_down`): Euler steps from the down-messages,
+    /// then the new up-messages bottom-up.
+    pub fn relax_only(&mut self, gamma: T) {
         let n = self.layers.len();
         for i in 0..n - 1 {
             self.layers[i].on_feedback(self.down[i].view(), gamma);
@@ -198,6 +201,12 @@ impl<T: Real> Common<T> {
         mlp.output.loss(self.net.output().u(), y).f64()
     }
 
+    /// Plain SGD with no update to keep: add the updates straight into the
+    /// parameters (as `Backprop` does), skipping the ΔW buffers.
+    fn fused(&self, keep_updates: bool) -> bool {
+        !keep_updates && self.optimizer.is_plain()
+    }
+
     fn finish(&mut self, mlp: &mut Mlp<T>, keep_updates: bool) {
         self.optimizer.apply(mlp, &self.updates);
         self.kept = keep_updates;
@@ -258,6 +267,13 @@ impl<T: Real> Trainer<T> for Il<T> {
             c.net.relax(gamma);
         }
         let scale = c.learning_rate / (beta * T::of(x.nrows() as f64));
+        if c.fused(keep_updates) {
+            for (i, layer) in c.net.layers.iter().enumerate() {
+                layer.add_weight_update_to(scale, mlp.w[i].view_mut(), mlp.b[i].view_mut());
+            }
+            c.kept = false;
+            return loss;
+        }
         c.net.collect_updates(scale, &mut c.updates);
         c.finish(mlp, keep_updates);
         loss
@@ -340,13 +356,20 @@ impl<T: Real> Trainer<T> for Zil<T> {
         let loss = c.start(mlp, x, y, T::one());
         let scale = c.learning_rate / T::of(x.nrows() as f64);
         let last = c.cfg.steps - 1;
+        let fused = c.fused(keep_updates);
         for t in 0..=last {
-            let due = |i: usize| self.schedule[i] == t;
-            if t == last {
-                // Nothing after the last update can change an update: skip
-                // the relaxation that would follow it.
-                for i in (0..c.net.layers.len()).filter(|&i| due(i)) {
-                    let layer = &mut c.net.layers[i];
+            // Down-messages first: they use the pre-update weights.
+            if t < last {
+                c.net.send_down();
+            }
+            for i in (0..c.net.layers.len()).filter(|&i| self.schedule[i] == t) {
+                let layer = &mut c.net.layers[i];
+                if fused {
+                    // Nothing later in this batch reads W[l] in a way that
+                    // reaches an update, so the driver's copy is updated
+                    // now and the layer's own at the next `load_params`.
+                    layer.add_weight_update_to(scale, mlp.w[i].view_mut(), mlp.b[i].view_mut());
+                } else {
                     layer.weight_update_into(
                         scale,
                         c.updates.dw[i].view_mut(),
@@ -354,9 +377,16 @@ impl<T: Real> Trainer<T> for Zil<T> {
                     );
                     layer.apply_update(c.updates.dw[i].view(), c.updates.db[i].view());
                 }
-            } else {
-                c.net.step(T::one(), due, scale, &mut c.updates);
             }
+            // Nothing after the last update can change an update: skip the
+            // relaxation that would follow it.
+            if t < last {
+                c.net.relax_only(T::one());
+            }
+        }
+        if fused {
+            c.kept = false;
+            return loss;
         }
         c.finish(mlp, keep_updates);
         loss
