@@ -188,6 +188,7 @@ fn il_throughput(c: &mut Criterion) {
                 period: 10.0,
                 depth: 4,
                 pipeline,
+                momentum: 0.0,
             };
             let mut t = AsyncTrainer::<f32>::new(rt, settings, 1);
             b.iter(|| {

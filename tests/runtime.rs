@@ -415,3 +415,23 @@ plots = false
     );
     assert!(experiment::sweep::parse_shard("2/2").is_err());
 }
+
+#[test]
+fn momentum_is_kept_by_each_actor_and_equals_lockstep() {
+    for kind in ["il", "zil"] {
+        let with_momentum = |driver: &str| {
+            let mut s = scenario(kind, &format!("driver = \"{driver}\""));
+            s.training.momentum = 0.9;
+            train(&s, STEPS)
+        };
+        let (lock, virt) = (with_momentum("lockstep"), with_momentum("virtual"));
+        let d = max_diff(&virt, &lock);
+        assert!(
+            d <= 1e-12,
+            "{kind}, momentum: actors differ from lockstep by {d:e}"
+        );
+        // And momentum really changed the trajectory.
+        let plain = train(&scenario(kind, "driver = \"virtual\""), STEPS);
+        assert!(max_diff(&virt, &plain) > 1e-6);
+    }
+}

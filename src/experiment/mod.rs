@@ -114,6 +114,7 @@ pub fn async_trainer<T: Real>(s: &Scenario) -> crate::runtime::trainer::AsyncTra
         period: s.runtime.period,
         depth: s.network.layers.len(),
         pipeline: s.runtime.pipeline,
+        momentum: s.training.momentum,
     };
     crate::runtime::trainer::AsyncTrainer::new(s.runtime.clone(), settings, s.runtime_seed())
 }

@@ -67,6 +67,9 @@ pub struct PcSettings {
     /// Batches in flight (1: the input clamps the next batch when the last
     /// one is finished; more pipelines batches through the layers).
     pub pipeline: usize,
+    /// Heavy-ball momentum μ of the actor's own SGD (`v ← μ v + ΔW`,
+    /// `W ← W + v`, as `algo::Momentum`); 0 = plain SGD.
+    pub momentum: f64,
 }
 
 impl PcSettings {
@@ -127,6 +130,9 @@ pub struct PcActor<T: Real> {
     /// Last applied update of this slice (learning rate included).
     pub dw: Array2<T>,
     pub db: Array1<T>,
+    /// Momentum velocity of this slice's parameters.
+    vw: Array2<T>,
+    vb: Array1<T>,
     /// Rows of `W[l]` this actor owns.
     pub rows: (usize, usize),
     /// Test hook: panic when handling a message of this sample.
@@ -156,6 +162,8 @@ impl<T: Real> PcActor<T> {
             losses: Vec::new(),
             dw: Array2::zeros((0, 0)),
             db: Array1::zeros(0),
+            vw: Array2::zeros((0, 0)),
+            vb: Array1::zeros(0),
             rows: (0, 0),
             panic_on_sample: None,
         }
@@ -320,9 +328,21 @@ impl<T: Real> PcActor<T> {
             self.db = Array1::zeros(layer.width());
         }
         layer.weight_update_into(scale, self.dw.view_mut(), self.db.view_mut());
-        layer.apply_update(self.dw.view(), self.db.view());
+        let (step_w, step_b) = if self.settings.momentum > 0.0 {
+            let mu = T::of(self.settings.momentum);
+            if self.vw.dim() != self.dw.dim() {
+                self.vw = Array2::zeros(self.dw.raw_dim());
+                self.vb = Array1::zeros(self.db.len());
+            }
+            self.vw.zip_mut_with(&self.dw, |v, &d| *v = mu * *v + d);
+            self.vb.zip_mut_with(&self.db, |v, &d| *v = mu * *v + d);
+            (self.vw.view(), self.vb.view())
+        } else {
+            (self.dw.view(), self.db.view())
+        };
+        layer.apply_update(step_w, step_b);
         for (other, _, _) in self.parked.values_mut() {
-            other.apply_update(self.dw.view(), self.db.view());
+            other.apply_update(step_w, step_b);
         }
         self.finished.insert(s);
         self.current = None;
