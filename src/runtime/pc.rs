@@ -321,7 +321,10 @@ impl<T: Real> PcActor<T> {
     /// The weight update with the current ε and input; the sample is done here.
     fn finish(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) {
         let rows = self.layer.as_ref().expect("layer").rows();
-        let scale = T::of(self.settings.learning_rate / (self.settings.beta * rows as f64));
+        // s = α / (β · rows), computed in T exactly as the lockstep driver
+        // does, so f32 runs follow it bit for bit.
+        let scale = T::of(self.settings.learning_rate)
+            / (T::of(self.settings.beta) * T::of(rows as f64));
         let layer = self.layer.as_mut().expect("layer");
         if self.dw.dim() != layer.weights().dim() {
             self.dw = Array2::zeros(layer.weights().raw_dim());
