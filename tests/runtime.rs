@@ -435,3 +435,32 @@ fn momentum_is_kept_by_each_actor_and_equals_lockstep() {
         assert!(max_diff(&virt, &plain) > 1e-6);
     }
 }
+
+#[test]
+fn f32_actors_follow_the_lockstep_reference_bit_for_bit() {
+    // A learning rate whose α/(β·B) rounds differently in f64 and f32.
+    let run = |driver: &str| {
+        let mut s = scenario("il", &format!("driver = \"{driver}\""));
+        s.precision = scenario::Precision::F32;
+        s.training.learning_rate = 0.05 * 0.85f64.powi(3);
+        s.algorithm.inference.beta = 0.1;
+        s.training.momentum = 0.9;
+        let mut mlp = build_network::<f32>(&s);
+        let mut trainer = build_trainer::<f32>(&s, &mlp).expect("trainer");
+        let split = experiment::load_data(&s).expect("data");
+        let (x, y) = split.train.to_real::<f32>();
+        for i in 0..5 {
+            let r = i * 16..(i + 1) * 16;
+            trainer.train_batch(
+                &mut mlp,
+                x.slice(ndarray::s![r.clone(), ..]),
+                y.slice(ndarray::s![r, ..]),
+                false,
+            );
+        }
+        mlp
+    };
+    let (a, b) = (run("lockstep"), run("virtual"));
+    assert_eq!(a.w, b.w);
+    assert_eq!(a.b, b.b);
+}

@@ -323,8 +323,8 @@ impl<T: Real> PcActor<T> {
         let rows = self.layer.as_ref().expect("layer").rows();
         // s = α / (β · rows), computed in T exactly as the lockstep driver
         // does, so f32 runs follow it bit for bit.
-        let scale = T::of(self.settings.learning_rate)
-            / (T::of(self.settings.beta) * T::of(rows as f64));
+        let scale =
+            T::of(self.settings.learning_rate) / (T::of(self.settings.beta) * T::of(rows as f64));
         let layer = self.layer.as_mut().expect("layer");
         if self.dw.dim() != layer.weights().dim() {
             self.dw = Array2::zeros(layer.weights().raw_dim());
