@@ -22,6 +22,8 @@ Examples:
   pcsim run scenarios/bp-mnist.toml --set training.epochs=1 --out runs/bp-1epoch
   pcsim run scenarios/bp-mnist.toml --set data.path=../shared/data/mnist
   pcsim validate scenarios/bp-mnist.toml
+  pcsim sweep scenarios/async-zil-sweep.toml --out runs/sweep
+  pcsim sweep scenarios/async-zil-sweep.toml --shard 0/2 --out runs/s0   (then sweep-merge runs/s0 runs/s1 --out runs/sweep)
   pcsim data mnist --dir data/mnist";
 
 #[derive(Parser, Debug)]
@@ -63,6 +65,35 @@ pub enum Command {
         scenario: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+    },
+    /// Run the grid of the scenario's [sweep] table (points in parallel) and
+    /// write sweep.csv and sweep.svg.
+    Sweep {
+        scenario: PathBuf,
+        /// Run only grid points g with g mod n = i (shards numbered from 0).
+        #[arg(long, value_name = "i/n")]
+        shard: Option<String>,
+        /// Output directory (default: runs/<name>-sweep-<UTC time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Grid points run in parallel (default: available cores).
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
+        /// Override any scenario key for every point (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Merge the sweep.csv of several shard directories into one table and plot.
+    SweepMerge {
+        /// Shard output directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        force: bool,
     },
     /// Get data sets.
     #[command(subcommand)]
@@ -168,6 +199,38 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             say!("results in {}", out_dir.display());
             Ok(())
         }
+        Command::Sweep {
+            scenario,
+            shard,
+            out,
+            jobs,
+            set,
+            force,
+        } => {
+            let shard = match shard {
+                Some(s) => experiment::sweep::parse_shard(&s)?,
+                None => (0, 1),
+            };
+            let name = load_scenario(&scenario, &set, None)?.name;
+            let out_dir = out.unwrap_or_else(|| default_out_dir(&format!("{name}-sweep")));
+            let opts = experiment::sweep::SweepOptions {
+                out_dir: out_dir.clone(),
+                shard,
+                jobs,
+                overrides: set,
+                force,
+            };
+            let table = experiment::sweep::sweep(&scenario, &opts)?;
+            print_table(&table);
+            println!("results in {}", out_dir.display());
+            Ok(())
+        }
+        Command::SweepMerge { dirs, out, force } => {
+            let table = experiment::sweep::merge(&dirs, &out, force)?;
+            print_table(&table);
+            println!("merged {} row(s) into {}", table.rows.len(), out.display());
+            Ok(())
+        }
         Command::Validate { scenario, set } => {
             let s = load_scenario(&scenario, &set, None)?;
             {
@@ -185,6 +248,34 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             say!("MNIST verified (SHA-256) in {}", dir.display());
             Ok(())
         }
+    }
+}
+
+fn print_table(t: &crate::metrics::Table) {
+    let widths: Vec<usize> = (0..t.header.len())
+        .map(|i| {
+            t.rows
+                .iter()
+                .map(|r| r[i].chars().count().min(40))
+                .chain([t.header[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| {
+                let c: String = c.chars().take(40).collect();
+                format!("{c:<w$}")
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    println!("{}", line(&t.header));
+    for r in &t.rows {
+        println!("{}", line(r));
     }
 }
 

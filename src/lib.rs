@@ -10,5 +10,6 @@ pub mod data;
 pub mod experiment;
 pub mod metrics;
 pub mod nn;
+pub mod runtime;
 pub mod scenario;
 pub mod snn;

@@ -34,6 +34,12 @@ pub struct Scenario {
     /// no spiking run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snn: Option<SnnConfig>,
+    /// How the PC rules are driven: lockstep, virtual-time actors, wall-clock actors.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// Grid of scenario keys for `pcsim sweep`: `"runtime.jitter" = [0.0, 0.1]`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sweep: std::collections::BTreeMap<String, Vec<toml::Value>>,
 }
 
 fn default_name() -> String {
@@ -269,6 +275,10 @@ impl Default for OutputConfig {
     }
 }
 
+pub use crate::runtime::config::{
+    DelayConfig, DelayKind, Delivery, Driver, Granularity, RuntimeConfig, Schedule, Trigger,
+};
+
 /// Shape of the synaptic kernel of a spiking network.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -345,6 +355,10 @@ impl Scenario {
             .unwrap_or(self.seed.wrapping_add(3))
     }
 
+    /// Seed of the runtime's timing streams (defaults to `seed + 3`).
+    pub fn runtime_seed(&self) -> u64 {
+        self.runtime.seed.unwrap_or(self.seed.wrapping_add(3))
+    }
     pub fn init_seed(&self) -> u64 {
         self.network.init_seed.unwrap_or(self.seed)
     }
@@ -636,6 +650,7 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
             || format!("must be ≥ 0, got {}", d.noise),
         )?;
     }
+    crate::runtime::config::validate(&s.runtime, s.algorithm.kind == AlgorithmKind::Zil)?;
     for (key, v) in [
         ("data.train_subset", s.data.train_subset),
         ("data.test_subset", s.data.test_subset),

@@ -28,6 +28,17 @@ pub trait Trainer<T: Real> {
     /// The update applied by the last `train_batch` called with `keep_updates`.
     fn last_updates(&self) -> Option<&Updates<T>>;
 
+    /// An error that ended the last `train_batch` (e.g. a stalled actor
+    /// network); the driver stops the run with it.
+    fn take_error(&mut self) -> Option<anyhow::Error> {
+        None
+    }
+
+    /// Message and timing statistics of an actor runtime, if the trainer has one.
+    fn runtime_stats(&self) -> Option<serde_json::Value> {
+        None
+    }
+
     /// The network's prediction `ŷ` for evaluation.
     fn predict(&mut self, mlp: &Mlp<T>, x: ArrayView2<T>) -> ndarray::Array2<T> {
         mlp.predict(x)

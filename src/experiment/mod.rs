@@ -3,6 +3,7 @@
 //! through the `Recorder` (DESIGN.md §6).
 
 pub mod export;
+pub mod sweep;
 
 use crate::algo::Trainer;
 use crate::algo::bp::Backprop;
@@ -62,6 +63,11 @@ pub fn build_network<T: Real>(s: &Scenario) -> Mlp<T> {
 /// The trainer for the scenario's algorithm.
 pub fn build_trainer<T: Real>(s: &Scenario, mlp: &Mlp<T>) -> Result<Box<dyn Trainer<T>>> {
     let t = &s.training;
+    if matches!(s.algorithm.kind, AlgorithmKind::Il | AlgorithmKind::Zil)
+        && s.runtime.driver != crate::scenario::Driver::Lockstep
+    {
+        return Ok(Box::new(async_trainer::<T>(s)));
+    }
     Ok(match s.algorithm.kind {
         AlgorithmKind::Bp => Box::new(Backprop::new(
             mlp,
@@ -97,6 +103,27 @@ pub fn pc_config(s: &Scenario) -> crate::algo::pc::PcConfig {
         feedback_seed: (inf.feedback == crate::scenario::Feedback::Random)
             .then(|| s.seed.wrapping_add(3)),
     }
+}
+
+/// The asynchronous IL / Z-IL trainer of a scenario (`[runtime]` with
+/// driver `virtual` or `wall`); Z-IL forces γ = 1, β = 1 like the lockstep `Zil`.
+pub fn async_trainer<T: Real>(s: &Scenario) -> crate::runtime::trainer::AsyncTrainer<T> {
+    let inf = &s.algorithm.inference;
+    let zil = s.algorithm.kind == AlgorithmKind::Zil;
+    let settings = crate::runtime::pc::PcSettings {
+        zil,
+        steps: inf.steps as u32,
+        gamma: if zil { 1.0 } else { inf.gamma },
+        beta: if zil { 1.0 } else { inf.beta },
+        learning_rate: s.training.learning_rate,
+        schedule: s.runtime.schedule,
+        trigger: s.runtime.trigger,
+        period: s.runtime.period,
+        depth: s.network.layers.len(),
+        pipeline: s.runtime.pipeline,
+        momentum: s.training.momentum,
+    };
+    crate::runtime::trainer::AsyncTrainer::new(s.runtime.clone(), settings, s.runtime_seed())
 }
 
 /// Runs a scenario and returns its summary (also written to `summary.json`).
@@ -249,6 +276,12 @@ fn run_typed<T: Real>(s: &Scenario, split: &Split, opts: &RunOptions) -> Result<
                 export::initial(opts.export_npy.as_ref().expect("checked"), &mlp, bx, by)?;
             }
             let loss = trainer.train_batch(&mut mlp, bx, by, record_eq || export_now);
+            if let Some(e) = trainer.take_error() {
+                bar.finish_and_clear();
+                return Err(e.context(format!(
+                    "the actor network failed at epoch {epoch}, step {step}"
+                )));
+            }
             if export_now {
                 let applied = trainer
                     .last_updates()
@@ -365,6 +398,18 @@ fn run_typed<T: Real>(s: &Scenario, split: &Split, opts: &RunOptions) -> Result<
     }
     if let Some(cfg) = s.snn.as_ref().filter(|c| c.evaluate && diverged.is_none()) {
         crate::snn::report::run_spiking(&rec, s, cfg, &mlp, &split.test, &mut summary)?;
+    }
+    if let Some(stats) = trainer.runtime_stats() {
+        rec.write_json("runtime_stats.json", &stats)?;
+        summary["runtime"] = json!({
+            "driver": s.runtime.driver,
+            "messages": stats["messages"],
+            "lost": stats["lost"],
+            "elapsed": stats["elapsed"],
+            "time_unit": stats["time_unit"],
+            "time_per_sample": stats["time_per_sample"],
+            "mean_queueing_delay": stats["mean_queueing_delay"],
+        });
     }
     rec.write_json("summary.json", &summary)?;
     if let Some(msg) = diverged {

@@ -58,7 +58,7 @@
 
 use crate::nn::{Activation, ActivationKind, LossKind, Real};
 use anyhow::{Result, ensure};
-use crate::nn::linalg::gemm;
+use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
 
 /// What a layer is: a hidden layer with its activation, or the output layer
@@ -316,7 +316,7 @@ impl<T: Real> PcLayer<T> {
             return;
         }
         let m = self.feedback.as_ref().unwrap_or(&self.w);
-        gemm(T::one(), &self.eps.view(), &m.view(), T::zero(), &mut out);
+        general_mat_mul(T::one(), &self.eps, m, T::zero(), &mut out);
     }
 
     /// Owned down-message, to be moved into a message.
@@ -333,7 +333,7 @@ impl<T: Real> PcLayer<T> {
     /// and BP stay on the same f32 trajectory. The layer's own `W[l]` is not
     /// touched.
     pub fn add_weight_update_to(&self, scale: T, mut w: ArrayViewMut2<T>, mut b: ArrayViewMut1<T>) {
-        gemm(scale, &self.eps.t(), &self.input.view(), T::one(), &mut w);
+        general_mat_mul(scale, &self.eps.t(), &self.input, T::one(), &mut w);
         for row in self.eps.axis_iter(Axis(0)) {
             b.scaled_add(scale, &row);
         }
@@ -342,7 +342,7 @@ impl<T: Real> PcLayer<T> {
     /// `dw ← s · ε[l]ᵀ f(x[l−1])`, `db ← s · Σ_rows ε[l]` (the driver picks
     /// `s = α / (β · rows)`).
     pub fn weight_update_into(&self, scale: T, mut dw: ArrayViewMut2<T>, mut db: ArrayViewMut1<T>) {
-        gemm(scale, &self.eps.t(), &self.input.view(), T::zero(), &mut dw);
+        general_mat_mul(scale, &self.eps.t(), &self.input, T::zero(), &mut dw);
         db.fill(T::zero());
         for row in self.eps.axis_iter(Axis(0)) {
             db.scaled_add(scale, &row);
@@ -380,7 +380,7 @@ impl<T: Real> PcLayer<T> {
                 .broadcast(self.u.raw_dim())
                 .expect("b matches the width"),
         );
-        gemm(T::one(), &self.input.view(), &self.wt.view(), T::one(), &mut self.u.view_mut());
+        general_mat_mul(T::one(), &self.input, &self.wt, T::one(), &mut self.u);
         self.u_stale = false;
         if let Role::Output(loss) = self.role {
             loss.output_inplace(self.u.view_mut());

@@ -236,26 +236,16 @@ impl<T: Real> Common<T> {
 /// `Δb[l] = α/(β B) · Σ ε[l]` for all layers at once.
 pub struct Il<T: Real> {
     c: Common<T>,
-    /// The second half of every batch relaxes in its own network: samples
-    /// are independent during inference, so the halves run on two cores and
-    /// only the weight update joins them. The batch is always cut the same
-    /// way, so results do not depend on the thread count.
-    second: Option<PcNet<T>>,
-    /// The second half's update, when the update is kept.
-    second_updates: Option<Updates<T>>,
 }
 
 impl<T: Real> Il<T> {
     pub fn new(mlp: &Mlp<T>, cfg: PcConfig, learning_rate: f64, momentum: f64) -> Result<Self> {
         Ok(Self {
             c: Common::new(mlp, cfg, learning_rate, momentum)?,
-            second: None,
-            second_updates: None,
         })
     }
 
-    /// The lockstep network (state after the last training batch; its first
-    /// half when the batch was split).
+    /// The lockstep network (state after the last training batch).
     pub fn net(&self) -> &PcNet<T> {
         &self.c.net
     }
@@ -271,63 +261,20 @@ impl<T: Real> Trainer<T> for Il<T> {
     ) -> f64 {
         let c = &mut self.c;
         let beta = T::of(c.cfg.beta);
+        let loss = c.start(mlp, x, y, beta);
         let gamma = T::of(c.cfg.gamma);
-        let steps = c.cfg.steps;
-        let n = x.nrows();
-        let cut = crate::algo::bounds(n, crate::algo::PARTS);
-        let split = n >= 32;
-        let second = if split {
-            Some(&mut *self.second.get_or_insert_with(|| c.net.clone()))
-        } else {
-            None
-        };
-        // Relax each half of the batch in its own network (in parallel).
-        let mut losses = [0.0; 2];
-        {
-            let (l0, l1) = losses.split_at_mut(1);
-            let mut jobs = vec![(&mut c.net, 0..if split { cut[1] } else { n }, &mut l0[0])];
-            if let Some(net) = second {
-                jobs.push((net, cut[1]..n, &mut l1[0]));
-            }
-            let mlp_ref: &Mlp<T> = mlp;
-            crate::algo::for_each_part(jobs, |(net, rows, loss)| {
-                let (xp, yp) = (
-                    x.slice(ndarray::s![rows.clone(), ..]),
-                    y.slice(ndarray::s![rows, ..]),
-                );
-                net.load_params(mlp_ref);
-                net.start(xp, Some((yp, beta)), false);
-                *loss = mlp_ref.output.loss(net.output().u(), yp).f64();
-                for _ in 0..steps {
-                    net.relax(gamma);
-                }
-            });
+        for _ in 0..c.cfg.steps {
+            c.net.relax(gamma);
         }
-        let loss = losses[0] + losses[1];
-        let scale = c.learning_rate / (beta * T::of(n as f64));
-        let nets = std::iter::once(&c.net).chain(if split { self.second.as_ref() } else { None });
+        let scale = c.learning_rate / (beta * T::of(x.nrows() as f64));
         if c.fused(keep_updates) {
-            for net in nets {
-                for (i, layer) in net.layers.iter().enumerate() {
-                    layer.add_weight_update_to(scale, mlp.w[i].view_mut(), mlp.b[i].view_mut());
-                }
+            for (i, layer) in c.net.layers.iter().enumerate() {
+                layer.add_weight_update_to(scale, mlp.w[i].view_mut(), mlp.b[i].view_mut());
             }
             c.kept = false;
             return loss;
         }
         c.net.collect_updates(scale, &mut c.updates);
-        if let (true, Some(net)) = (split, &self.second) {
-            let extra = self
-                .second_updates
-                .get_or_insert_with(|| Updates::zeros_like(mlp));
-            net.collect_updates(scale, extra);
-            for (a, b) in c.updates.dw.iter_mut().zip(&extra.dw) {
-                *a += b;
-            }
-            for (a, b) in c.updates.db.iter_mut().zip(&extra.db) {
-                *a += b;
-            }
-        }
         c.finish(mlp, keep_updates);
         loss
     }

@@ -1,0 +1,466 @@
+//! Actor runtime acceptance tests (no MNIST): the actors reproduce the
+//! lockstep reference, event-triggered Z-IL stays exact under random delays,
+//! clock-triggered Z-IL under jitter does not, virtual runs are reproducible,
+//! stalls and panics become errors naming the actors.
+
+use pcsim::algo::Trainer;
+use pcsim::algo::bp::Backprop;
+use pcsim::experiment::{self, RunOptions, build_network, build_trainer};
+use pcsim::nn::{Mlp, Updates};
+use pcsim::runtime::RuntimeError;
+use pcsim::scenario::{self, Scenario};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn scenario(kind: &str, runtime: &str) -> Scenario {
+    let text = format!(
+        r#"
+name = "rt-test"
+seed = 11
+precision = "f64"
+[network]
+layers = [6, 12, 10, 8, 3]
+activation = "tanh"
+output = "softmax_ce"
+[algorithm]
+kind = "{kind}"
+[algorithm.inference]
+gamma = 0.2
+steps = 6
+[data.synthetic]
+n_train = 96
+n_test = 32
+n_features = 6
+n_classes = 3
+[training]
+batch_size = 16
+learning_rate = 0.05
+[runtime]
+{runtime}
+"#
+    );
+    let s = scenario::parse(&text, Path::new("test.toml")).expect("valid test scenario");
+    scenario::validate(&s).expect("valid");
+    s
+}
+
+fn batches(s: &Scenario, n: usize) -> Vec<(ndarray::Array2<f64>, ndarray::Array2<f64>)> {
+    let split = experiment::load_data(s).expect("synthetic data");
+    let (x, y) = split.train.to_real::<f64>();
+    let b = s.training.batch_size;
+    (0..n)
+        .map(|i| {
+            (
+                x.slice(ndarray::s![i * b..(i + 1) * b, ..]).to_owned(),
+                y.slice(ndarray::s![i * b..(i + 1) * b, ..]).to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Trains `steps` batches; returns the final network and the applied updates.
+fn train(s: &Scenario, steps: usize) -> (Mlp<f64>, Vec<Updates<f64>>) {
+    let mut mlp = build_network::<f64>(s);
+    let mut trainer = build_trainer::<f64>(s, &mlp).expect("trainer");
+    let mut updates = Vec::new();
+    for (x, y) in batches(s, steps) {
+        let loss = trainer.train_batch(&mut mlp, x.view(), y.view(), true);
+        if let Some(e) = trainer.take_error() {
+            panic!("training failed: {e:#}");
+        }
+        assert!(loss.is_finite());
+        updates.push(trainer.last_updates().expect("kept").clone());
+    }
+    (mlp, updates)
+}
+
+/// Max relative difference of every update and the final weights.
+fn max_diff(a: &(Mlp<f64>, Vec<Updates<f64>>), b: &(Mlp<f64>, Vec<Updates<f64>>)) -> f64 {
+    let mut worst: f64 = 0.0;
+    for (ua, ub) in a.1.iter().zip(&b.1) {
+        worst = ua.rel_diff(ub).into_iter().fold(worst, f64::max);
+    }
+    for (wa, wb) in a.0.w.iter().zip(&b.0.w) {
+        let num: f64 = (wa - wb).iter().map(|v| v * v).sum::<f64>().sqrt();
+        let den: f64 = wb.iter().map(|v| v * v).sum::<f64>().sqrt();
+        worst = worst.max(num / den);
+    }
+    worst
+}
+
+/// Max relative difference of each applied update to BP's on the same
+/// parameters and batch.
+fn deviation_from_bp(s: &Scenario, steps: usize) -> f64 {
+    let mut mlp = build_network::<f64>(s);
+    let mut trainer = build_trainer::<f64>(s, &mlp).expect("trainer");
+    let mut bp = Backprop::new(&mlp, s.training.learning_rate, 0.0, s.training.batch_size);
+    let mut reference = Updates::zeros_like(&mlp);
+    let mut worst: f64 = 0.0;
+    for (x, y) in batches(s, steps) {
+        bp.compute_updates(&mlp, x.view(), y.view(), &mut reference);
+        trainer.train_batch(&mut mlp, x.view(), y.view(), true);
+        if let Some(e) = trainer.take_error() {
+            panic!("training failed: {e:#}");
+        }
+        let applied = trainer.last_updates().expect("kept");
+        worst = applied
+            .rel_diff(&reference)
+            .into_iter()
+            .fold(worst, f64::max);
+    }
+    worst
+}
+
+const STEPS: usize = 5;
+
+#[test]
+fn zero_delays_reproduce_lockstep_il_and_zil_at_both_granularities() {
+    for kind in ["il", "zil"] {
+        let reference = train(&scenario(kind, "driver = \"lockstep\""), STEPS);
+        for gran in [
+            "granularity = \"layer\"",
+            "granularity = \"groups\"\ngroups = 3",
+        ] {
+            let s = scenario(kind, &format!("driver = \"virtual\"\n{gran}"));
+            let d = max_diff(&train(&s, STEPS), &reference);
+            assert!(
+                d <= 1e-12,
+                "{kind}, {gran}: actors differ from lockstep by {d:e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn event_triggered_zil_is_exact_under_random_delays_with_fifo_edges() {
+    for delay in [
+        "{ kind = \"exponential\", mean = 2.0 }",
+        "{ kind = \"lognormal\", mean = 2.0, spread = 1.0 }",
+    ] {
+        for schedule in ["event", "clocked"] {
+            let rt = format!(
+                "driver = \"virtual\"\nschedule = \"{schedule}\"\ntrigger = \"event\"\ndelivery = \"fifo\"\nperiod = 4.0\njitter = 1.5\ndelay_up = {delay}\ndelay_down = {delay}\ncompute = {{ kind = \"exponential\", mean = 0.3 }}"
+            );
+            let d = deviation_from_bp(&scenario("zil", &rt), STEPS);
+            assert!(
+                d <= 1e-12,
+                "{schedule}, {delay}: Z-IL deviates from BP by {d:e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn clock_triggered_zil_under_jitter_is_not_exact() {
+    let exact = "driver = \"virtual\"\nschedule = \"clocked\"\ntrigger = \"clock\"\nperiod = 10.0\ndelay_up = { kind = \"fixed\", mean = 1.0 }\ndelay_down = { kind = \"fixed\", mean = 1.0 }";
+    // Without jitter (delays < P/2) the clock schedule is the lockstep one …
+    let d0 = deviation_from_bp(&scenario("zil", exact), STEPS);
+    assert!(
+        d0 <= 1e-12,
+        "clock trigger without jitter deviates by {d0:e}"
+    );
+    // … with jitter the local clocks miss messages and the updates differ.
+    let d = deviation_from_bp(&scenario("zil", &format!("{exact}\njitter = 3.0")), STEPS);
+    assert!(
+        d > 1e-6,
+        "clock trigger under jitter should not be exact, deviation {d:e}"
+    );
+}
+
+#[test]
+fn two_virtual_runs_write_byte_identical_files() {
+    let mut s = scenario(
+        "zil",
+        "driver = \"virtual\"\nschedule = \"clocked\"\ntrigger = \"clock\"\njitter = 2.0\nperiod = 5.0\ndelay_up = { kind = \"exponential\", mean = 1.0 }\ndelay_down = { kind = \"lognormal\", mean = 1.0, spread = 0.5 }\nduplication = 0.1",
+    );
+    s.training.epochs = 2;
+    s.output.equivalence_every = 1;
+    s.output.plots = false;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |name: &str| {
+        let out = dir.path().join(name);
+        experiment::run(
+            &s,
+            &RunOptions {
+                out_dir: out.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("run");
+        out
+    };
+    let (a, b) = (run("a"), run("b"));
+    for file in ["equivalence.csv", "runtime_stats.json"] {
+        let fa = std::fs::read(a.join(file)).expect("written");
+        let fb = std::fs::read(b.join(file)).expect("written");
+        assert!(!fa.is_empty());
+        assert_eq!(fa, fb, "{file} differs between two runs");
+    }
+    // metrics.csv without its wall_seconds column (the only non-virtual quantity).
+    let strip = |p: &Path| -> Vec<String> {
+        std::fs::read_to_string(p.join("metrics.csv"))
+            .expect("written")
+            .lines()
+            .map(|l| l.rsplit_once(',').map_or(l, |(head, _)| head).to_string())
+            .collect()
+    };
+    assert_eq!(strip(&a), strip(&b));
+    // And the duplicates were really injected (so the comparison means something).
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("runtime_stats.json")).unwrap()).unwrap();
+    assert!(stats["duplicated"].as_u64().unwrap() > 0);
+}
+
+/// Runs `f` on a thread and fails the test if it takes longer than `secs`.
+fn within<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs))
+        .expect("the run hung instead of ending with an error")
+}
+
+fn first_error(s: Scenario, inject_panic: Option<(usize, u64)>) -> String {
+    let mut mlp = build_network::<f64>(&s);
+    let mut trainer = experiment::async_trainer::<f64>(&s);
+    trainer.inject_panic = inject_panic;
+    for (x, y) in batches(&s, 3) {
+        trainer.train_batch(&mut mlp, x.view(), y.view(), false);
+        if let Some(e) = trainer.take_error() {
+            return format!("{e:#}");
+        }
+    }
+    panic!("no error");
+}
+
+#[test]
+fn total_message_loss_ends_with_the_watchdog_error() {
+    for driver in ["virtual", "wall"] {
+        let s = scenario(
+            "il",
+            &format!("driver = \"{driver}\"\nloss = 1.0\nidle_timeout_ms = 300\nwatchdog = 1000.0"),
+        );
+        let msg = within(30, move || first_error(s, None));
+        assert!(msg.contains("watchdog"), "{driver}: {msg}");
+        assert!(
+            msg.contains("input waits for `Done` of sample 0"),
+            "{driver}: {msg}"
+        );
+        assert!(msg.contains("layer5 waits for"), "{driver}: {msg}");
+        assert!(msg.contains("runtime.loss"), "{driver}: {msg}");
+    }
+}
+
+#[test]
+fn a_panicking_actor_ends_the_run_with_an_error_naming_it() {
+    for driver in ["virtual", "wall"] {
+        let s = scenario(
+            "zil",
+            &format!("driver = \"{driver}\"\nidle_timeout_ms = 5000"),
+        );
+        let msg = within(30, move || first_error(s, Some((3, 1))));
+        assert!(msg.contains("actor `layer3` panicked"), "{driver}: {msg}");
+    }
+    // The error type itself names the actor.
+    let e = RuntimeError::ActorPanicked {
+        actor: "layer3".into(),
+        message: "boom".into(),
+    };
+    assert!(e.to_string().contains("layer3"));
+}
+
+#[test]
+fn wall_runtime_with_zero_delays_equals_the_lockstep_reference() {
+    for kind in ["il", "zil"] {
+        let reference = train(&scenario(kind, "driver = \"lockstep\""), STEPS);
+        let wall = train(&scenario(kind, "driver = \"wall\"\nworkers = 2"), STEPS);
+        // The same rules on the same inputs in the same order: bit for bit.
+        for (a, b) in wall.0.w.iter().zip(&reference.0.w) {
+            assert_eq!(a, b, "{kind}: wall weights differ from lockstep");
+        }
+        let groups = train(
+            &scenario(
+                kind,
+                "driver = \"wall\"\nworkers = 2\ngranularity = \"groups\"\ngroups = 2",
+            ),
+            STEPS,
+        );
+        let d = max_diff(&groups, &reference);
+        assert!(d <= 1e-12, "{kind}: wall groups differ by {d:e}");
+    }
+}
+
+#[test]
+fn bad_runtime_keys_are_named() {
+    let text = "[network]\nlayers = [10, 4]\n[runtime]\nloss = 1.5\n";
+    let s = scenario::parse(text, Path::new("x.toml")).expect("parses");
+    let (key, _) = scenario::validate(&s).expect_err("loss > 1");
+    assert_eq!(key, "runtime.loss");
+    let text =
+        "[network]\nlayers = [10, 4]\n[runtime]\ndriver = \"wall\"\nschedule = \"clocked\"\n";
+    let s = scenario::parse(text, Path::new("x.toml")).expect("parses");
+    assert_eq!(
+        scenario::validate(&s).expect_err("clocked wall").0,
+        "runtime.schedule"
+    );
+}
+
+#[test]
+fn pipelined_batches_all_finish_and_overlap() {
+    let run = |pipeline: usize, driver: &str| {
+        let s = scenario(
+            "il",
+            &format!(
+                "driver = \"{driver}\"\npipeline = {pipeline}\ngranularity = \"groups\"\ngroups = 2\ndelay_up = {{ kind = \"exponential\", mean = 1.0 }}\nidle_timeout_ms = 5000"
+            ),
+        );
+        let mut mlp = build_network::<f64>(&s);
+        let mut t = experiment::async_trainer::<f64>(&s);
+        let loss = t
+            .train_batches(&mut mlp, batches(&s, 6), false)
+            .expect("runs");
+        assert!(loss.is_finite());
+        assert_eq!(t.stats().expect("ran").samples, 6, "every batch finished");
+        mlp
+    };
+    let (one, two) = (run(1, "virtual"), run(2, "virtual"));
+    // With two batches in flight the second sees weights before the first's
+    // update: the trajectories differ (so the batches really overlapped) …
+    let diff: f64 = one
+        .w
+        .iter()
+        .zip(&two.w)
+        .map(|(a, b)| (a - b).iter().map(|v| v.abs()).sum::<f64>())
+        .sum();
+    assert!(diff > 1e-9, "pipeline = 2 did not overlap batches");
+    // … and the wall runtime pipelines as well.
+    let wall = run(2, "wall");
+    assert!(wall.is_finite());
+}
+
+#[test]
+fn sweep_shards_merge_into_the_full_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("sweep.toml");
+    std::fs::write(
+        &file,
+        r#"
+name = "sweep-test"
+seed = 3
+precision = "f64"
+[network]
+layers = [6, 8, 3]
+activation = "tanh"
+[algorithm]
+kind = "zil"
+[data.synthetic]
+n_train = 64
+n_test = 32
+n_features = 6
+n_classes = 3
+[training]
+batch_size = 16
+[runtime]
+driver = "virtual"
+schedule = "clocked"
+period = 4.0
+delay_down = { kind = "exponential", mean = 1.0 }
+[output]
+equivalence_every = 1
+plots = false
+[sweep]
+"runtime.trigger" = ["event", "clock"]
+"runtime.jitter" = [0.0, 1.5]
+"#,
+    )
+    .unwrap();
+    let opts = |out: &str, shard| experiment::sweep::SweepOptions {
+        out_dir: dir.path().join(out),
+        shard,
+        jobs: 2,
+        overrides: vec![],
+        force: false,
+    };
+    let full = experiment::sweep::sweep(&file, &opts("full", (0, 1))).expect("sweep");
+    assert_eq!(full.rows.len(), 4);
+    assert_eq!(
+        &full.header[..4],
+        ["point", "runtime.jitter", "runtime.trigger", "max_rel_diff"]
+    );
+    // The event trigger is exact at every jitter; the rows are complete.
+    for row in &full.rows {
+        assert_eq!(row[row.len() - 2], "completed", "{row:?}");
+        if row[2] == "event" {
+            assert!(row[3].parse::<f64>().unwrap() <= 1e-12, "{row:?}");
+        }
+    }
+    let a = experiment::sweep::sweep(&file, &opts("s0", (0, 2))).expect("shard 0");
+    let b = experiment::sweep::sweep(&file, &opts("s1", (1, 2))).expect("shard 1");
+    assert_eq!(a.rows.len() + b.rows.len(), 4);
+    let merged = experiment::sweep::merge(
+        &[dir.path().join("s1"), dir.path().join("s0")],
+        &dir.path().join("merged"),
+        false,
+    )
+    .expect("merge");
+    let strip = |t: &pcsim::metrics::Table| -> Vec<Vec<String>> {
+        t.rows.iter().map(|r| r[..r.len() - 1].to_vec()).collect()
+    };
+    assert_eq!(
+        strip(&merged),
+        strip(&full),
+        "merged shards differ from the full sweep"
+    );
+    assert!(experiment::sweep::parse_shard("2/2").is_err());
+}
+
+#[test]
+fn momentum_is_kept_by_each_actor_and_equals_lockstep() {
+    for kind in ["il", "zil"] {
+        let with_momentum = |driver: &str| {
+            let mut s = scenario(kind, &format!("driver = \"{driver}\""));
+            s.training.momentum = 0.9;
+            train(&s, STEPS)
+        };
+        let (lock, virt) = (with_momentum("lockstep"), with_momentum("virtual"));
+        let d = max_diff(&virt, &lock);
+        assert!(
+            d <= 1e-12,
+            "{kind}, momentum: actors differ from lockstep by {d:e}"
+        );
+        // And momentum really changed the trajectory.
+        let plain = train(&scenario(kind, "driver = \"virtual\""), STEPS);
+        assert!(max_diff(&virt, &plain) > 1e-6);
+    }
+}
+
+#[test]
+fn f32_actors_follow_the_lockstep_reference_bit_for_bit() {
+    // A learning rate whose α/(β·B) rounds differently in f64 and f32.
+    let run = |driver: &str| {
+        let mut s = scenario("il", &format!("driver = \"{driver}\""));
+        s.precision = scenario::Precision::F32;
+        s.training.learning_rate = 0.05 * 0.85f64.powi(3);
+        s.algorithm.inference.beta = 0.1;
+        s.training.momentum = 0.9;
+        let mut mlp = build_network::<f32>(&s);
+        let mut trainer = build_trainer::<f32>(&s, &mlp).expect("trainer");
+        let split = experiment::load_data(&s).expect("data");
+        let (x, y) = split.train.to_real::<f32>();
+        for i in 0..5 {
+            let r = i * 16..(i + 1) * 16;
+            trainer.train_batch(
+                &mut mlp,
+                x.slice(ndarray::s![r.clone(), ..]),
+                y.slice(ndarray::s![r, ..]),
+                false,
+            );
+        }
+        mlp
+    };
+    let (a, b) = (run("lockstep"), run("virtual"));
+    assert_eq!(a.w, b.w);
+    assert_eq!(a.b, b.b);
+}
