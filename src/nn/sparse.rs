@@ -71,7 +71,18 @@ impl<T: Real> SparseRows<T> {
                 len += usize::from(v != T::zero());
             };
             match row.as_slice() {
-                Some(values) => values.iter().enumerate().for_each(|(k, &v)| put(k, v)),
+                Some(values) => {
+                    // Images have long runs of zeros (borders): skip them
+                    // eight at a time.
+                    for (c, chunk) in values.chunks(8).enumerate() {
+                        if chunk.iter().any(|&v| v != T::zero()) {
+                            chunk
+                                .iter()
+                                .enumerate()
+                                .for_each(|(j, &v)| put(c * 8 + j, v));
+                        }
+                    }
+                }
                 None => row.iter().enumerate().for_each(|(k, &v)| put(k, v)),
             }
             self.row_start.push(len);
