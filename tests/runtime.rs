@@ -14,6 +14,12 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 fn scenario(kind: &str, runtime: &str) -> Scenario {
+    // Z-IL fixes γ and T itself (validation refuses them).
+    let inference = if kind == "il" {
+        "[algorithm.inference]\ngamma = 0.2\nsteps = 6"
+    } else {
+        ""
+    };
     let text = format!(
         r#"
 name = "rt-test"
@@ -25,9 +31,7 @@ activation = "tanh"
 output = "softmax_ce"
 [algorithm]
 kind = "{kind}"
-[algorithm.inference]
-gamma = 0.2
-steps = 6
+{inference}
 [data.synthetic]
 n_train = 96
 n_test = 32
@@ -139,8 +143,13 @@ fn event_triggered_zil_is_exact_under_random_delays_with_fifo_edges() {
         "{ kind = \"lognormal\", mean = 2.0, spread = 1.0 }",
     ] {
         for schedule in ["event", "clocked"] {
+            let clock = if schedule == "clocked" {
+                "trigger = \"event\"\nperiod = 4.0\njitter = 1.5"
+            } else {
+                ""
+            };
             let rt = format!(
-                "driver = \"virtual\"\nschedule = \"{schedule}\"\ntrigger = \"event\"\ndelivery = \"fifo\"\nperiod = 4.0\njitter = 1.5\ndelay_up = {delay}\ndelay_down = {delay}\ncompute = {{ kind = \"exponential\", mean = 0.3 }}"
+                "driver = \"virtual\"\nschedule = \"{schedule}\"\n{clock}\ndelivery = \"fifo\"\ndelay_up = {delay}\ndelay_down = {delay}\ncompute = {{ kind = \"exponential\", mean = 0.3 }}"
             );
             let d = deviation_from_bp(&scenario("zil", &rt), STEPS);
             assert!(
@@ -222,6 +231,15 @@ fn within<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) 
         .expect("the run hung instead of ending with an error")
 }
 
+/// The stall bound of a driver: virtual time units, or wall milliseconds.
+fn bound(driver: &str) -> &'static str {
+    if driver == "wall" {
+        "idle_timeout_ms = 3000"
+    } else {
+        "watchdog = 1000.0"
+    }
+}
+
 fn first_error(s: Scenario, inject_panic: Option<(usize, u64)>) -> String {
     let mut mlp = build_network::<f64>(&s);
     let mut trainer = experiment::async_trainer::<f64>(&s);
@@ -240,7 +258,7 @@ fn total_message_loss_ends_with_the_watchdog_error() {
     for driver in ["virtual", "wall"] {
         let s = scenario(
             "il",
-            &format!("driver = \"{driver}\"\nloss = 1.0\nidle_timeout_ms = 300\nwatchdog = 1000.0"),
+            &format!("driver = \"{driver}\"\nloss = 1.0\n{}", bound(driver)),
         );
         let msg = within(30, move || first_error(s, None));
         assert!(msg.contains("watchdog"), "{driver}: {msg}");
@@ -256,10 +274,7 @@ fn total_message_loss_ends_with_the_watchdog_error() {
 #[test]
 fn a_panicking_actor_ends_the_run_with_an_error_naming_it() {
     for driver in ["virtual", "wall"] {
-        let s = scenario(
-            "zil",
-            &format!("driver = \"{driver}\"\nidle_timeout_ms = 5000"),
-        );
+        let s = scenario("zil", &format!("driver = \"{driver}\"\n{}", bound(driver)));
         let msg = within(30, move || first_error(s, Some((3, 1))));
         assert!(msg.contains("actor `layer3` panicked"), "{driver}: {msg}");
     }
@@ -292,18 +307,135 @@ fn wall_runtime_with_zero_delays_equals_the_lockstep_reference() {
     }
 }
 
+/// The validation error (key, message) of a `[runtime]` table, or None.
+fn runtime_error(kind: &str, layers: &str, runtime: &str) -> Option<(String, String)> {
+    let text = format!(
+        "[network]\nlayers = {layers}\n[algorithm]\nkind = \"{kind}\"\n[runtime]\n{runtime}\n"
+    );
+    let s = scenario::parse(&text, Path::new("x.toml")).expect("parses");
+    scenario::validate(&s).err()
+}
+
 #[test]
 fn bad_runtime_keys_are_named() {
-    let text = "[network]\nlayers = [10, 4]\n[runtime]\nloss = 1.5\n";
-    let s = scenario::parse(text, Path::new("x.toml")).expect("parses");
-    let (key, _) = scenario::validate(&s).expect_err("loss > 1");
+    let err = |kind: &str, rt: &str| runtime_error(kind, "[10, 32, 32, 4]", rt);
+    let (key, _) = err("il", "driver = \"virtual\"\nloss = 1.5").expect("loss > 1");
     assert_eq!(key, "runtime.loss");
-    let text =
-        "[network]\nlayers = [10, 4]\n[runtime]\ndriver = \"wall\"\nschedule = \"clocked\"\n";
-    let s = scenario::parse(text, Path::new("x.toml")).expect("parses");
+    // Clocked actors run on the wall driver too.
     assert_eq!(
-        scenario::validate(&s).expect_err("clocked wall").0,
-        "runtime.schedule"
+        err(
+            "il",
+            "driver = \"wall\"\nschedule = \"clocked\"\njitter = 1.0"
+        ),
+        None
+    );
+    // Keys nobody would use are refused, naming the key and why.
+    for (kind, rt, key, says) in [
+        (
+            "bp",
+            "granularity = \"groups\"",
+            "runtime.granularity",
+            "bp",
+        ),
+        ("bp", "driver = \"virtual\"", "runtime.driver", "bp"),
+        (
+            "il",
+            "granularity = \"nodes\"",
+            "runtime.granularity",
+            "lockstep",
+        ),
+        (
+            "il",
+            "driver = \"virtual\"\ngroups = 2",
+            "runtime.groups",
+            "granularity",
+        ),
+        (
+            "il",
+            "driver = \"virtual\"\njitter = 1.0",
+            "runtime.jitter",
+            "clocked",
+        ),
+        (
+            "il",
+            "driver = \"virtual\"\nschedule = \"clocked\"\ntrigger = \"clock\"",
+            "runtime.trigger",
+            "Z-IL",
+        ),
+        (
+            "zil",
+            "driver = \"virtual\"\ntrigger = \"clock\"",
+            "runtime.trigger",
+            "clocked",
+        ),
+        (
+            "il",
+            "driver = \"wall\"\ncompute = { kind = \"fixed\", mean = 1.0 }",
+            "runtime.compute.mean",
+            "real-time",
+        ),
+        (
+            "il",
+            "driver = \"wall\"\nwatchdog = 5.0",
+            "runtime.watchdog",
+            "idle_timeout_ms",
+        ),
+        (
+            "il",
+            "driver = \"virtual\"\nworkers = 2",
+            "runtime.workers",
+            "wall",
+        ),
+        (
+            "il",
+            "driver = \"virtual\"\ngranularity = \"groups\"\ngroups = 1000",
+            "runtime.groups",
+            "≤ 32",
+        ),
+        (
+            "il",
+            "driver = \"wall\"\nworkers = 1000000000",
+            "runtime.workers",
+            "≤ 256",
+        ),
+        (
+            "il",
+            "driver = \"wall\"\nidle_timeout_ms = 9223372036854775807",
+            "runtime.idle_timeout_ms",
+            "one day",
+        ),
+        (
+            "il",
+            "driver = \"virtual\"\ndelay_up = { kind = \"fixed\", mean = 1e300 }",
+            "runtime.delay_up.mean",
+            "1e9",
+        ),
+        (
+            "il",
+            "driver = \"virtual\"\nschedule = \"clocked\"\njitter = 1e300",
+            "runtime.jitter",
+            "1e9",
+        ),
+    ] {
+        let (k, msg) = err(kind, rt).unwrap_or_else(|| panic!("{kind} with {rt:?} was accepted"));
+        assert_eq!(k, key, "{kind}, {rt}: {msg}");
+        assert!(msg.contains(says), "{kind}, {rt}: {msg}");
+        assert!(!msg.contains("0000000000"), "unreadable number: {msg}");
+    }
+    // An unknown actor name lists the valid ones.
+    let (k, msg) = err(
+        "il",
+        "driver = \"virtual\"\ngranularity = \"nodes\"\nactor_compute.layer99 = { mean = 1.0 }",
+    )
+    .expect("unknown actor");
+    assert_eq!(k, "runtime.actor_compute.layer99");
+    assert!(msg.contains("err2, val2, err3, val3, err4"), "{msg}");
+    assert_eq!(
+        err(
+            "il",
+            "driver = \"virtual\"\ngranularity = \"nodes\"\nactor_compute.val3 = { mean = 1.0 }"
+        ),
+        None
     );
 }
 
@@ -313,7 +445,8 @@ fn pipelined_batches_all_finish_and_overlap() {
         let s = scenario(
             "il",
             &format!(
-                "driver = \"{driver}\"\npipeline = {pipeline}\ngranularity = \"groups\"\ngroups = 2\ndelay_up = {{ kind = \"exponential\", mean = 1.0 }}\nidle_timeout_ms = 5000"
+                "driver = \"{driver}\"\npipeline = {pipeline}\ngranularity = \"groups\"\ngroups = 2\ndelay_up = {{ kind = \"exponential\", mean = 1.0 }}\n{}",
+                bound(driver)
             ),
         );
         let mut mlp = build_network::<f64>(&s);
