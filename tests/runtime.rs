@@ -118,14 +118,18 @@ fn deviation_from_bp(s: &Scenario, steps: usize) -> f64 {
 
 const STEPS: usize = 5;
 
+const GRANULARITIES: [&str; 4] = [
+    "granularity = \"layer\"",
+    "granularity = \"groups\"\ngroups = 3",
+    "granularity = \"nodes\"",
+    "granularity = \"nodes\"\ngroups = 2",
+];
+
 #[test]
-fn zero_delays_reproduce_lockstep_il_and_zil_at_both_granularities() {
+fn zero_delays_reproduce_lockstep_il_and_zil_at_every_granularity() {
     for kind in ["il", "zil"] {
         let reference = train(&scenario(kind, "driver = \"lockstep\""), STEPS);
-        for gran in [
-            "granularity = \"layer\"",
-            "granularity = \"groups\"\ngroups = 3",
-        ] {
+        for gran in GRANULARITIES {
             let s = scenario(kind, &format!("driver = \"virtual\"\n{gran}"));
             let d = max_diff(&train(&s, STEPS), &reference);
             assert!(
@@ -138,10 +142,13 @@ fn zero_delays_reproduce_lockstep_il_and_zil_at_both_granularities() {
 
 #[test]
 fn event_triggered_zil_is_exact_under_random_delays_with_fifo_edges() {
-    for delay in [
-        "{ kind = \"exponential\", mean = 2.0 }",
-        "{ kind = \"lognormal\", mean = 2.0, spread = 1.0 }",
-    ] {
+    for (gran, delay) in GRANULARITIES.iter().flat_map(|g| {
+        [
+            "{ kind = \"exponential\", mean = 2.0 }",
+            "{ kind = \"lognormal\", mean = 2.0, spread = 1.0 }",
+        ]
+        .map(move |d| (*g, d))
+    }) {
         for schedule in ["event", "clocked"] {
             let clock = if schedule == "clocked" {
                 "trigger = \"event\"\nperiod = 4.0\njitter = 1.5"
@@ -149,12 +156,12 @@ fn event_triggered_zil_is_exact_under_random_delays_with_fifo_edges() {
                 ""
             };
             let rt = format!(
-                "driver = \"virtual\"\nschedule = \"{schedule}\"\n{clock}\ndelivery = \"fifo\"\ndelay_up = {delay}\ndelay_down = {delay}\ncompute = {{ kind = \"exponential\", mean = 0.3 }}"
+                "driver = \"virtual\"\n{gran}\nschedule = \"{schedule}\"\n{clock}\ndelivery = \"fifo\"\ndelay_up = {delay}\ndelay_down = {delay}\ncompute = {{ kind = \"exponential\", mean = 0.3 }}"
             );
             let d = deviation_from_bp(&scenario("zil", &rt), STEPS);
             assert!(
                 d <= 1e-12,
-                "{schedule}, {delay}: Z-IL deviates from BP by {d:e}"
+                "{gran}, {schedule}, {delay}: Z-IL deviates from BP by {d:e}"
             );
         }
     }
@@ -596,4 +603,221 @@ fn f32_actors_follow_the_lockstep_reference_bit_for_bit() {
     let (a, b) = (run("lockstep"), run("virtual"));
     assert_eq!(a.w, b.w);
     assert_eq!(a.b, b.b);
+}
+
+/// Test accuracy and the final weights of a short run through the library.
+fn accuracy_and_weights(s: &Scenario) -> (f64, Vec<ndarray::Array2<f64>>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = s.clone();
+    s.output.plots = false;
+    let summary = experiment::run(
+        &s,
+        &RunOptions {
+            out_dir: dir.path().join("run"),
+            ..Default::default()
+        },
+    )
+    .expect("run");
+    let acc = summary["test_accuracy"].as_f64().expect("accuracy");
+    (acc, Vec::new())
+}
+
+#[test]
+fn feedback_alignment_and_predict_steps_reach_the_actors() {
+    for kind in ["il", "zil"] {
+        let with = |driver: &str, extra: &str| {
+            let mut s = scenario(kind, &format!("driver = \"{driver}\"\n{extra}"));
+            s.algorithm.inference.feedback = scenario::Feedback::Random;
+            train(&s, STEPS)
+        };
+        // Feedback alignment: the actors equal the lockstep FA run …
+        let lock = with("lockstep", "");
+        for gran in GRANULARITIES {
+            let d = max_diff(&with("virtual", gran), &lock);
+            assert!(d <= 1e-12, "{kind}, {gran}: FA actors differ by {d:e}");
+        }
+        // … and differ from exact PC (for Z-IL: from BP's updates).
+        let exact = train(&scenario(kind, "driver = \"virtual\""), STEPS);
+        assert!(
+            max_diff(&with("virtual", ""), &exact) > 1e-6,
+            "{kind}: feedback = random changed nothing"
+        );
+    }
+    // predict_steps: the asynchronous trainer predicts by relaxation like
+    // the lockstep one, which differs from the feedforward answer after a
+    // few steps from rest.
+    let accuracy = |driver: &str, predict_steps: usize| {
+        let mut s = scenario("il", &format!("driver = \"{driver}\""));
+        s.algorithm.inference.predict_steps = predict_steps;
+        s.data.synthetic.n_test = 200;
+        accuracy_and_weights(&s).0
+    };
+    let (lock3, virt3, virt0) = (
+        accuracy("lockstep", 3),
+        accuracy("virtual", 3),
+        accuracy("virtual", 0),
+    );
+    assert_eq!(lock3, virt3, "predict_steps: actors and lockstep disagree");
+    assert_ne!(
+        virt3, virt0,
+        "predict_steps = 3 predicted like the feedforward pass"
+    );
+}
+
+/// Three actors in a chain `a → b → c`; `a` tries to use `b`'s link.
+struct Rogue {
+    name: &'static str,
+    link: Option<pcsim::runtime::Link>,
+}
+
+impl pcsim::runtime::Actor for Rogue {
+    type Msg = u8;
+    fn name(&self) -> String {
+        self.name.into()
+    }
+    fn start(&mut self, ctx: &mut pcsim::runtime::Ctx<u8>) {
+        if let Some(link) = self.link {
+            ctx.send(link, 0, 0, 1);
+        }
+    }
+    fn handle(&mut self, _: pcsim::runtime::Envelope<u8>, _: &mut pcsim::runtime::Ctx<u8>) {}
+    fn is_done(&self) -> bool {
+        true
+    }
+    fn waiting_for(&self) -> String {
+        "nothing".into()
+    }
+}
+
+#[test]
+fn a_message_on_another_actors_edge_is_an_error_naming_both_actors() {
+    use pcsim::runtime::{
+        Direction, Port, Timing, Topology, VirtualDriver, WallDriver, WallOptions,
+    };
+    let build = || {
+        let mut topo = Topology::new();
+        let _a_to_b = topo.add(0, 1, Port::Forward, Direction::Up);
+        let b_to_c = topo.add(1, 2, Port::Forward, Direction::Up);
+        // `a` holds a link, but it is `b`'s edge: links cannot be forged, only misused.
+        let actors = vec![
+            Rogue {
+                name: "a",
+                link: Some(b_to_c),
+            },
+            Rogue {
+                name: "b",
+                link: None,
+            },
+            Rogue {
+                name: "c",
+                link: None,
+            },
+        ];
+        (actors, topo, Timing::ideal(3, 1))
+    };
+    let (actors, topo, timing) = build();
+    let e = VirtualDriver::new(actors, topo, timing, 10.0)
+        .run()
+        .expect_err("bad edge");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("actor `a`") && msg.contains("`b` → `c`"),
+        "{msg}"
+    );
+    let (actors, topo, timing) = build();
+    let opts = WallOptions {
+        workers: 1,
+        capacity: 4,
+        idle_timeout: Duration::from_secs(2),
+    };
+    let e = WallDriver::new(actors, topo, timing, opts)
+        .unwrap()
+        .run()
+        .expect_err("bad edge");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("actor `a`") && msg.contains("`b` → `c`"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn clocked_wall_runs_learn_like_the_virtual_clocked_run() {
+    // Real milliseconds on the wall clock, virtual units in virtual time: the
+    // same schedule (period 6, jitter 0.3, no delays), so both learn alike.
+    let run = |driver: &str| {
+        let mut s = scenario(
+            "il",
+            &format!(
+                "driver = \"{driver}\"\nschedule = \"clocked\"\nperiod = 4.0\njitter = 0.2\ngranularity = \"nodes\"\n{}",
+                if driver == "wall" { "workers = 2" } else { "" }
+            ),
+        );
+        s.training.epochs = 2;
+        s.training.learning_rate = 0.5;
+        s.data.synthetic.n_train = 192;
+        s.data.synthetic.n_test = 300;
+        let (acc, _) = within(60, move || accuracy_and_weights(&s));
+        eprintln!("{driver}: clocked accuracy {acc}");
+        acc
+    };
+    let (wall, virt) = (run("wall"), run("virtual"));
+    assert!(
+        (wall - virt).abs() <= 0.05,
+        "clocked wall accuracy {wall} vs virtual {virt}"
+    );
+    assert!(virt > 0.4, "the clocked run did not learn: {virt}");
+}
+
+#[test]
+fn wall_statistics_count_duplicates_and_nodes_equal_lockstep() {
+    let s = scenario(
+        "zil",
+        "driver = \"wall\"\nduplication = 1.0\ngranularity = \"nodes\"\ngroups = 2\nworkers = 2",
+    );
+    let mut mlp = build_network::<f64>(&s);
+    let mut t = experiment::async_trainer::<f64>(&s);
+    t.train_batches(&mut mlp, batches(&s, 2), false)
+        .expect("runs");
+    let stats = t.stats_json().expect("ran");
+    let (sent, dup) = (
+        stats["messages"].as_u64().unwrap(),
+        stats["duplicated"].as_u64().unwrap(),
+    );
+    assert!(sent > 0);
+    assert_eq!(dup, sent, "duplication = 1 duplicates every message");
+    // Duplicates change nothing in the event schedule: still the lockstep reference.
+    let reference = train(&scenario("zil", "driver = \"lockstep\""), STEPS);
+    for gran in GRANULARITIES {
+        let wall = train(
+            &scenario(
+                "zil",
+                &format!("driver = \"wall\"\nworkers = 2\n{gran}\nduplication = 0.3"),
+            ),
+            STEPS,
+        );
+        let d = max_diff(&wall, &reference);
+        assert!(d <= 1e-12, "wall, {gran}: differs by {d:e}");
+    }
+}
+
+#[test]
+fn messages_per_sample_of_each_granularity() {
+    // Z-IL on 6-12-10-8-3 (L = 5), event schedule, one batch: the counts
+    // follow from the circuit (each hidden message of a step is one edge).
+    let count = |gran: &str| {
+        let s = scenario("zil", &format!("driver = \"virtual\"\n{gran}"));
+        let mut mlp = build_network::<f64>(&s);
+        let mut t = experiment::async_trainer::<f64>(&s);
+        t.train_batches(&mut mlp, batches(&s, 4), false)
+            .expect("runs");
+        t.stats().expect("ran").messages() as f64 / 4.0
+    };
+    let (layer, groups, nodes) = (
+        count("granularity = \"layer\""),
+        count("granularity = \"groups\"\ngroups = 3"),
+        count("granularity = \"nodes\""),
+    );
+    eprintln!("messages per sample: layer {layer}, groups(3) {groups}, nodes {nodes}");
+    assert!(layer < nodes && layer < groups, "{layer} {groups} {nodes}");
 }

@@ -4,23 +4,28 @@
 //! partial products of the groups above.
 
 use crate::nn::Real;
+use crate::runtime::actor::ActorId;
 use ndarray::{Array2, s};
 use std::collections::BTreeMap;
 
 pub(super) struct Assembly<T: Real> {
     pub buf: Array2<T>,
     pub parts: usize,
+    /// Who contributed (a duplicated part is not counted twice).
+    from: Vec<ActorId>,
 }
 
 /// Assemblies of one kind of message, by `(sample, step)`.
 pub(super) type Inbox<T> = BTreeMap<(u64, u32), Assembly<T>>;
 
-/// Adds a part; returns true when `key` is complete. `cols`: the sender's
-/// column range and the full width (concatenation); `None`: summed.
+/// Adds `from`'s part; returns true when `key` is complete. `cols`: the
+/// sender's column range and the full width (concatenation); `None`: summed.
+/// A second part from the same sender (a duplicated message) is ignored.
 pub(super) fn add_part<T: Real>(
     map: &mut Inbox<T>,
     key: (u64, u32),
     senders: usize,
+    from: ActorId,
     part: Array2<T>,
     cols: Option<(usize, usize, usize)>,
 ) -> bool {
@@ -30,6 +35,7 @@ pub(super) fn add_part<T: Real>(
             Assembly {
                 buf: part,
                 parts: 1,
+                from: Vec::new(),
             },
         );
         return true;
@@ -39,8 +45,13 @@ pub(super) fn add_part<T: Real>(
         Assembly {
             buf: Array2::zeros((part.nrows(), width)),
             parts: 0,
+            from: Vec::with_capacity(senders),
         }
     });
+    if a.from.contains(&from) {
+        return a.parts == senders;
+    }
+    a.from.push(from);
     match cols {
         Some((c0, c1, _)) => a.buf.slice_mut(s![.., c0..c1]).assign(&part),
         None => a.buf += &part,

@@ -25,21 +25,13 @@ impl<T: Real> LayerActor<T> {
         }
     }
 
-    /// Applies the value nodes' steps of sample `s` received so far, oldest
-    /// first, up to step `t` (increments: none may be skipped).
-    fn apply_steps(&mut self, s: u64, t: u32) {
-        if self.applied >= t {
-            return;
-        }
-        let keys: Vec<(u64, u32)> = self
-            .steps
-            .range((s, self.applied + 1)..=(s, t))
-            .map(|(k, _)| *k)
-            .collect();
-        for k in keys {
-            let d = self.steps.remove(&k).expect("listed");
+    /// Applies the value nodes' steps of the active sample received so far,
+    /// in the order they were taken (they are increments: none may be
+    /// skipped, so a step still in flight holds back the later ones).
+    fn apply_steps(&mut self, s: u64) {
+        while let Some(d) = self.steps.remove(&(s, self.applied + 1)) {
             self.layer.on_value_step(d.view());
-            self.applied = k.1;
+            self.applied += 1;
         }
     }
 
@@ -51,7 +43,7 @@ impl<T: Real> LayerActor<T> {
         if let Some(e) = e {
             self.phase_b(s, t, Some(e.view()), ctx);
         } else {
-            self.apply_steps(s, u32::MAX - 1);
+            self.apply_steps(s);
         }
         if self.l > 2 && last < self.settings.last_tick(self.l - 1) {
             let down = self.layer.error_down();
@@ -67,7 +59,7 @@ impl<T: Real> LayerActor<T> {
         match env.payload {
             PcMsg::Up(part) => {
                 let cols = self.cols_of(env.from);
-                let complete = add_part(&mut self.ups, (s, env.tick), nb, part, cols);
+                let complete = add_part(&mut self.ups, (s, env.tick), nb, env.from, part, cols);
                 if complete && env.tick == 0 && !self.is_active(s) {
                     self.start_sample(s, ctx);
                 }
@@ -76,7 +68,7 @@ impl<T: Real> LayerActor<T> {
                 if !self.is_active(s) {
                     return;
                 }
-                let complete = add_part(&mut self.downs, (s, env.tick), na, part, None);
+                let complete = add_part(&mut self.downs, (s, env.tick), na, env.from, part, None);
                 if complete && wave {
                     let buf = &self.downs[&(s, env.tick)].buf;
                     if buf.iter().any(|v| *v != T::zero()) {
@@ -115,7 +107,7 @@ impl<T: Real> LayerActor<T> {
         }
         if t > 0 {
             if self.split() {
-                self.apply_steps(s, t);
+                self.apply_steps(s);
             }
             if self.l > 2
                 && let Some(fx) = latest(&mut self.ups, s, nb)

@@ -186,7 +186,10 @@ impl<T: Real> LayerActor<T> {
     /// the sample is done here.
     pub(super) fn phase_a(&mut self, s: u64, t: u32, ctx: &mut Ctx<PcMsg<T>>) -> bool {
         let last = self.settings.last_tick(self.l);
-        if self.l > 2 && t < self.settings.last_tick(self.l - 1) {
+        let wave_triggered = self.settings.wave() && !self.is_output();
+        // Under the wave trigger the last step's error goes down with the
+        // wave (`clocked.rs`), not on the clock.
+        if self.l > 2 && t < self.settings.last_tick(self.l - 1) && !(wave_triggered && t == last) {
             let down = self.layer.error_down();
             self.send_down(ctx, s, t, down);
         }
@@ -198,7 +201,6 @@ impl<T: Real> LayerActor<T> {
             ctx.send(v, s, t, PcMsg::Error(self.layer.eps().to_owned()));
         }
         self.have_eps = true;
-        let wave_triggered = self.settings.wave() && !self.is_output();
         if t == last && !wave_triggered {
             self.finish(s, ctx);
             return true;
@@ -401,13 +403,13 @@ impl<T: Real> LayerActor<T> {
                     return; // duplicate
                 }
                 let cols = self.cols_of(env.from);
-                add_part(&mut self.ups, key, nb, part, cols);
+                add_part(&mut self.ups, key, nb, env.from, part, cols);
             }
             PcMsg::Down(part) => {
                 if old || complete(&self.downs, key, na) {
                     return;
                 }
-                add_part(&mut self.downs, key, na, part, None);
+                add_part(&mut self.downs, key, na, env.from, part, None);
             }
             PcMsg::Step(d) => {
                 if old {
@@ -436,6 +438,10 @@ impl<T: Real> LayerActor<T> {
             Some(s) if !self.have_eps => format!(
                 "sample {s}: the prediction (up) of step {} from {}",
                 self.tick, self.below_names
+            ),
+            Some(s) if self.split() => format!(
+                "sample {s}: the error wave (the first nonzero step of its value nodes) after step {}",
+                self.tick
             ),
             Some(s) => format!(
                 "sample {s}: the error (down) of step {} from {}",

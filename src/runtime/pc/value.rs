@@ -19,6 +19,9 @@ use std::collections::{BTreeMap, HashSet};
 struct Sample<T: Real> {
     nodes: ValueNodes<T>,
     tick: u32,
+    /// Steps reported to the error nodes: the `Step` messages are numbered
+    /// 1, 2, … in the order taken (clocks with jitter may fire out of order).
+    reported: u32,
 }
 
 pub struct ValueActor<T: Real> {
@@ -82,7 +85,14 @@ impl<T: Real> ValueActor<T> {
             nodes.activity_up().to_owned(),
             PcMsg::Up,
         );
-        self.samples.insert(s, Sample { nodes, tick: 0 });
+        self.samples.insert(
+            s,
+            Sample {
+                nodes,
+                tick: 0,
+                reported: 0,
+            },
+        );
         if self.settings.clocked() {
             let p = self.settings.period;
             let base = s as f64 * self.settings.sample_period() + self.settings.t0();
@@ -107,7 +117,9 @@ impl<T: Real> ValueActor<T> {
         if let Some(e) = e {
             sample.nodes.euler(e.view(), gamma);
             if let Some(link) = step_link {
-                ctx.send(link, s, t + 1, PcMsg::Step(sample.nodes.step().to_owned()));
+                sample.reported += 1;
+                let d = sample.nodes.step().to_owned();
+                ctx.send(link, s, sample.reported, PcMsg::Step(d));
             }
         }
         if t < upper_last {
@@ -115,7 +127,8 @@ impl<T: Real> ValueActor<T> {
             broadcast(ctx, up, s, t + 1, fx, PcMsg::Up);
         }
         sample.tick = t + 1;
-        if sample.tick >= last {
+        // Under the wave trigger the sample ends with the wave, not the clock.
+        if sample.tick >= last && !self.settings.wave() {
             self.retire(s);
         }
     }
@@ -159,7 +172,9 @@ impl<T: Real> ValueActor<T> {
         let na = self.above.len();
         let clocked = self.settings.clocked();
         let key = (s, env.tick);
-        let old = self.samples.get(&s).is_some_and(|x| env.tick < x.tick);
+        // Event schedule: a message of a step already taken is a duplicate.
+        // Clocked actors take whatever arrives, late or not.
+        let old = !clocked && self.samples.get(&s).is_some_and(|x| env.tick < x.tick);
         match env.payload {
             PcMsg::Init(x0) => {
                 if self.samples.contains_key(&s) {
@@ -174,10 +189,10 @@ impl<T: Real> ValueActor<T> {
                 self.errors.insert(key, eps);
             }
             PcMsg::Down(part) => {
-                if old || complete(&self.downs, key, na) {
+                if old || (!clocked && complete(&self.downs, key, na)) {
                     return;
                 }
-                let done = add_part(&mut self.downs, key, na, part, None);
+                let done = add_part(&mut self.downs, key, na, env.from, part, None);
                 if clocked {
                     if done && self.settings.wave() && self.samples.contains_key(&s) {
                         let buf = &self.downs[&key].buf;
