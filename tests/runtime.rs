@@ -448,14 +448,16 @@ fn bad_runtime_keys_are_named() {
 
 #[test]
 fn pipelined_batches_all_finish_and_overlap() {
-    let run = |pipeline: usize, driver: &str| {
-        let s = scenario(
+    let run = |pipeline: usize, driver: &str, gran: &str| {
+        let mut s = scenario(
             "il",
             &format!(
-                "driver = \"{driver}\"\npipeline = {pipeline}\ngranularity = \"groups\"\ngroups = 2\ndelay_up = {{ kind = \"exponential\", mean = 1.0 }}\n{}",
+                "driver = \"{driver}\"\ngranularity = \"{gran}\"\ngroups = 2\ndelay_up = {{ kind = \"exponential\", mean = 1.0 }}\n{}",
                 bound(driver)
             ),
         );
+        // An API feature: `pcsim run` trains one batch at a time and refuses it.
+        s.runtime.pipeline = pipeline;
         let mut mlp = build_network::<f64>(&s);
         let mut t = experiment::async_trainer::<f64>(&s);
         let loss = t
@@ -465,7 +467,7 @@ fn pipelined_batches_all_finish_and_overlap() {
         assert_eq!(t.stats().expect("ran").samples, 6, "every batch finished");
         mlp
     };
-    let (one, two) = (run(1, "virtual"), run(2, "virtual"));
+    let (one, two) = (run(1, "virtual", "groups"), run(2, "virtual", "groups"));
     // With two batches in flight the second sees weights before the first's
     // update: the trajectories differ (so the batches really overlapped) …
     let diff: f64 = one
@@ -476,8 +478,12 @@ fn pipelined_batches_all_finish_and_overlap() {
         .sum();
     assert!(diff > 1e-9, "pipeline = 2 did not overlap batches");
     // … and the wall runtime pipelines as well.
-    let wall = run(2, "wall");
+    let wall = run(2, "wall", "groups");
     assert!(wall.is_finite());
+    // Value and error nodes pipeline too (each sample has its value nodes).
+    let nodes = run(2, "virtual", "nodes");
+    assert!(nodes.is_finite());
+    assert!(run(3, "wall", "nodes").is_finite());
 }
 
 #[test]

@@ -225,6 +225,26 @@ fn time(v: f64, key: &str, positive: bool) -> Result<(), Invalid> {
 fn check_delay(d: &DelayConfig, key: &str) -> Result<(), Invalid> {
     time(d.mean, &format!("{key}.mean"), false)?;
     time(d.spread, &format!("{key}.spread"), false)?;
+    if d.kind != DelayKind::Fixed && d.mean == 0.0 {
+        return err(
+            &format!("{key}.kind"),
+            format!(
+                "a {:?} duration with mean 0 is no duration; give {key}.mean > 0 or use kind = \"fixed\"",
+                d.kind
+            )
+            .to_lowercase(),
+        );
+    }
+    if matches!(d.kind, DelayKind::Fixed | DelayKind::Exponential) && d.spread != 0.0 {
+        return err(
+            &format!("{key}.spread"),
+            format!(
+                "a {:?} duration has no spread (only uniform and lognormal ones do); remove it",
+                d.kind
+            )
+            .to_lowercase(),
+        );
+    }
     if d.kind == DelayKind::Uniform && d.spread > d.mean {
         return err(
             &format!("{key}.spread"),
@@ -367,6 +387,12 @@ pub fn validate(r: &RuntimeConfig, zil: Option<bool>, layers: &[usize]) -> Resul
         return err(
             "runtime.pipeline",
             format!("must be in 1..={MAX_PIPELINE}, got {}", r.pipeline),
+        );
+    }
+    if r.pipeline > 1 {
+        return err(
+            "runtime.pipeline",
+            "a run trains one batch at a time (each batch's update is applied before the next batch is drawn), so batches cannot overlap; pipelined batches are an API feature (`AsyncTrainer::train_batches`, see benches/runtime.rs); use pipeline = 1".into(),
         );
     }
     if r.schedule == Schedule::Clocked && r.pipeline > 1 {
