@@ -244,7 +244,9 @@ fn strip(v: &mut serde_json::Value, wall: bool) {
     ];
     match v {
         serde_json::Value::Object(m) => {
-            m.retain(|k, _| !ALWAYS.contains(&k.as_str()) && !(wall && WALL.contains(&k.as_str())));
+            m.retain(|k, _| {
+                !(ALWAYS.contains(&k.as_str()) || (wall && WALL.contains(&k.as_str())))
+            });
             m.values_mut().for_each(|x| strip(x, wall));
         }
         serde_json::Value::Array(a) => a.iter_mut().for_each(|x| strip(x, wall)),

@@ -5,7 +5,7 @@
 //! drawn from the edge's own random stream. What the drivers do afterwards —
 //! delay and deliver — is theirs.
 
-use super::actor::{ActorId, Envelope, Outgoing, Topology};
+use super::actor::{ActorId, Edge, Envelope, Outgoing, Topology};
 use super::stats::{ActorStats, EdgeStats};
 use super::watchdog::RuntimeError;
 use rand::Rng;
@@ -18,17 +18,17 @@ pub struct Faults {
     pub duplication: f64,
 }
 
-/// The edge index of `msg`'s link, if it is one of `me`'s declared edges;
-/// otherwise an error naming the sender and the edge's actors.
+/// The edge (and its index) of `msg`'s link, if it is one of `me`'s
+/// declared edges; otherwise an error naming the sender and the edge's actors.
 pub fn resolve<M>(
     topo: &Topology,
     names: &[String],
     me: ActorId,
     msg: &Outgoing<M>,
-) -> Result<usize, RuntimeError> {
+) -> Result<(usize, Edge), RuntimeError> {
     let name = |a: ActorId| names.get(a).cloned().unwrap_or_else(|| format!("#{a}"));
     match topo.edge(msg.link) {
-        Some(e) if e.from == me => Ok(msg.link.index()),
+        Some(e) if e.from == me => Ok((msg.link.index(), *e)),
         Some(e) => Err(RuntimeError::BadEdge {
             actor: name(me),
             from: name(e.from),
@@ -42,11 +42,10 @@ pub fn resolve<M>(
     }
 }
 
-/// Stamps, counts and fault-injects one message on the (resolved) edge
-/// `edge`: returns the envelope and a duplicate, either possibly absent.
+/// Stamps, counts and fault-injects one message on its (resolved) edge
+/// `e`: returns the envelope and a duplicate, either possibly absent.
 pub fn dispatch<M: Clone>(
-    topo: &Topology,
-    edge: usize,
+    e: Edge,
     sent_at: f64,
     msg: Outgoing<M>,
     faults: Faults,
@@ -54,7 +53,6 @@ pub fn dispatch<M: Clone>(
     stats: &mut EdgeStats,
     sender: &mut ActorStats,
 ) -> [Option<Envelope<M>>; 2] {
-    let e = topo.edges()[edge];
     stats.sent += 1;
     sender.sent += 1;
     if faults.loss > 0.0 && rng.r#gen::<f64>() < faults.loss {

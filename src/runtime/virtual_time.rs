@@ -186,11 +186,10 @@ impl<A: Actor> VirtualDriver<A> {
             let sent_at = self.timing.clocks[actor].local(done_at);
             let faults = self.timing.faults();
             for msg in sends.drain(..) {
-                let edge = resolve(&self.topo, &self.names, actor, &msg)?;
+                let (edge, e) = resolve(&self.topo, &self.names, actor, &msg)?;
                 // The message leaves when the computation that produced it ends.
                 let copies = dispatch(
-                    &self.topo,
-                    edge,
+                    e,
                     sent_at,
                     msg,
                     faults,
@@ -198,7 +197,7 @@ impl<A: Actor> VirtualDriver<A> {
                     &mut self.stats.edge[edge],
                     &mut self.stats.actor[actor],
                 );
-                let direction = self.topo.edges()[edge].direction;
+                let direction = e.direction;
                 for env in copies.into_iter().flatten() {
                     let t = self.arrival(edge, direction, done_at);
                     self.push(&mut heap, t, t, Kind::Deliver(env, edge));

@@ -89,6 +89,9 @@ impl Shared {
     }
 }
 
+/// An actor's outgoing edges, by edge index (`None`: not its own).
+type OutEdges<M> = Vec<Option<OutEdge<Envelope<M>>>>;
+
 type TaskResult<A> = Result<(A, ActorStats, Vec<EdgeStats>), RuntimeError>;
 type TaskOutput<A> = (usize, TaskResult<A>);
 
@@ -227,7 +230,7 @@ impl<A: Actor> WallDriver<A> {
         });
         let (done, errors, took) = self.rt.block_on(async {
             let mut set = tokio::task::JoinSet::new();
-            let mut outs: Vec<Vec<Option<OutEdge<Envelope<A::Msg>>>>> = (0..n)
+            let mut outs: Vec<OutEdges<A::Msg>> = (0..n)
                 .map(|_| (0..n_edges).map(|_| None).collect())
                 .collect();
             for (e, edge) in topo.edges().iter().enumerate() {
@@ -400,7 +403,7 @@ struct ActorTask<A: Actor> {
     bwd_rx: flume::Receiver<Envelope<A::Msg>>,
     /// Keeps the actor's own backward inbox open while it runs.
     own_bwd: flume::Sender<Envelope<A::Msg>>,
-    outs: Vec<Option<OutEdge<Envelope<A::Msg>>>>,
+    outs: OutEdges<A::Msg>,
     clock: Clock,
     jitter_rng: ChaCha8Rng,
     shared: Arc<Shared>,
@@ -495,16 +498,15 @@ async fn actor_task<A: Actor>(task: ActorTask<A>) -> Option<TaskOutput<A>> {
             timers.push(Reverse((deadline, timer_seq, tag)));
         }
         for msg in outbox.sends.drain(..) {
-            let edge = match resolve(&sh.topo, &sh.names, i, &msg) {
-                Ok(e) => e,
+            let (edge, e) = match resolve(&sh.topo, &sh.names, i, &msg) {
+                Ok(x) => x,
                 Err(e) => return Some((i, Err(e))),
             };
             let out = outs[edge]
                 .as_mut()
                 .expect("resolved edges are the actor's own");
             let copies = dispatch(
-                &sh.topo,
-                edge,
+                e,
                 now,
                 msg,
                 sh.faults,
