@@ -75,23 +75,14 @@ pub fn build_trainer<T: Real>(s: &Scenario, mlp: &Mlp<T>) -> Result<Box<dyn Trai
             t.momentum,
             t.batch_size,
         )),
-        AlgorithmKind::Il => {
+        AlgorithmKind::Il | AlgorithmKind::Zil => {
             let r = pc_rule(s);
-            Box::new(crate::algo::pc::Il::new(
-                mlp,
-                r.cfg,
-                r.learning_rate,
-                r.momentum,
-            )?)
-        }
-        AlgorithmKind::Zil => {
-            let r = pc_rule(s);
-            Box::new(crate::algo::pc::Zil::new(
-                mlp,
-                r.cfg,
-                r.learning_rate,
-                r.momentum,
-            )?)
+            let (cfg, lr, mu) = (r.cfg, r.learning_rate, r.momentum);
+            if r.zil {
+                Box::new(crate::algo::pc::Zil::new(mlp, cfg, lr, mu)?)
+            } else {
+                Box::new(crate::algo::pc::Il::new(mlp, cfg, lr, mu)?)
+            }
         }
     })
 }

@@ -110,7 +110,9 @@ pub struct WallDriver<A: Actor> {
 
 /// Starts (and stops) `n` threads at once, so a process limit becomes a
 /// clean error before tokio, which panics when it cannot spawn a worker.
-fn check_threads(n: usize) -> Result<(), RuntimeError> {
+fn check_threads(workers: usize) -> Result<(), RuntimeError> {
+    // The workers and the thread that blocks on the runtime.
+    let n = workers + 1;
     let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
     let mut handles = Vec::with_capacity(n);
     let mut failure = None;
@@ -142,7 +144,8 @@ fn check_threads(n: usize) -> Result<(), RuntimeError> {
     match failure {
         None => Ok(()),
         Some(e) => Err(RuntimeError::Setup(format!(
-            "cannot start {n} worker threads (runtime.workers = {n}; the system allowed {started}): {e}; lower runtime.workers (0 = one per core)"
+            "cannot start {workers} worker threads (runtime.workers; the system allowed {} more threads): {e}; lower runtime.workers (0 = one per core)",
+            started.saturating_sub(1)
         ))),
     }
 }
@@ -159,7 +162,7 @@ impl<A: Actor> WallDriver<A> {
         } else {
             opts.workers
         };
-        check_threads(workers + 1)?;
+        check_threads(workers)?;
         let built = catch_unwind(|| {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(workers)
