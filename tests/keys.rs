@@ -5,8 +5,11 @@
 //! the run's outputs (every file of the run directory but `scenario.toml`,
 //! wall-clock fields removed) must change, or `validate` must refuse the
 //! value with an error naming the key. Keys come from the schema itself, so a
-//! key added later is walked without a change here; a key that is honoured
-//! but cannot show in a tiny run is listed below with its reason.
+//! key added later is walked without a change here (an optional key, which
+//! serialises only when given, is found from the parser's list of accepted
+//! fields, and the test fails until `optional_keys` gives it a value); a key
+//! that is honoured but cannot show in a tiny run is listed below with its
+//! reason.
 //!
 //! Runs are tiny (4-6-5-3 network, 48 synthetic samples), through the
 //! library API.
@@ -161,8 +164,13 @@ fn set(doc: &mut Value, key: &str, value: Value) {
 
 /// The variants an enum key accepts, read from the parser's error for a bogus one.
 fn variants(doc: &Value, key: &str) -> Option<Vec<String>> {
+    variants_of(doc, key, Value::String("__bogus__".into()))
+}
+
+/// The names the parser expects instead of `bogus` at `key`.
+fn variants_of(doc: &Value, key: &str, bogus: Value) -> Option<Vec<String>> {
     let mut d = doc.clone();
-    set(&mut d, key, Value::String("__bogus__".into()));
+    set(&mut d, key, bogus);
     let text = toml::to_string(&d).ok()?;
     let err = scenario::parse(&text, Path::new("x.toml")).err()?;
     let (_, list) = err.message.split_once("expected ")?;
@@ -307,6 +315,34 @@ fn listed(key: &str, driver: &str) -> Option<&'static str> {
         })
 }
 
+/// Every field the schema accepts below `path` (the parser lists them when
+/// it refuses an unknown one), with its dotted key: optional keys included.
+fn schema_keys(doc: &Value, path: &str, out: &mut Vec<String>) {
+    let key = if path.is_empty() {
+        "__bogus__".to_string()
+    } else {
+        format!("{path}.__bogus__")
+    };
+    let Some(fields) = variants_of(doc, &key, Value::Integer(1)) else {
+        return; // a map (free keys) or a table without a fixed schema
+    };
+    for f in fields {
+        let k = if path.is_empty() {
+            f
+        } else {
+            format!("{path}.{f}")
+        };
+        if lookup(doc, &k).is_some_and(|v| v.is_table()) {
+            schema_keys(doc, &k, out);
+        }
+        out.push(k);
+    }
+}
+
+fn lookup<'a>(doc: &'a Value, key: &str) -> Option<&'a Value> {
+    key.split('.').try_fold(doc, |v, p| v.get(p))
+}
+
 /// Keys whose values another key must follow: the data's shape and the
 /// network's first and last sizes.
 fn couple(doc: &mut Value, key: &str, value: &Value) {
@@ -352,6 +388,22 @@ fn walk(kind: &str, driver: &str, snn: bool) -> Vec<String> {
     );
     let mut keys = Vec::new();
     leaves(&doc, "", &mut keys);
+    // Optional keys serialise only when given: each must be walked below.
+    let mut problems = Vec::new();
+    let mut schema = Vec::new();
+    schema_keys(&doc, "", &mut schema);
+    let optional = optional_keys(snn);
+    for k in schema {
+        let covered = lookup(&doc, &k).is_some()
+            || optional.iter().any(|(o, _)| o.starts_with(&k))
+            || k == "sweep"
+            || (k == "snn" && !snn);
+        if !covered {
+            problems.push(format!(
+                "{kind}/{driver}: the optional key `{k}` is not walked: add it to optional_keys() with a value"
+            ));
+        }
+    }
     let mut work: Vec<(String, Vec<Value>)> = keys
         .iter()
         .filter(|(k, _)| !snn || k.starts_with("snn."))
@@ -362,7 +414,6 @@ fn walk(kind: &str, driver: &str, snn: bool) -> Vec<String> {
             work.push((k.to_string(), vec![v]));
         }
     }
-    let mut problems = Vec::new();
     for (n, (key, values)) in work.into_iter().enumerate() {
         if values.is_empty() {
             continue; // a single-valued key (e.g. network.init = "kaiming")
