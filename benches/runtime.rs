@@ -12,21 +12,23 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::Array2;
 use pcsim::algo::Trainer;
+use pcsim::algo::pc::PcRule;
 use pcsim::algo::pc::{Il, PcConfig};
 use pcsim::nn::{Activation, ActivationKind, LossKind, Mlp};
-use pcsim::runtime::actor::{Actor, Ctx, Envelope, Port, Topology};
+use pcsim::runtime::actor::{Actor, Ctx, Direction, Envelope, Link, Port, Topology};
 use pcsim::runtime::config::{Driver, Granularity, RuntimeConfig, Schedule, Trigger};
 use pcsim::runtime::pc::PcSettings;
 use pcsim::runtime::trainer::AsyncTrainer;
 use pcsim::runtime::{Timing, VirtualDriver};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::any::Any;
 use std::time::Duration;
 
 struct Ping {
     left: u64,
     first: bool,
+    /// The one edge this actor owns.
+    link: Link,
 }
 
 impl Actor for Ping {
@@ -36,7 +38,7 @@ impl Actor for Ping {
     }
     fn start(&mut self, ctx: &mut Ctx<u64>) {
         if self.first {
-            ctx.send(1, Port::Forward, 0, 0, 0);
+            ctx.send(self.link, 0, 0, 0);
         }
     }
     fn handle(&mut self, env: Envelope<u64>, ctx: &mut Ctx<u64>) {
@@ -44,21 +46,13 @@ impl Actor for Ping {
             return;
         }
         self.left -= 1;
-        let (to, port) = if self.first {
-            (1, Port::Forward)
-        } else {
-            (0, Port::Backward)
-        };
-        ctx.send(to, port, env.sample + 1, 0, env.payload + 1);
+        ctx.send(self.link, env.sample + 1, 0, env.payload + 1);
     }
     fn is_done(&self) -> bool {
         self.left == 0
     }
     fn waiting_for(&self) -> String {
         "the ball".into()
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }
 
@@ -70,8 +64,8 @@ fn virtual_msgs(c: &mut Criterion) {
     g.bench_function("ping_pong_exponential_delays", |b| {
         b.iter(|| {
             let mut topo = Topology::new();
-            topo.add(0, 1, Port::Forward);
-            topo.add(1, 0, Port::Backward);
+            let there = topo.add(0, 1, Port::Forward, Direction::Up);
+            let back = topo.add(1, 0, Port::Backward, Direction::Down);
             let cfg = RuntimeConfig {
                 delay_up: pcsim::runtime::config::DelayConfig {
                     kind: pcsim::runtime::config::DelayKind::Exponential,
@@ -85,10 +79,12 @@ fn virtual_msgs(c: &mut Criterion) {
                 Ping {
                     left: N,
                     first: true,
+                    link: there,
                 },
                 Ping {
                     left: N,
                     first: false,
+                    link: back,
                 },
             ];
             let mut d = VirtualDriver::new(actors, topo, timing, 1e12);
@@ -152,6 +148,7 @@ fn il_throughput(c: &mut Criterion) {
         ("wall_layer_2workers", Granularity::Layer, 1, 2, 1),
         ("wall_layer_2workers_pipeline2", Granularity::Layer, 1, 2, 2),
         ("wall_groups2_2workers", Granularity::Groups, 2, 2, 1),
+        ("wall_nodes_2workers", Granularity::Nodes, 1, 2, 1),
         (
             "wall_groups2_2workers_pipeline2",
             Granularity::Groups,
@@ -178,17 +175,11 @@ fn il_throughput(c: &mut Criterion) {
                 ..Default::default()
             };
             let settings = PcSettings {
-                zil: false,
-                steps: 20,
-                gamma: 0.1,
-                beta: 1.0,
-                learning_rate: 0.01,
+                rule: PcRule::il(cfg.clone(), 4, 0.01, 0.0),
                 schedule: Schedule::Event,
                 trigger: Trigger::Event,
                 period: 10.0,
-                depth: 4,
                 pipeline,
-                momentum: 0.0,
             };
             let mut t = AsyncTrainer::<f32>::new(rt, settings, 1);
             b.iter(|| {

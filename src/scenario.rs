@@ -650,7 +650,12 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
             || format!("must be ≥ 0, got {}", d.noise),
         )?;
     }
-    crate::runtime::config::validate(&s.runtime, s.algorithm.kind == AlgorithmKind::Zil)?;
+    let zil = crate::algo::pc::rule_kind(
+        s.algorithm.kind != AlgorithmKind::Bp,
+        s.algorithm.kind == AlgorithmKind::Zil,
+    );
+    crate::algo::pc::check_inference_usage(&s.algorithm.inference, zil)?;
+    crate::runtime::config::validate(&s.runtime, zil, &s.network.layers)?;
     for (key, v) in [
         ("data.train_subset", s.data.train_subset),
         ("data.test_subset", s.data.test_subset),

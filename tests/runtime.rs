@@ -14,6 +14,12 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 fn scenario(kind: &str, runtime: &str) -> Scenario {
+    // Z-IL fixes γ and T itself (validation refuses them).
+    let inference = if kind == "il" {
+        "[algorithm.inference]\ngamma = 0.2\nsteps = 6"
+    } else {
+        ""
+    };
     let text = format!(
         r#"
 name = "rt-test"
@@ -25,9 +31,7 @@ activation = "tanh"
 output = "softmax_ce"
 [algorithm]
 kind = "{kind}"
-[algorithm.inference]
-gamma = 0.2
-steps = 6
+{inference}
 [data.synthetic]
 n_train = 96
 n_test = 32
@@ -114,14 +118,18 @@ fn deviation_from_bp(s: &Scenario, steps: usize) -> f64 {
 
 const STEPS: usize = 5;
 
+const GRANULARITIES: [&str; 4] = [
+    "granularity = \"layer\"",
+    "granularity = \"groups\"\ngroups = 3",
+    "granularity = \"nodes\"",
+    "granularity = \"nodes\"\ngroups = 2",
+];
+
 #[test]
-fn zero_delays_reproduce_lockstep_il_and_zil_at_both_granularities() {
+fn zero_delays_reproduce_lockstep_il_and_zil_at_every_granularity() {
     for kind in ["il", "zil"] {
         let reference = train(&scenario(kind, "driver = \"lockstep\""), STEPS);
-        for gran in [
-            "granularity = \"layer\"",
-            "granularity = \"groups\"\ngroups = 3",
-        ] {
+        for gran in GRANULARITIES {
             let s = scenario(kind, &format!("driver = \"virtual\"\n{gran}"));
             let d = max_diff(&train(&s, STEPS), &reference);
             assert!(
@@ -134,18 +142,26 @@ fn zero_delays_reproduce_lockstep_il_and_zil_at_both_granularities() {
 
 #[test]
 fn event_triggered_zil_is_exact_under_random_delays_with_fifo_edges() {
-    for delay in [
-        "{ kind = \"exponential\", mean = 2.0 }",
-        "{ kind = \"lognormal\", mean = 2.0, spread = 1.0 }",
-    ] {
+    for (gran, delay) in GRANULARITIES.iter().flat_map(|g| {
+        [
+            "{ kind = \"exponential\", mean = 2.0 }",
+            "{ kind = \"lognormal\", mean = 2.0, spread = 1.0 }",
+        ]
+        .map(move |d| (*g, d))
+    }) {
         for schedule in ["event", "clocked"] {
+            let clock = if schedule == "clocked" {
+                "trigger = \"event\"\nperiod = 4.0\njitter = 1.5"
+            } else {
+                ""
+            };
             let rt = format!(
-                "driver = \"virtual\"\nschedule = \"{schedule}\"\ntrigger = \"event\"\ndelivery = \"fifo\"\nperiod = 4.0\njitter = 1.5\ndelay_up = {delay}\ndelay_down = {delay}\ncompute = {{ kind = \"exponential\", mean = 0.3 }}"
+                "driver = \"virtual\"\n{gran}\nschedule = \"{schedule}\"\n{clock}\ndelivery = \"fifo\"\ndelay_up = {delay}\ndelay_down = {delay}\ncompute = {{ kind = \"exponential\", mean = 0.3 }}"
             );
             let d = deviation_from_bp(&scenario("zil", &rt), STEPS);
             assert!(
                 d <= 1e-12,
-                "{schedule}, {delay}: Z-IL deviates from BP by {d:e}"
+                "{gran}, {schedule}, {delay}: Z-IL deviates from BP by {d:e}"
             );
         }
     }
@@ -222,6 +238,15 @@ fn within<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) 
         .expect("the run hung instead of ending with an error")
 }
 
+/// The stall bound of a driver: virtual time units, or wall milliseconds.
+fn bound(driver: &str) -> &'static str {
+    if driver == "wall" {
+        "idle_timeout_ms = 3000"
+    } else {
+        "watchdog = 1000.0"
+    }
+}
+
 fn first_error(s: Scenario, inject_panic: Option<(usize, u64)>) -> String {
     let mut mlp = build_network::<f64>(&s);
     let mut trainer = experiment::async_trainer::<f64>(&s);
@@ -240,7 +265,7 @@ fn total_message_loss_ends_with_the_watchdog_error() {
     for driver in ["virtual", "wall"] {
         let s = scenario(
             "il",
-            &format!("driver = \"{driver}\"\nloss = 1.0\nidle_timeout_ms = 300\nwatchdog = 1000.0"),
+            &format!("driver = \"{driver}\"\nloss = 1.0\n{}", bound(driver)),
         );
         let msg = within(30, move || first_error(s, None));
         assert!(msg.contains("watchdog"), "{driver}: {msg}");
@@ -256,10 +281,7 @@ fn total_message_loss_ends_with_the_watchdog_error() {
 #[test]
 fn a_panicking_actor_ends_the_run_with_an_error_naming_it() {
     for driver in ["virtual", "wall"] {
-        let s = scenario(
-            "zil",
-            &format!("driver = \"{driver}\"\nidle_timeout_ms = 5000"),
-        );
+        let s = scenario("zil", &format!("driver = \"{driver}\"\n{}", bound(driver)));
         let msg = within(30, move || first_error(s, Some((3, 1))));
         assert!(msg.contains("actor `layer3` panicked"), "{driver}: {msg}");
     }
@@ -292,30 +314,150 @@ fn wall_runtime_with_zero_delays_equals_the_lockstep_reference() {
     }
 }
 
+/// The validation error (key, message) of a `[runtime]` table, or None.
+fn runtime_error(kind: &str, layers: &str, runtime: &str) -> Option<(String, String)> {
+    let text = format!(
+        "[network]\nlayers = {layers}\n[algorithm]\nkind = \"{kind}\"\n[runtime]\n{runtime}\n"
+    );
+    let s = scenario::parse(&text, Path::new("x.toml")).expect("parses");
+    scenario::validate(&s).err()
+}
+
 #[test]
 fn bad_runtime_keys_are_named() {
-    let text = "[network]\nlayers = [10, 4]\n[runtime]\nloss = 1.5\n";
-    let s = scenario::parse(text, Path::new("x.toml")).expect("parses");
-    let (key, _) = scenario::validate(&s).expect_err("loss > 1");
+    let err = |kind: &str, rt: &str| runtime_error(kind, "[10, 32, 32, 4]", rt);
+    let (key, _) = err("il", "driver = \"virtual\"\nloss = 1.5").expect("loss > 1");
     assert_eq!(key, "runtime.loss");
-    let text =
-        "[network]\nlayers = [10, 4]\n[runtime]\ndriver = \"wall\"\nschedule = \"clocked\"\n";
-    let s = scenario::parse(text, Path::new("x.toml")).expect("parses");
+    // Clocked actors run on the wall driver too.
     assert_eq!(
-        scenario::validate(&s).expect_err("clocked wall").0,
-        "runtime.schedule"
+        err(
+            "il",
+            "driver = \"wall\"\nschedule = \"clocked\"\njitter = 1.0"
+        ),
+        None
+    );
+    // Keys nobody would use are refused, naming the key and why.
+    for (kind, rt, key, says) in [
+        (
+            "bp",
+            "granularity = \"groups\"",
+            "runtime.granularity",
+            "bp",
+        ),
+        ("bp", "driver = \"virtual\"", "runtime.driver", "bp"),
+        (
+            "il",
+            "granularity = \"nodes\"",
+            "runtime.granularity",
+            "lockstep",
+        ),
+        (
+            "il",
+            "driver = \"virtual\"\ngroups = 2",
+            "runtime.groups",
+            "granularity",
+        ),
+        (
+            "il",
+            "driver = \"virtual\"\njitter = 1.0",
+            "runtime.jitter",
+            "clocked",
+        ),
+        (
+            "il",
+            "driver = \"virtual\"\nschedule = \"clocked\"\ntrigger = \"clock\"",
+            "runtime.trigger",
+            "Z-IL",
+        ),
+        (
+            "zil",
+            "driver = \"virtual\"\ntrigger = \"clock\"",
+            "runtime.trigger",
+            "clocked",
+        ),
+        (
+            "il",
+            "driver = \"wall\"\ncompute = { kind = \"fixed\", mean = 1.0 }",
+            "runtime.compute.mean",
+            "real-time",
+        ),
+        (
+            "il",
+            "driver = \"wall\"\nwatchdog = 5.0",
+            "runtime.watchdog",
+            "idle_timeout_ms",
+        ),
+        (
+            "il",
+            "driver = \"virtual\"\nworkers = 2",
+            "runtime.workers",
+            "wall",
+        ),
+        (
+            "il",
+            "driver = \"virtual\"\ngranularity = \"groups\"\ngroups = 1000",
+            "runtime.groups",
+            "≤ 32",
+        ),
+        (
+            "il",
+            "driver = \"wall\"\nworkers = 1000000000",
+            "runtime.workers",
+            "≤ 256",
+        ),
+        (
+            "il",
+            "driver = \"wall\"\nidle_timeout_ms = 9223372036854775807",
+            "runtime.idle_timeout_ms",
+            "one day",
+        ),
+        (
+            "il",
+            "driver = \"virtual\"\ndelay_up = { kind = \"fixed\", mean = 1e300 }",
+            "runtime.delay_up.mean",
+            "1e9",
+        ),
+        (
+            "il",
+            "driver = \"virtual\"\nschedule = \"clocked\"\njitter = 1e300",
+            "runtime.jitter",
+            "1e9",
+        ),
+    ] {
+        let (k, msg) = err(kind, rt).unwrap_or_else(|| panic!("{kind} with {rt:?} was accepted"));
+        assert_eq!(k, key, "{kind}, {rt}: {msg}");
+        assert!(msg.contains(says), "{kind}, {rt}: {msg}");
+        assert!(!msg.contains("0000000000"), "unreadable number: {msg}");
+    }
+    // An unknown actor name lists the valid ones.
+    let (k, msg) = err(
+        "il",
+        "driver = \"virtual\"\ngranularity = \"nodes\"\nactor_compute.layer99 = { mean = 1.0 }",
+    )
+    .expect("unknown actor");
+    assert_eq!(k, "runtime.actor_compute.layer99");
+    assert!(msg.contains("err2, val2, err3, val3, err4"), "{msg}");
+    assert_eq!(
+        err(
+            "il",
+            "driver = \"virtual\"\ngranularity = \"nodes\"\nactor_compute.val3 = { mean = 1.0 }"
+        ),
+        None
     );
 }
 
 #[test]
 fn pipelined_batches_all_finish_and_overlap() {
-    let run = |pipeline: usize, driver: &str| {
-        let s = scenario(
+    let run = |pipeline: usize, driver: &str, gran: &str| {
+        let mut s = scenario(
             "il",
             &format!(
-                "driver = \"{driver}\"\npipeline = {pipeline}\ngranularity = \"groups\"\ngroups = 2\ndelay_up = {{ kind = \"exponential\", mean = 1.0 }}\nidle_timeout_ms = 5000"
+                "driver = \"{driver}\"\ngranularity = \"{gran}\"\ngroups = 2\ndelay_up = {{ kind = \"exponential\", mean = 1.0 }}\n{}",
+                bound(driver)
             ),
         );
+        // An API feature: `pcsim run` trains one batch at a time and refuses it.
+        s.runtime.pipeline = pipeline;
         let mut mlp = build_network::<f64>(&s);
         let mut t = experiment::async_trainer::<f64>(&s);
         let loss = t
@@ -325,7 +467,7 @@ fn pipelined_batches_all_finish_and_overlap() {
         assert_eq!(t.stats().expect("ran").samples, 6, "every batch finished");
         mlp
     };
-    let (one, two) = (run(1, "virtual"), run(2, "virtual"));
+    let (one, two) = (run(1, "virtual", "groups"), run(2, "virtual", "groups"));
     // With two batches in flight the second sees weights before the first's
     // update: the trajectories differ (so the batches really overlapped) …
     let diff: f64 = one
@@ -336,8 +478,12 @@ fn pipelined_batches_all_finish_and_overlap() {
         .sum();
     assert!(diff > 1e-9, "pipeline = 2 did not overlap batches");
     // … and the wall runtime pipelines as well.
-    let wall = run(2, "wall");
+    let wall = run(2, "wall", "groups");
     assert!(wall.is_finite());
+    // Value and error nodes pipeline too (each sample has its value nodes).
+    let nodes = run(2, "virtual", "nodes");
+    assert!(nodes.is_finite());
+    assert!(run(3, "wall", "nodes").is_finite());
 }
 
 #[test]
@@ -463,4 +609,212 @@ fn f32_actors_follow_the_lockstep_reference_bit_for_bit() {
     let (a, b) = (run("lockstep"), run("virtual"));
     assert_eq!(a.w, b.w);
     assert_eq!(a.b, b.b);
+}
+
+/// Test accuracy of a short run through the library.
+fn test_accuracy(s: &Scenario) -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = s.clone();
+    s.output.plots = false;
+    let summary = experiment::run(
+        &s,
+        &RunOptions {
+            out_dir: dir.path().join("run"),
+            ..Default::default()
+        },
+    )
+    .expect("run");
+    summary["test_accuracy"].as_f64().expect("accuracy")
+}
+
+#[test]
+fn feedback_alignment_and_predict_steps_reach_the_actors() {
+    for kind in ["il", "zil"] {
+        let with = |driver: &str, extra: &str| {
+            let mut s = scenario(kind, &format!("driver = \"{driver}\"\n{extra}"));
+            s.algorithm.inference.feedback = scenario::Feedback::Random;
+            train(&s, STEPS)
+        };
+        // Feedback alignment: the actors equal the lockstep FA run …
+        let lock = with("lockstep", "");
+        for gran in GRANULARITIES {
+            let d = max_diff(&with("virtual", gran), &lock);
+            assert!(d <= 1e-12, "{kind}, {gran}: FA actors differ by {d:e}");
+        }
+        // … and differ from exact PC (for Z-IL: from BP's updates).
+        let exact = train(&scenario(kind, "driver = \"virtual\""), STEPS);
+        assert!(
+            max_diff(&with("virtual", ""), &exact) > 1e-6,
+            "{kind}: feedback = random changed nothing"
+        );
+    }
+    // predict_steps: the asynchronous trainer predicts by relaxation like
+    // the lockstep one, which differs from the feedforward answer after a
+    // few steps from rest.
+    let accuracy = |driver: &str, predict_steps: usize| {
+        let mut s = scenario("il", &format!("driver = \"{driver}\""));
+        s.algorithm.inference.predict_steps = predict_steps;
+        s.data.synthetic.n_test = 200;
+        test_accuracy(&s)
+    };
+    let (lock3, virt3, virt0) = (
+        accuracy("lockstep", 3),
+        accuracy("virtual", 3),
+        accuracy("virtual", 0),
+    );
+    assert_eq!(lock3, virt3, "predict_steps: actors and lockstep disagree");
+    assert_ne!(
+        virt3, virt0,
+        "predict_steps = 3 predicted like the feedforward pass"
+    );
+}
+
+/// Three actors in a chain `a → b → c`; `a` tries to use `b`'s link.
+struct Rogue {
+    name: &'static str,
+    link: Option<pcsim::runtime::Link>,
+}
+
+impl pcsim::runtime::Actor for Rogue {
+    type Msg = u8;
+    fn name(&self) -> String {
+        self.name.into()
+    }
+    fn start(&mut self, ctx: &mut pcsim::runtime::Ctx<u8>) {
+        if let Some(link) = self.link {
+            ctx.send(link, 0, 0, 1);
+        }
+    }
+    fn handle(&mut self, _: pcsim::runtime::Envelope<u8>, _: &mut pcsim::runtime::Ctx<u8>) {}
+    fn is_done(&self) -> bool {
+        true
+    }
+    fn waiting_for(&self) -> String {
+        "nothing".into()
+    }
+}
+
+#[test]
+fn a_message_on_another_actors_edge_is_an_error_naming_both_actors() {
+    use pcsim::runtime::{
+        Direction, Port, Timing, Topology, VirtualDriver, WallDriver, WallOptions,
+    };
+    let build = || {
+        let mut topo = Topology::new();
+        let _a_to_b = topo.add(0, 1, Port::Forward, Direction::Up);
+        let b_to_c = topo.add(1, 2, Port::Forward, Direction::Up);
+        // `a` holds a link, but it is `b`'s edge: links cannot be forged, only misused.
+        let actors = vec![
+            Rogue {
+                name: "a",
+                link: Some(b_to_c),
+            },
+            Rogue {
+                name: "b",
+                link: None,
+            },
+            Rogue {
+                name: "c",
+                link: None,
+            },
+        ];
+        (actors, topo, Timing::ideal(3, 1))
+    };
+    let (actors, topo, timing) = build();
+    let virt = VirtualDriver::new(actors, topo, timing, 10.0).run();
+    let (actors, topo, timing) = build();
+    let opts = WallOptions {
+        workers: 1,
+        capacity: 4,
+        idle_timeout: Duration::from_secs(2),
+    };
+    let wall = WallDriver::new(actors, topo, timing, opts).unwrap().run();
+    for result in [virt, wall] {
+        let msg = result.expect_err("bad edge").to_string();
+        assert!(
+            msg.contains("actor `a`") && msg.contains("`b` → `c`"),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn clocked_wall_runs_learn_like_the_virtual_clocked_run() {
+    // Real milliseconds on the wall clock, virtual units in virtual time: the
+    // same schedule (period 6, jitter 0.3, no delays), so both learn alike.
+    let run = |driver: &str| {
+        let mut s = scenario(
+            "il",
+            &format!(
+                "driver = \"{driver}\"\nschedule = \"clocked\"\nperiod = 4.0\njitter = 0.2\ngranularity = \"nodes\"\n{}",
+                if driver == "wall" { "workers = 2" } else { "" }
+            ),
+        );
+        s.training.epochs = 2;
+        s.training.learning_rate = 0.5;
+        s.data.synthetic.n_train = 192;
+        s.data.synthetic.n_test = 300;
+        let acc = within(60, move || test_accuracy(&s));
+        eprintln!("{driver}: clocked accuracy {acc}");
+        acc
+    };
+    let (wall, virt) = (run("wall"), run("virtual"));
+    assert!(
+        (wall - virt).abs() <= 0.05,
+        "clocked wall accuracy {wall} vs virtual {virt}"
+    );
+    assert!(virt > 0.4, "the clocked run did not learn: {virt}");
+}
+
+#[test]
+fn wall_statistics_count_duplicates_and_nodes_equal_lockstep() {
+    let s = scenario(
+        "zil",
+        "driver = \"wall\"\nduplication = 1.0\ngranularity = \"nodes\"\ngroups = 2\nworkers = 2",
+    );
+    let mut mlp = build_network::<f64>(&s);
+    let mut t = experiment::async_trainer::<f64>(&s);
+    t.train_batches(&mut mlp, batches(&s, 2), false)
+        .expect("runs");
+    let stats = t.stats_json().expect("ran");
+    let (sent, dup) = (
+        stats["messages"].as_u64().unwrap(),
+        stats["duplicated"].as_u64().unwrap(),
+    );
+    assert!(sent > 0);
+    assert_eq!(dup, sent, "duplication = 1 duplicates every message");
+    // Duplicates change nothing in the event schedule: still the lockstep reference.
+    let reference = train(&scenario("zil", "driver = \"lockstep\""), STEPS);
+    for gran in GRANULARITIES {
+        let wall = train(
+            &scenario(
+                "zil",
+                &format!("driver = \"wall\"\nworkers = 2\n{gran}\nduplication = 0.3"),
+            ),
+            STEPS,
+        );
+        let d = max_diff(&wall, &reference);
+        assert!(d <= 1e-12, "wall, {gran}: differs by {d:e}");
+    }
+}
+
+#[test]
+fn messages_per_sample_of_each_granularity() {
+    // Z-IL on 6-12-10-8-3 (L = 5), event schedule, one batch: the counts
+    // follow from the circuit (each hidden message of a step is one edge).
+    let count = |gran: &str| {
+        let s = scenario("zil", &format!("driver = \"virtual\"\n{gran}"));
+        let mut mlp = build_network::<f64>(&s);
+        let mut t = experiment::async_trainer::<f64>(&s);
+        t.train_batches(&mut mlp, batches(&s, 4), false)
+            .expect("runs");
+        t.stats().expect("ran").messages() as f64 / 4.0
+    };
+    let (layer, groups, nodes) = (
+        count("granularity = \"layer\""),
+        count("granularity = \"groups\"\ngroups = 3"),
+        count("granularity = \"nodes\""),
+    );
+    eprintln!("messages per sample: layer {layer}, groups(3) {groups}, nodes {nodes}");
+    assert!(layer < nodes && layer < groups, "{layer} {groups} {nodes}");
 }

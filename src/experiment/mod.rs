@@ -75,18 +75,15 @@ pub fn build_trainer<T: Real>(s: &Scenario, mlp: &Mlp<T>) -> Result<Box<dyn Trai
             t.momentum,
             t.batch_size,
         )),
-        AlgorithmKind::Il => Box::new(crate::algo::pc::Il::new(
-            mlp,
-            pc_config(s),
-            t.learning_rate,
-            t.momentum,
-        )?),
-        AlgorithmKind::Zil => Box::new(crate::algo::pc::Zil::new(
-            mlp,
-            pc_config(s),
-            t.learning_rate,
-            t.momentum,
-        )?),
+        AlgorithmKind::Il | AlgorithmKind::Zil => {
+            let r = pc_rule(s);
+            let (cfg, lr, mu) = (r.cfg, r.learning_rate, r.momentum);
+            if r.zil {
+                Box::new(crate::algo::pc::Zil::new(mlp, cfg, lr, mu)?)
+            } else {
+                Box::new(crate::algo::pc::Il::new(mlp, cfg, lr, mu)?)
+            }
+        }
     })
 }
 
@@ -105,23 +102,27 @@ pub fn pc_config(s: &Scenario) -> crate::algo::pc::PcConfig {
     }
 }
 
+/// The one PC rule of a scenario (IL or Z-IL with every setting), from
+/// which both the lockstep trainers and the actor networks are built.
+pub fn pc_rule(s: &Scenario) -> crate::algo::pc::PcRule {
+    let (cfg, depth, t) = (pc_config(s), s.network.layers.len(), &s.training);
+    if s.algorithm.kind == AlgorithmKind::Zil {
+        crate::algo::pc::PcRule::zil(cfg, depth, t.learning_rate, t.momentum)
+    } else {
+        crate::algo::pc::PcRule::il(cfg, depth, t.learning_rate, t.momentum)
+    }
+}
+
 /// The asynchronous IL / Z-IL trainer of a scenario (`[runtime]` with
-/// driver `virtual` or `wall`); Z-IL forces γ = 1, β = 1 like the lockstep `Zil`.
+/// driver `virtual` or `wall`), built from the same `PcRule` as the
+/// lockstep `Il` / `Zil`.
 pub fn async_trainer<T: Real>(s: &Scenario) -> crate::runtime::trainer::AsyncTrainer<T> {
-    let inf = &s.algorithm.inference;
-    let zil = s.algorithm.kind == AlgorithmKind::Zil;
     let settings = crate::runtime::pc::PcSettings {
-        zil,
-        steps: inf.steps as u32,
-        gamma: if zil { 1.0 } else { inf.gamma },
-        beta: if zil { 1.0 } else { inf.beta },
-        learning_rate: s.training.learning_rate,
+        rule: pc_rule(s),
         schedule: s.runtime.schedule,
         trigger: s.runtime.trigger,
         period: s.runtime.period,
-        depth: s.network.layers.len(),
         pipeline: s.runtime.pipeline,
-        momentum: s.training.momentum,
     };
     crate::runtime::trainer::AsyncTrainer::new(s.runtime.clone(), settings, s.runtime_seed())
 }

@@ -22,11 +22,16 @@ pub enum Driver {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Granularity {
-    /// One actor per layer.
+    /// One actor per layer (its value nodes, error nodes and `W[l]`).
     #[default]
     Layer,
-    /// Every layer split into `groups` value-node actors and `groups` error-node actors.
+    /// Every hidden layer split into `groups` slices of units, each slice one
+    /// actor with its value nodes, error nodes and rows of `W[l]`.
     Groups,
+    /// Every hidden layer (or each of its `groups` slices) split into a
+    /// value-node actor (`x[l]`) and an error-node actor (`ε[l]`, `W[l]`), so
+    /// every message runs between neighbours of the PC circuit.
+    Nodes,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,7 +112,7 @@ impl DelayConfig {
 pub struct RuntimeConfig {
     pub driver: Driver,
     pub granularity: Granularity,
-    /// Groups per layer when `granularity = "groups"`.
+    /// Slices per hidden layer when `granularity = "groups"` or `"nodes"`.
     pub groups: usize,
     pub schedule: Schedule,
     pub trigger: Trigger,
@@ -118,7 +123,8 @@ pub struct RuntimeConfig {
     pub delay_down: DelayConfig,
     /// Compute time of one message handling, every actor.
     pub compute: DelayConfig,
-    /// Per-actor compute time overrides, by actor name (`"layer3"`, `"err3.1"`).
+    /// Per-actor compute time overrides, by actor name (`"layer3"`,
+    /// `"layer3.1"`, `"err3"`, `"val3.1"`; see `pc::actor_names`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub actor_compute: BTreeMap<String, DelayConfig>,
     /// Local-clock period of one inference step (`schedule = "clocked"`).
@@ -156,7 +162,7 @@ impl Default for RuntimeConfig {
         Self {
             driver: Driver::Lockstep,
             granularity: Granularity::Layer,
-            groups: 2,
+            groups: 1,
             schedule: Schedule::Event,
             trigger: Trigger::Event,
             delivery: Delivery::Fifo,
@@ -181,21 +187,62 @@ impl Default for RuntimeConfig {
 
 type Invalid = (String, String);
 
+/// Largest time value (delays, compute, period, jitter) accepted, in time
+/// units (virtual units, or milliseconds on the wall driver).
+pub const MAX_TIME: f64 = 1e9;
+/// Largest log-space spread of a log-normal delay.
+pub const MAX_LOG_SPREAD: f64 = 10.0;
+/// Largest `runtime.workers`.
+pub const MAX_WORKERS: usize = 256;
+/// Largest `runtime.pipeline`.
+pub const MAX_PIPELINE: usize = 64;
+/// Largest `runtime.channel_capacity`.
+pub const MAX_CAPACITY: usize = 1 << 16;
+/// Largest `runtime.idle_timeout_ms` (one day).
+pub const MAX_IDLE_MS: u64 = 86_400_000;
+/// Largest `runtime.watchdog`.
+pub const MAX_WATCHDOG: f64 = 1e15;
+
 fn err(key: &str, message: String) -> Result<(), Invalid> {
     Err((key.to_string(), message))
 }
 
+fn time(v: f64, key: &str, positive: bool) -> Result<(), Invalid> {
+    let ok = v.is_finite() && v <= MAX_TIME && if positive { v > 0.0 } else { v >= 0.0 };
+    if ok {
+        return Ok(());
+    }
+    let lower = if positive { "> 0" } else { "≥ 0" };
+    err(
+        key,
+        format!(
+            "must be {lower} and ≤ {MAX_TIME:e} time units, got {}",
+            super::watchdog::readable(v)
+        ),
+    )
+}
+
 fn check_delay(d: &DelayConfig, key: &str) -> Result<(), Invalid> {
-    if !(d.mean.is_finite() && d.mean >= 0.0) {
+    time(d.mean, &format!("{key}.mean"), false)?;
+    time(d.spread, &format!("{key}.spread"), false)?;
+    if d.kind != DelayKind::Fixed && d.mean == 0.0 {
         return err(
-            &format!("{key}.mean"),
-            format!("must be ≥ 0, got {}", d.mean),
+            &format!("{key}.kind"),
+            format!(
+                "a {:?} duration with mean 0 is no duration; give {key}.mean > 0 or use kind = \"fixed\"",
+                d.kind
+            )
+            .to_lowercase(),
         );
     }
-    if !(d.spread.is_finite() && d.spread >= 0.0) {
+    if matches!(d.kind, DelayKind::Fixed | DelayKind::Exponential) && d.spread != 0.0 {
         return err(
             &format!("{key}.spread"),
-            format!("must be ≥ 0, got {}", d.spread),
+            format!(
+                "a {:?} duration has no spread (only uniform and lognormal ones do); remove it",
+                d.kind
+            )
+            .to_lowercase(),
         );
     }
     if d.kind == DelayKind::Uniform && d.spread > d.mean {
@@ -207,33 +254,127 @@ fn check_delay(d: &DelayConfig, key: &str) -> Result<(), Invalid> {
             ),
         );
     }
+    if d.kind == DelayKind::Lognormal && d.spread > MAX_LOG_SPREAD {
+        return err(
+            &format!("{key}.spread"),
+            format!(
+                "the log-space σ of a log-normal delay must be ≤ {MAX_LOG_SPREAD}, got {}",
+                d.spread
+            ),
+        );
+    }
     Ok(())
 }
 
-/// Semantic checks of the `[runtime]` table; errors name the key.
-pub fn validate(r: &RuntimeConfig, zil: bool) -> Result<(), Invalid> {
-    let _ = zil;
-    if r.granularity == Granularity::Groups && r.groups < 1 {
+/// Which keys of `[runtime]` a configuration uses, and why a key it does
+/// not use is refused. `zil`: `None` for backprop.
+fn unused_reason(r: &RuntimeConfig, zil: Option<bool>, key: &str) -> Option<String> {
+    let top = key
+        .strip_prefix("runtime.")
+        .and_then(|k| k.split('.').next())
+        .unwrap_or(key);
+    if zil.is_none() {
+        return Some(
+            "[runtime] drives the predictive-coding rules; algorithm.kind = \"bp\" has none (remove the key, or set algorithm.kind = \"il\" or \"zil\")".into(),
+        );
+    }
+    let clocked = r.schedule == Schedule::Clocked;
+    match (r.driver, top) {
+        (_, "driver") => None,
+        (Driver::Lockstep, _) => Some(
+            "the lockstep driver calls the PC rules in a fixed order, with no actors or messages, and does not use it; set runtime.driver = \"virtual\" or \"wall\", or remove the key".into(),
+        ),
+        (_, "groups") if r.granularity == Granularity::Layer => Some(
+            "layers are split only with runtime.granularity = \"groups\" or \"nodes\" (now \"layer\")".into(),
+        ),
+        (_, "trigger") if zil == Some(false) => {
+            Some("only Z-IL has an update trigger (algorithm.kind = \"zil\")".into())
+        }
+        (_, "trigger") if !clocked => Some(
+            "the trigger chooses between local events and the local clock of clocked actors (runtime.schedule = \"clocked\"); under the event schedule every step waits for its messages".into(),
+        ),
+        (_, "period" | "drift" | "jitter") if !clocked => Some(
+            "only clocked actors have a local clock (runtime.schedule = \"clocked\"); remove the key or set the schedule".into(),
+        ),
+        (Driver::Wall, "compute" | "actor_compute") => Some(
+            "has no real-time meaning: the wall driver's compute times are the real ones; use runtime.driver = \"virtual\" to simulate them, or remove the key".into(),
+        ),
+        (Driver::Wall, "watchdog") => Some(
+            "is the virtual-time stall bound; the wall driver's is runtime.idle_timeout_ms".into(),
+        ),
+        (Driver::Virtual, "channel_capacity" | "idle_timeout_ms" | "workers") => Some(
+            "is a setting of the wall driver (runtime.driver = \"wall\"); the virtual driver has no channels, threads or real time".into(),
+        ),
+        _ => None,
+    }
+}
+
+/// Semantic checks of the `[runtime]` table for a network of `layers` and
+/// the algorithm (`zil`: `None` for backprop, `Some(false)` IL, `Some(true)`
+/// Z-IL); errors name the key. A key the chosen driver, schedule or
+/// algorithm does not use is refused, so none is silently ignored.
+pub fn validate(r: &RuntimeConfig, zil: Option<bool>, layers: &[usize]) -> Result<(), Invalid> {
+    for key in crate::algo::pc::changed_keys(r, &RuntimeConfig::default(), "runtime") {
+        if let Some(reason) = unused_reason(r, zil, &key) {
+            return err(&key, reason);
+        }
+    }
+    let hidden = layers.get(1..layers.len().saturating_sub(1)).unwrap_or(&[]);
+    if r.groups < 1 {
         return err("runtime.groups", "must be ≥ 1".into());
+    }
+    if r.groups > 1 {
+        match hidden.iter().min() {
+            None => {
+                return err(
+                    "runtime.groups",
+                    format!("the network {layers:?} has no hidden layer to split into groups"),
+                );
+            }
+            Some(&narrowest) if r.groups > narrowest => {
+                return err(
+                    "runtime.groups",
+                    format!(
+                        "{} groups need at least {} units in every hidden layer; the narrowest has {narrowest} (network.layers = {layers:?}), so runtime.groups ≤ {narrowest}",
+                        r.groups, r.groups
+                    ),
+                );
+            }
+            _ => {}
+        }
     }
     check_delay(&r.delay_up, "runtime.delay_up")?;
     check_delay(&r.delay_down, "runtime.delay_down")?;
     check_delay(&r.compute, "runtime.compute")?;
-    for (name, d) in &r.actor_compute {
-        check_delay(d, &format!("runtime.actor_compute.{name}"))?;
+    if !r.actor_compute.is_empty() {
+        let names = super::pc::actor_names(layers, r.granularity, r.groups);
+        for (name, d) in &r.actor_compute {
+            if !names.contains(name) {
+                return err(
+                    &format!("runtime.actor_compute.{name}"),
+                    format!(
+                        "no actor is called `{name}` in this network (granularity \"{}\", {} group(s)); the actors are: {}",
+                        match r.granularity {
+                            Granularity::Layer => "layer",
+                            Granularity::Groups => "groups",
+                            Granularity::Nodes => "nodes",
+                        },
+                        r.groups,
+                        names.join(", ")
+                    ),
+                );
+            }
+            check_delay(d, &format!("runtime.actor_compute.{name}"))?;
+        }
     }
-    if !(r.period.is_finite() && r.period > 0.0) {
-        return err("runtime.period", format!("must be > 0, got {}", r.period));
-    }
+    time(r.period, "runtime.period", true)?;
     if !(r.drift.is_finite() && (0.0..0.5).contains(&r.drift)) {
         return err(
             "runtime.drift",
             format!("must be in [0, 0.5), got {}", r.drift),
         );
     }
-    if !(r.jitter.is_finite() && r.jitter >= 0.0) {
-        return err("runtime.jitter", format!("must be ≥ 0, got {}", r.jitter));
-    }
+    time(r.jitter, "runtime.jitter", false)?;
     for (key, p) in [
         ("runtime.loss", r.loss),
         ("runtime.duplication", r.duplication),
@@ -242,8 +383,17 @@ pub fn validate(r: &RuntimeConfig, zil: bool) -> Result<(), Invalid> {
             return err(key, format!("is a probability in [0, 1], got {p}"));
         }
     }
-    if r.pipeline < 1 {
-        return err("runtime.pipeline", "must be ≥ 1".into());
+    if !(1..=MAX_PIPELINE).contains(&r.pipeline) {
+        return err(
+            "runtime.pipeline",
+            format!("must be in 1..={MAX_PIPELINE}, got {}", r.pipeline),
+        );
+    }
+    if r.pipeline > 1 {
+        return err(
+            "runtime.pipeline",
+            "a run trains one batch at a time (each batch's update is applied before the next batch is drawn), so batches cannot overlap; pipelined batches are an API feature (`AsyncTrainer::train_batches`, see benches/runtime.rs); use pipeline = 1".into(),
+        );
     }
     if r.schedule == Schedule::Clocked && r.pipeline > 1 {
         return err(
@@ -251,23 +401,37 @@ pub fn validate(r: &RuntimeConfig, zil: bool) -> Result<(), Invalid> {
             "clocked actors present one batch per sample period; use pipeline = 1".into(),
         );
     }
-    if r.channel_capacity < 1 {
-        return err("runtime.channel_capacity", "must be ≥ 1".into());
-    }
-    if !(r.watchdog.is_finite() && r.watchdog > 0.0) {
+    if !(1..=MAX_CAPACITY).contains(&r.channel_capacity) {
         return err(
-            "runtime.watchdog",
-            format!("must be > 0, got {}", r.watchdog),
+            "runtime.channel_capacity",
+            format!("must be in 1..={MAX_CAPACITY}, got {}", r.channel_capacity),
         );
     }
-    if r.idle_timeout_ms == 0 {
-        return err("runtime.idle_timeout_ms", "must be ≥ 1".into());
-    }
-    if r.driver == Driver::Wall && r.schedule == Schedule::Clocked {
+    if !(r.watchdog.is_finite() && r.watchdog > 0.0 && r.watchdog <= MAX_WATCHDOG) {
         return err(
-            "runtime.schedule",
-            "the wall runtime runs event schedules only; use driver = \"virtual\" for clocked actors"
-                .into(),
+            "runtime.watchdog",
+            format!(
+                "must be > 0 and ≤ {MAX_WATCHDOG:e} virtual time units, got {}",
+                super::watchdog::readable(r.watchdog)
+            ),
+        );
+    }
+    if !(1..=MAX_IDLE_MS).contains(&r.idle_timeout_ms) {
+        return err(
+            "runtime.idle_timeout_ms",
+            format!(
+                "must be in 1..={MAX_IDLE_MS} (one day), got {}",
+                r.idle_timeout_ms
+            ),
+        );
+    }
+    if r.workers > MAX_WORKERS {
+        return err(
+            "runtime.workers",
+            format!(
+                "must be ≤ {MAX_WORKERS} (0 = one per core), got {}",
+                r.workers
+            ),
         );
     }
     Ok(())

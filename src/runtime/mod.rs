@@ -2,14 +2,15 @@
 //! nodes and of error nodes — is an actor, a plain state machine that owns
 //! its state and exchanges only local messages. One `Actor` trait, two
 //! drivers behind one interface: `virtual_time` (deterministic discrete-event
-//! simulation) and `wall` (tokio tasks over bounded flume channels). `pc`
-//! holds the predictive-coding actors that drive the PC rules, `trainer` the
-//! `Trainer` that lets `experiment` run asynchronous IL / Z-IL like any other
-//! algorithm.
+//! simulation) and `wall` (tokio tasks over bounded flume channels), which
+//! share the outbox routing (`route`). `pc` holds the predictive-coding
+//! actors that drive the PC rules, `trainer` the `Trainer` that lets
+//! `experiment` run asynchronous IL / Z-IL like any other algorithm.
 
 pub mod actor;
 pub mod config;
 pub mod pc;
+pub mod route;
 pub mod stats;
 pub mod timing;
 pub mod trainer;
@@ -17,7 +18,7 @@ pub mod virtual_time;
 pub mod wall;
 pub mod watchdog;
 
-pub use actor::{Actor, ActorId, Ctx, Envelope, Port, Topology};
+pub use actor::{Actor, ActorId, Ctx, Direction, Envelope, Link, Port, Topology};
 pub use stats::Stats;
 pub use timing::Timing;
 pub use virtual_time::VirtualDriver;
@@ -38,7 +39,7 @@ impl<A: Actor> Driver<A> {
             Driver::Wall(d) => d.run(),
         }
     }
-    pub fn actors_mut(&mut self) -> &mut Vec<A> {
+    pub(crate) fn actors_mut(&mut self) -> &mut Vec<A> {
         match self {
             Driver::Virtual(d) => &mut d.actors,
             Driver::Wall(d) => &mut d.actors,

@@ -3,7 +3,7 @@
 //! virtual time per sample. Accumulated across runs of the same network and
 //! written as `runtime_stats.json` / `runtime_edges.csv`.
 
-use super::actor::{Port, Topology};
+use super::actor::{Edge, Topology};
 use serde_json::json;
 
 #[derive(Clone, Debug, Default)]
@@ -31,7 +31,7 @@ pub struct ActorStats {
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     pub names: Vec<String>,
-    pub edges: Vec<(usize, usize, Port)>,
+    pub edges: Vec<Edge>,
     pub edge: Vec<EdgeStats>,
     pub actor: Vec<ActorStats>,
     /// Total time the runs took (virtual time units, or wall seconds).
@@ -45,10 +45,10 @@ pub struct Stats {
 impl Stats {
     pub fn new(names: Vec<String>, topo: &Topology) -> Self {
         Self {
-            edge: vec![EdgeStats::default(); topo.edges.len()],
+            edge: vec![EdgeStats::default(); topo.len()],
             actor: vec![ActorStats::default(); names.len()],
             names,
-            edges: topo.edges.clone(),
+            edges: topo.edges().to_vec(),
             ..Default::default()
         }
     }
@@ -111,6 +111,7 @@ impl Stats {
             "samples": self.samples,
             "time_per_sample": if self.samples > 0 { self.elapsed / self.samples as f64 } else { f64::NAN },
             "messages": self.messages(),
+            "messages_per_sample": if self.samples > 0 { self.messages() as f64 / self.samples as f64 } else { f64::NAN },
             "delivered": delivered,
             "lost": self.lost(),
             "duplicated": self.edge.iter().map(|e| e.duplicated).sum::<u64>(),
@@ -118,10 +119,10 @@ impl Stats {
             "mean_queueing_delay": if handled > 0 { queueing / handled as f64 } else { 0.0 },
             "events": self.events,
             "actors": actors,
-            "edges": self.edges.iter().zip(&self.edge).map(|((from, to, port), e)| json!({
-                "from": self.names[*from],
-                "to": self.names[*to],
-                "direction": port.as_str(),
+            "edges": self.edges.iter().zip(&self.edge).map(|(edge, e)| json!({
+                "from": self.names[edge.from],
+                "to": self.names[edge.to],
+                "direction": edge.direction.as_str(),
                 "sent": e.sent,
                 "delivered": e.delivered,
                 "lost": e.lost,
@@ -143,11 +144,11 @@ impl Stats {
             "duplicated",
             "mean_latency",
         ]);
-        for ((from, to, port), e) in self.edges.iter().zip(&self.edge) {
+        for (edge, e) in self.edges.iter().zip(&self.edge) {
             t.push(vec![
-                self.names[*from].clone(),
-                self.names[*to].clone(),
-                port.as_str().into(),
+                self.names[edge.from].clone(),
+                self.names[edge.to].clone(),
+                edge.direction.as_str().into(),
                 e.sent.to_string(),
                 e.delivered.to_string(),
                 e.lost.to_string(),

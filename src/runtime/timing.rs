@@ -4,7 +4,7 @@
 //! or per message). All randomness comes from seeded streams owned by the
 //! edge or the actor it belongs to, so a run is reproducible.
 
-use super::actor::Port;
+use super::actor::Direction;
 use super::config::{DelayConfig, DelayKind, Delivery, RuntimeConfig};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -149,10 +149,17 @@ impl Timing {
         }
     }
 
-    pub fn delay(&self, port: Port) -> &Delay {
-        match port {
-            Port::Forward => &self.up,
-            Port::Backward => &self.down,
+    pub fn delay(&self, direction: Direction) -> &Delay {
+        match direction {
+            Direction::Up => &self.up,
+            Direction::Down => &self.down,
+        }
+    }
+
+    pub fn faults(&self) -> super::route::Faults {
+        super::route::Faults {
+            loss: self.loss,
+            duplication: self.duplication,
         }
     }
 

@@ -1,30 +1,32 @@
 //! `AsyncTrainer`: asynchronous IL / Z-IL on the actor runtime as a
-//! `Trainer`, so `experiment` runs it like any algorithm. Every
-//! `train_batch` moves `W[l]`, `b[l]` out of the `Mlp` into the actors that
-//! own them (no copy), lets the input actor clamp the batch and the output
-//! actor its target, runs the network until every actor is done, and moves
-//! the weights back. The applied update is read from the actors afterwards
-//! for the equivalence harness (which may see everything; the rules may not).
+//! `Trainer`, so `experiment` runs it like any algorithm. It talks to the
+//! network only through `PcNetwork`'s narrow interface: every `train_batch`
+//! loads `W[l]`, `b[l]` into the actors that own them, presents the batch at
+//! the input and its target at the output, runs the network until every
+//! actor is done, and stores the weights back; the applied update is read
+//! afterwards for the equivalence harness (which may see everything; the
+//! rules may not). Prediction with `predict_steps > 0` relaxes with the
+//! lockstep rules of the same `PcRule` (evaluation is synchronous).
 
-use super::config::{Driver as DriverKind, RuntimeConfig};
-use super::pc::{PcActor, PcSettings, load_weights, network, store_weights};
-use super::timing::Timing;
-use super::{Driver, RuntimeError, Stats, VirtualDriver, WallDriver, WallOptions};
+use super::config::RuntimeConfig;
+use super::pc::{PcNetwork, PcSettings};
+use super::{RuntimeError, Stats};
 use crate::algo::Trainer;
+use crate::algo::pc::Il;
 use crate::nn::{Mlp, Real, Updates};
 use ndarray::{Array2, ArrayView2};
-
-use std::time::Duration;
 
 pub struct AsyncTrainer<T: Real> {
     pub config: RuntimeConfig,
     pub settings: PcSettings,
     seed: u64,
-    driver: Option<Driver<PcActor<T>>>,
+    network: Option<PcNetwork<T>>,
     next_sample: u64,
     updates: Option<Updates<T>>,
     kept: bool,
     error: Option<RuntimeError>,
+    /// Relaxing predictor (`predict_steps > 0`), built on first use.
+    predictor: Option<Il<T>>,
     /// Test hook: the actor (by layer) that panics on the given sample.
     pub inject_panic: Option<(usize, u64)>,
 }
@@ -35,60 +37,26 @@ impl<T: Real> AsyncTrainer<T> {
             config,
             settings,
             seed,
-            driver: None,
+            network: None,
             next_sample: 0,
             updates: None,
             kept: false,
             error: None,
+            predictor: None,
             inject_panic: None,
         }
     }
 
-    fn build(&mut self, mlp: &Mlp<T>) -> Result<(), RuntimeError> {
-        let groups = match self.config.granularity {
-            super::config::Granularity::Layer => 1,
-            super::config::Granularity::Groups => self.config.groups,
-        };
-        let (mut actors, topo) = network::<T>(mlp, self.settings, groups)
-            .map_err(|e| RuntimeError::Setup(e.to_string()))?;
-        if let Some((l, s)) = self.inject_panic {
-            for a in actors.iter_mut().filter(|a| a.l == l) {
-                a.panic_on_sample = Some(s);
-            }
-        }
-        let names: Vec<String> = actors.iter().map(crate::runtime::Actor::name).collect();
-        let timing = Timing::from_config(&self.config, &names, self.seed);
-        self.driver = Some(match self.config.driver {
-            DriverKind::Wall => Driver::Wall(WallDriver::new(
-                actors,
-                topo,
-                timing,
-                WallOptions {
-                    workers: self.config.workers,
-                    capacity: self.config.channel_capacity,
-                    idle_timeout: Duration::from_millis(self.config.idle_timeout_ms),
-                },
-            )?),
-            _ => Driver::Virtual(VirtualDriver::new(
-                actors,
-                topo,
-                timing,
-                self.config.watchdog,
-            )),
-        });
-        Ok(())
-    }
-
     /// Statistics of every run so far.
     pub fn stats(&self) -> Option<&Stats> {
-        self.driver.as_ref().map(|d| d.stats())
+        self.network.as_ref().map(|n| n.stats())
     }
 
     /// Statistics as JSON.
     pub fn stats_json(&self) -> Option<serde_json::Value> {
-        self.driver
+        self.network
             .as_ref()
-            .map(|d| d.stats().to_json(d.time_unit()))
+            .map(|n| n.stats().to_json(n.time_unit()))
     }
 
     /// Trains on several batches in one run of the network (batches are
@@ -100,38 +68,30 @@ impl<T: Real> AsyncTrainer<T> {
         batches: Vec<(Array2<T>, Array2<T>)>,
         keep_updates: bool,
     ) -> Result<f64, RuntimeError> {
-        if self.driver.is_none() {
-            self.build(mlp)?;
+        if self.network.is_none() {
+            let mut net = PcNetwork::build(mlp, self.settings.clone(), &self.config, self.seed)?;
+            if let Some((l, s)) = self.inject_panic {
+                net.inject_panic(l, s);
+            }
+            self.network = Some(net);
         }
-        let driver = self.driver.as_mut().expect("built");
-        let actors = driver.actors_mut();
-        let n = actors.len();
-        load_weights(actors, mlp);
+        let net = self.network.as_mut().expect("built");
+        net.load_weights(mlp);
         for (x, y) in batches {
-            let s = self.next_sample;
+            net.present(self.next_sample, x, y);
             self.next_sample += 1;
-            actors[0].inputs.push_back((s, x));
-            actors[n - 1].targets.insert(s, y);
         }
-        if let Err(e) = driver.run() {
-            self.driver = None;
+        if let Err(e) = net.run() {
+            self.network = None;
             return Err(e);
         }
-        let actors = driver.actors_mut();
-        store_weights(actors, mlp);
-        let loss = actors[n - 1].losses.drain(..).map(|(_, l)| l).sum();
+        net.store_weights(mlp);
         self.kept = keep_updates;
         if keep_updates {
             let upd = self.updates.get_or_insert_with(|| Updates::zeros_like(mlp));
-            for a in actors.iter().filter(|a| !a.is_input()) {
-                let (r0, r1) = a.rows;
-                upd.dw[a.l - 2]
-                    .slice_mut(ndarray::s![r0..r1, ..])
-                    .assign(&a.dw);
-                upd.db[a.l - 2].slice_mut(ndarray::s![r0..r1]).assign(&a.db);
-            }
+            net.updates_into(upd);
         }
-        Ok(loss)
+        Ok(net.take_loss())
     }
 
     /// The runtime error that ended the last `train_batch`, if any.
@@ -161,11 +121,9 @@ impl<T: Real> Trainer<T> for AsyncTrainer<T> {
     }
 
     fn set_learning_rate(&mut self, learning_rate: f64) {
-        self.settings.learning_rate = learning_rate;
-        if let Some(d) = self.driver.as_mut() {
-            for a in d.actors_mut() {
-                a.settings.learning_rate = learning_rate;
-            }
+        self.settings.rule.learning_rate = learning_rate;
+        if let Some(n) = self.network.as_mut() {
+            n.set_learning_rate(learning_rate);
         }
     }
 
@@ -183,5 +141,19 @@ impl<T: Real> Trainer<T> for AsyncTrainer<T> {
 
     fn runtime_stats(&self) -> Option<serde_json::Value> {
         self.stats_json()
+    }
+
+    fn predict(&mut self, mlp: &Mlp<T>, x: ArrayView2<T>) -> Array2<T> {
+        let rule = &self.settings.rule;
+        if rule.cfg.predict_steps == 0 {
+            return mlp.predict(x);
+        }
+        if self.predictor.is_none() {
+            match Il::new(mlp, rule.cfg.clone(), rule.learning_rate, rule.momentum) {
+                Ok(il) => self.predictor = Some(il),
+                Err(_) => return mlp.predict(x),
+            }
+        }
+        self.predictor.as_mut().expect("built").predict(mlp, x)
     }
 }

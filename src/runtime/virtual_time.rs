@@ -4,12 +4,12 @@
 //! timing and seed give bit-identical results. An actor handles one event at
 //! a time; events reaching a busy actor wait (queueing delay) until it is free.
 
-use super::actor::{Actor, ActorId, Ctx, Envelope, Outbox, Topology};
+use super::actor::{Actor, ActorId, Ctx, Direction, Envelope, Outbox, Topology};
 use super::config::Delivery;
+use super::route::{dispatch, resolve};
 use super::stats::Stats;
 use super::timing::{Timing, stream};
-use super::watchdog::{RuntimeError, Waiting, panic_message};
-use rand::Rng;
+use super::watchdog::{RuntimeError, Waiting, panic_message, readable};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -58,6 +58,7 @@ pub struct VirtualDriver<A: Actor> {
     pub timing: Timing,
     /// Watchdog bound: virtual time without progress.
     pub watchdog: f64,
+    names: Vec<String>,
     now: f64,
     seq: u64,
     busy_until: Vec<f64>,
@@ -72,13 +73,14 @@ impl<A: Actor> VirtualDriver<A> {
     pub fn new(actors: Vec<A>, topo: Topology, timing: Timing, watchdog: f64) -> Self {
         let names: Vec<String> = actors.iter().map(|a| a.name()).collect();
         let n = actors.len();
-        let e = topo.edges.len();
+        let e = topo.len();
         Self {
             busy_until: vec![0.0; n],
             edge_last: vec![0.0; e],
             edge_rng: (0..e).map(|i| stream(timing.seed, 2, i as u64)).collect(),
             actor_rng: (0..n).map(|i| stream(timing.seed, 3, i as u64)).collect(),
-            stats: Stats::new(names, &topo),
+            stats: Stats::new(names.clone(), &topo),
+            names,
             actors,
             topo,
             timing,
@@ -120,7 +122,6 @@ impl<A: Actor> VirtualDriver<A> {
             self.push(&mut heap, t, t, Kind::Start(a));
         }
         let mut last_progress = self.now;
-        let samples_before = self.stats.samples;
         while let Some(ev) = heap.pop() {
             if ev.time - last_progress > self.watchdog {
                 return Err(self.stalled(ev.time - last_progress));
@@ -141,7 +142,7 @@ impl<A: Actor> VirtualDriver<A> {
             let mut out = std::mem::take(&mut self.outbox);
             let a = &mut self.actors[actor];
             let result = {
-                let mut ctx = Ctx::new(actor, local, &mut out);
+                let mut ctx = Ctx::new(local, &mut out);
                 match ev.kind {
                     Kind::Start(_) => catch_unwind(AssertUnwindSafe(|| a.start(&mut ctx))),
                     Kind::Timer(_, tag) => {
@@ -182,32 +183,24 @@ impl<A: Actor> VirtualDriver<A> {
                 self.push(&mut heap, t, t, Kind::Timer(actor, tag));
             }
             let mut sends = std::mem::take(&mut out.sends);
-            for mut env in sends.drain(..) {
-                let Some(edge) = self.topo.edge(env.from, env.to, env.port) else {
-                    return Err(RuntimeError::BadEdge {
-                        actor: self.actors[actor].name(),
-                        to: env.to,
-                        port: env.port.as_str(),
-                    });
-                };
+            let sent_at = self.timing.clocks[actor].local(done_at);
+            let faults = self.timing.faults();
+            for msg in sends.drain(..) {
+                let (edge, e) = resolve(&self.topo, &self.names, actor, &msg)?;
                 // The message leaves when the computation that produced it ends.
-                env.sent_at = self.timing.clocks[actor].local(done_at);
-                self.stats.edge[edge].sent += 1;
-                self.stats.actor[actor].sent += 1;
-                let rng = &mut self.edge_rng[edge];
-                if self.timing.loss > 0.0 && rng.r#gen::<f64>() < self.timing.loss {
-                    self.stats.edge[edge].lost += 1;
-                    continue;
-                }
-                let copy = (self.timing.duplication > 0.0
-                    && rng.r#gen::<f64>() < self.timing.duplication)
-                    .then(|| env.clone());
-                let t = self.arrival(edge, env.port, done_at);
-                self.push(&mut heap, t, t, Kind::Deliver(env, edge));
-                if let Some(copy) = copy {
-                    self.stats.edge[edge].duplicated += 1;
-                    let t = self.arrival(edge, copy.port, done_at);
-                    self.push(&mut heap, t, t, Kind::Deliver(copy, edge));
+                let copies = dispatch(
+                    e,
+                    sent_at,
+                    msg,
+                    faults,
+                    &mut self.edge_rng[edge],
+                    &mut self.stats.edge[edge],
+                    &mut self.stats.actor[actor],
+                );
+                let direction = e.direction;
+                for env in copies.into_iter().flatten() {
+                    let t = self.arrival(edge, direction, done_at);
+                    self.push(&mut heap, t, t, Kind::Deliver(env, edge));
                 }
             }
             out.sends = sends;
@@ -230,15 +223,17 @@ impl<A: Actor> VirtualDriver<A> {
                 lost: self.stats.lost(),
             });
         }
-        let _ = samples_before;
         self.stats.runs += 1;
         let took = self.now - started;
         self.stats.elapsed += took;
         Ok(took)
     }
 
-    fn arrival(&mut self, edge: usize, port: super::actor::Port, sent: f64) -> f64 {
-        let d = self.timing.delay(port).sample(&mut self.edge_rng[edge]);
+    fn arrival(&mut self, edge: usize, direction: Direction, sent: f64) -> f64 {
+        let d = self
+            .timing
+            .delay(direction)
+            .sample(&mut self.edge_rng[edge]);
         let mut t = sent + d;
         if self.timing.delivery == Delivery::Fifo {
             t = t.max(self.edge_last[edge]);
@@ -249,8 +244,8 @@ impl<A: Actor> VirtualDriver<A> {
 
     fn stalled(&self, waited: f64) -> RuntimeError {
         RuntimeError::Stalled {
-            waited: format!("{waited} virtual time units"),
-            bound: format!("runtime.watchdog = {}", self.watchdog),
+            waited: format!("{} virtual time units", readable(waited)),
+            bound: format!("runtime.watchdog = {}", readable(self.watchdog)),
             waiting: self
                 .actors
                 .iter()

@@ -1,23 +1,31 @@
 //! The wall-clock driver: every actor an async task on a multi-threaded
-//! tokio runtime, messages over bounded flume channels (DESIGN.md §3 pitfalls):
-//! separate forward and backward inboxes read in a fixed order (`biased;`
-//! select, backward first so old samples finish before new ones start);
-//! shutdown by channel closure (forward edges hold `Sender`s, backward edges
-//! `WeakSender`s, so closure cascades from the input); a per-actor idle
-//! timeout turns a lost message into a watchdog error; a panicking actor ends
-//! the run with an error naming it. Delays are milliseconds of real time:
-//! FIFO edges get one delivery task per edge, per-message delivery one task
-//! per message. Compute time is the real compute time (not simulated).
+//! tokio runtime, messages over bounded flume channels (DESIGN.md §3
+//! pitfalls): separate forward and backward inboxes read in a fixed order
+//! (`biased;` select, backward first so old samples finish before new ones
+//! start); shutdown by channel closure (forward edges hold `Sender`s,
+//! backward edges `WeakSender`s, so closure cascades from the input); a
+//! per-actor idle timeout turns a lost message into a watchdog error; a
+//! panicking actor ends the run with an error naming it.
+//!
+//! Time is real: delays are milliseconds (FIFO edges get one delivery task
+//! per edge, per-message delivery one task per message), compute time is the
+//! real compute time, and every actor has a local clock in milliseconds —
+//! continuous across runs, with its drift — on which its timers fire (tokio
+//! timers, with the clock's Gaussian jitter), so clocked schedules run in
+//! real time. Routing (edge check, stamping, loss, duplication, counters) is
+//! `route`'s, shared with the virtual driver.
 
-use super::actor::{Actor, Ctx, Envelope, Outbox, Port, Topology};
+use super::actor::{Actor, ActorId, Ctx, Envelope, Outbox, Port, Topology};
 use super::config::Delivery;
+use super::route::{Faults, dispatch, resolve};
 use super::stats::{ActorStats, EdgeStats, Stats};
-use super::timing::{Delay, Timing, stream};
+use super::timing::{Clock, Delay, Timing, stream};
 use super::watchdog::{RuntimeError, Waiting, panic_message};
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -30,41 +38,116 @@ pub struct WallOptions {
     pub idle_timeout: Duration,
 }
 
-enum Link<M> {
+/// Where a message goes next.
+enum Sink<M> {
     Strong(flume::Sender<M>),
     Weak(flume::WeakSender<M>),
     /// FIFO delivery task of a delayed edge: `(deadline, message)`.
     Pipe(flume::Sender<(Instant, M)>),
 }
 
-struct OutEdge<M> {
-    edge: usize,
-    to: usize,
-    link: Link<M>,
-    /// Final target, for per-message delayed delivery.
-    target: Option<Link<M>>,
-    delay: Delay,
-    rng: ChaCha8Rng,
-    last: Instant,
-    stats: EdgeStats,
+impl<M> Sink<M> {
+    fn again(&self) -> Self {
+        match self {
+            Sink::Strong(s) => Sink::Strong(s.clone()),
+            Sink::Weak(w) => Sink::Weak(w.clone()),
+            Sink::Pipe(p) => Sink::Pipe(p.clone()),
+        }
+    }
 }
 
-type Outgoing<M> = HashMap<(usize, Port), OutEdge<Envelope<M>>>;
+struct OutEdge<M> {
+    sink: Sink<M>,
+    /// Per-message delayed delivery: each message gets its own task.
+    per_message: bool,
+    delay: Delay,
+    /// The edge's stream: fault injection and delays.
+    rng: ChaCha8Rng,
+    last: Instant,
+}
 
-type TaskOutput<A> = (
-    usize,
-    Result<(A, ActorStats, Vec<(usize, EdgeStats)>), RuntimeError>,
-);
+/// What every actor task shares.
+struct Shared {
+    topo: Topology,
+    names: Vec<String>,
+    faults: Faults,
+    idle: Duration,
+    /// Real time of this run's start and the local-clock origin it maps to.
+    start: Instant,
+    offset_ms: f64,
+    /// Messages lost so far (for the stall report).
+    lost: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    /// Milliseconds on the network's clock (continuous across runs).
+    fn ms(&self, t: Instant) -> f64 {
+        self.offset_ms + t.duration_since(self.start).as_secs_f64() * 1e3
+    }
+    fn instant(&self, ms: f64) -> Instant {
+        self.start + Duration::from_secs_f64(((ms - self.offset_ms) / 1e3).clamp(0.0, 1e9))
+    }
+}
+
+/// An actor's outgoing edges, by edge index (`None`: not its own).
+type OutEdges<M> = Vec<Option<OutEdge<Envelope<M>>>>;
+
+type TaskResult<A> = Result<(A, ActorStats, Vec<EdgeStats>), RuntimeError>;
+type TaskOutput<A> = (usize, TaskResult<A>);
 
 /// A network run on a persistent tokio runtime.
 pub struct WallDriver<A: Actor> {
     pub actors: Vec<A>,
-    pub topo: Topology,
-    pub timing: Timing,
+    topo: Topology,
+    timing: Timing,
     pub opts: WallOptions,
     rt: tokio::runtime::Runtime,
     pub stats: Stats,
     runs: u64,
+    /// Local-clock milliseconds elapsed in earlier runs.
+    clock_ms: f64,
+}
+
+/// Starts (and stops) `n` threads at once, so a process limit becomes a
+/// clean error before tokio, which panics when it cannot spawn a worker.
+fn check_threads(workers: usize) -> Result<(), RuntimeError> {
+    // The workers and the thread that blocks on the runtime.
+    let n = workers + 1;
+    let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let mut handles = Vec::with_capacity(n);
+    let mut failure = None;
+    for _ in 0..n {
+        let g = gate.clone();
+        let spawned = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let (lock, cv) = &*g;
+                let mut open = lock.lock().unwrap_or_else(|e| e.into_inner());
+                while !*open {
+                    open = cv.wait(open).unwrap_or_else(|e| e.into_inner());
+                }
+            });
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    *gate.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    gate.1.notify_all();
+    let started = handles.len();
+    for h in handles {
+        let _ = h.join();
+    }
+    match failure {
+        None => Ok(()),
+        Some(e) => Err(RuntimeError::Setup(format!(
+            "cannot start {workers} worker threads (runtime.workers; the system allowed {} more threads): {e}; lower runtime.workers (0 = one per core)",
+            started.saturating_sub(1)
+        ))),
+    }
 }
 
 impl<A: Actor> WallDriver<A> {
@@ -79,11 +162,28 @@ impl<A: Actor> WallDriver<A> {
         } else {
             opts.workers
         };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_time()
-            .build()
-            .map_err(|e| RuntimeError::Setup(format!("cannot start the tokio runtime: {e}")))?;
+        check_threads(workers)?;
+        let built = catch_unwind(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .max_blocking_threads(1)
+                .enable_time()
+                .build()
+        });
+        let rt = match built {
+            Ok(Ok(rt)) => rt,
+            Ok(Err(e)) => {
+                return Err(RuntimeError::Setup(format!(
+                    "cannot start the tokio runtime with {workers} workers (runtime.workers): {e}"
+                )));
+            }
+            Err(p) => {
+                return Err(RuntimeError::Setup(format!(
+                    "cannot start the tokio runtime with {workers} workers (runtime.workers): {}",
+                    panic_message(p.as_ref())
+                )));
+            }
+        };
         let names = actors.iter().map(|a| a.name()).collect();
         Ok(Self {
             stats: Stats::new(names, &topo),
@@ -93,6 +193,7 @@ impl<A: Actor> WallDriver<A> {
             opts,
             rt,
             runs: 0,
+            clock_ms: 0.0,
         })
     }
 
@@ -100,95 +201,89 @@ impl<A: Actor> WallDriver<A> {
     /// error the actors are lost (the network's state is undefined).
     pub fn run(&mut self) -> Result<f64, RuntimeError> {
         let n = self.actors.len();
+        let n_edges = self.topo.len();
         let cap = self.opts.capacity;
-        let mut fwd = Vec::with_capacity(n);
-        let mut bwd = Vec::with_capacity(n);
+        let (mut fwd_tx, mut fwd_rx, mut bwd_tx, mut bwd_rx) = (vec![], vec![], vec![], vec![]);
         for _ in 0..n {
-            fwd.push(Some(flume::bounded::<Envelope<A::Msg>>(cap)));
-            bwd.push(Some(flume::bounded::<Envelope<A::Msg>>(cap)));
+            let (tx, rx) = flume::bounded::<Envelope<A::Msg>>(cap);
+            fwd_tx.push(tx);
+            fwd_rx.push(Some(rx));
+            let (tx, rx) = flume::bounded::<Envelope<A::Msg>>(cap);
+            bwd_tx.push(tx);
+            bwd_rx.push(Some(rx));
         }
-        let fwd_tx: Vec<_> = fwd
-            .iter()
-            .map(|c| c.as_ref().expect("new").0.clone())
-            .collect();
-        let bwd_tx: Vec<_> = bwd
-            .iter()
-            .map(|c| c.as_ref().expect("new").0.clone())
-            .collect();
         let run_seed = self.timing.seed ^ self.runs.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         self.runs += 1;
-        let start = Instant::now();
-        let idle = self.opts.idle_timeout;
-        let timing = &self.timing;
-        let topo = &self.topo;
         let names: Vec<String> = self.actors.iter().map(|a| a.name()).collect();
         let actors = std::mem::take(&mut self.actors);
-        let lost_counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let timing = &self.timing;
+        let topo = &self.topo;
+        let offset_ms = self.clock_ms;
+        let idle = self.opts.idle_timeout;
 
-        let outcome = self.rt.block_on(async {
+        let start = Instant::now();
+        let shared = Arc::new(Shared {
+            topo: topo.clone(),
+            names: names.clone(),
+            faults: timing.faults(),
+            idle,
+            start,
+            offset_ms,
+            lost: Default::default(),
+        });
+        let (done, errors, took) = self.rt.block_on(async {
             let mut set = tokio::task::JoinSet::new();
-            // Per actor: its outgoing edges.
-            let mut outs: Vec<Outgoing<A::Msg>> = (0..n).map(|_| HashMap::new()).collect();
-            for (e, &(from, to, port)) in topo.edges.iter().enumerate() {
-                let direct = match port {
-                    Port::Forward => Link::Strong(fwd_tx[to].clone()),
-                    Port::Backward => Link::Weak(bwd_tx[to].downgrade()),
+            let mut outs: Vec<OutEdges<A::Msg>> = (0..n)
+                .map(|_| (0..n_edges).map(|_| None).collect())
+                .collect();
+            for (e, edge) in topo.edges().iter().enumerate() {
+                let direct = match edge.port {
+                    Port::Forward => Sink::Strong(fwd_tx[edge.to].clone()),
+                    Port::Backward => Sink::Weak(bwd_tx[edge.to].downgrade()),
                 };
-                let delay = timing.delay(port).clone();
-                let (link, target) = if delay.is_zero() {
-                    (direct, None)
-                } else if timing.delivery == Delivery::Fifo {
+                let delay = timing.delay(edge.direction).clone();
+                let fifo_delayed = !delay.is_zero() && timing.delivery == Delivery::Fifo;
+                let sink = if fifo_delayed {
                     let (tx, rx) = flume::bounded::<(Instant, Envelope<A::Msg>)>(cap);
                     set.spawn(pipe::<A>(rx, direct));
-                    (Link::Pipe(tx), None)
+                    Sink::Pipe(tx)
                 } else {
-                    let again = match &direct {
-                        Link::Strong(s) => Link::Strong(s.clone()),
-                        Link::Weak(w) => Link::Weak(w.clone()),
-                        Link::Pipe(_) => unreachable!("direct links are channels"),
-                    };
-                    (direct, Some(again))
+                    direct
                 };
-                outs[from].insert(
-                    (to, port),
-                    OutEdge {
-                        edge: e,
-                        to,
-                        link,
-                        target,
-                        delay,
-                        rng: stream(run_seed, 2, e as u64),
-                        last: start,
-                        stats: EdgeStats::default(),
-                    },
-                );
+                outs[edge.from][e] = Some(OutEdge {
+                    sink,
+                    per_message: !delay.is_zero() && !fifo_delayed,
+                    delay,
+                    rng: stream(run_seed, 2, e as u64),
+                    last: start,
+                });
             }
             drop(fwd_tx);
             for (i, (actor, out)) in actors.into_iter().zip(outs).enumerate() {
-                let (_, fwd_rx) = fwd[i].take().expect("once");
-                let (own_bwd, bwd_rx) = bwd[i].take().expect("once");
-                let loss = timing.loss;
-                let dup = timing.duplication;
-                set.spawn(actor_task(
+                set.spawn(actor_task(ActorTask {
                     i,
                     actor,
-                    fwd_rx,
-                    bwd_rx,
-                    own_bwd,
-                    out,
-                    idle,
-                    start,
-                    (loss, dup, run_seed),
-                    lost_counter.clone(),
-                ));
+                    fwd_rx: fwd_rx[i].take().expect("once"),
+                    bwd_rx: bwd_rx[i].take().expect("once"),
+                    own_bwd: bwd_tx[i].clone(),
+                    outs: out,
+                    clock: timing.clocks[i].clone(),
+                    jitter_rng: stream(run_seed, 3, i as u64),
+                    shared: shared.clone(),
+                }));
             }
             drop(bwd_tx);
             let mut done: Vec<Option<TaskOutput<A>>> = (0..n).map(|_| None).collect();
             let mut errors = Vec::new();
+            let mut returned = 0;
             while let Some(res) = set.join_next().await {
                 match res {
-                    Ok(Some((i, Ok(x)))) => done[i] = Some((i, Ok(x))),
+                    Ok(Some((i, Ok(x)))) => {
+                        done[i] = Some((i, Ok(x)));
+                        returned += 1;
+                    }
                     Ok(Some((_, Err(e)))) => {
+                        returned += 1;
                         let fatal = !matches!(e, RuntimeError::Stalled { .. });
                         errors.push(e);
                         if fatal {
@@ -199,14 +294,19 @@ impl<A: Actor> WallDriver<A> {
                     Err(e) if e.is_cancelled() => {}
                     Err(e) => errors.push(RuntimeError::Setup(format!("a task failed: {e}"))),
                 }
+                if returned == n {
+                    // Every actor has ended: delivery tasks still sleeping
+                    // on long delays have nobody left to deliver to.
+                    set.abort_all();
+                }
             }
-            (done, errors)
+            (done, errors, start.elapsed())
         });
-        let (done, errors) = outcome;
+        self.clock_ms += took.as_secs_f64() * 1e3;
         if !errors.is_empty() {
-            // A panic first; otherwise every stalled actor in one report.
+            // A panic or a bad edge first; otherwise every stalled actor in one report.
             let mut waiting = Vec::new();
-            let mut lost = lost_counter.load(std::sync::atomic::Ordering::Relaxed);
+            let mut lost = shared.lost.load(std::sync::atomic::Ordering::Relaxed);
             for e in errors {
                 match e {
                     RuntimeError::Stalled {
@@ -215,7 +315,7 @@ impl<A: Actor> WallDriver<A> {
                         ..
                     } => {
                         waiting.extend(w);
-                        lost += l;
+                        lost = lost.max(l);
                     }
                     other => return Err(other),
                 }
@@ -234,11 +334,15 @@ impl<A: Actor> WallDriver<A> {
             };
             self.actors.push(actor);
             run_stats.actor[i] = astats;
-            for (e, s) in estats {
-                run_stats.edge[e] = s;
+            for (total, e) in run_stats.edge.iter_mut().zip(estats) {
+                total.sent += e.sent;
+                total.delivered += e.delivered;
+                total.lost += e.lost;
+                total.duplicated += e.duplicated;
+                total.latency_sum += e.latency_sum;
             }
         }
-        let secs = start.elapsed().as_secs_f64();
+        let secs = took.as_secs_f64();
         run_stats.elapsed = secs;
         run_stats.runs = 1;
         run_stats.samples = run_stats.actor.iter().map(|a| a.progress).sum();
@@ -250,7 +354,7 @@ impl<A: Actor> WallDriver<A> {
 /// FIFO delivery of a delayed edge: one queue, deadlines kept in order.
 async fn pipe<A: Actor>(
     rx: flume::Receiver<(Instant, Envelope<A::Msg>)>,
-    target: Link<Envelope<A::Msg>>,
+    target: Sink<Envelope<A::Msg>>,
 ) -> Option<TaskOutput<A>> {
     while let Ok((deadline, msg)) = rx.recv_async().await {
         tokio::time::sleep_until(deadline).await;
@@ -261,55 +365,124 @@ async fn pipe<A: Actor>(
     None
 }
 
-async fn deliver<M>(link: &Link<M>, msg: M) -> bool {
-    match link {
-        Link::Strong(tx) => tx.send_async(msg).await.is_ok(),
-        Link::Weak(w) => match w.upgrade() {
+async fn deliver<M>(sink: &Sink<M>, msg: M) -> bool {
+    match sink {
+        Sink::Strong(tx) => tx.send_async(msg).await.is_ok(),
+        Sink::Weak(w) => match w.upgrade() {
             Some(tx) => tx.send_async(msg).await.is_ok(),
             None => false,
         },
-        Link::Pipe(_) => unreachable!("pipes are fed with deadlines"),
+        Sink::Pipe(_) => unreachable!("pipes are fed with deadlines"),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn actor_task<A: Actor>(
-    i: usize,
-    mut actor: A,
+async fn send<M: Send + 'static>(out: &mut OutEdge<M>, env: M) {
+    if out.delay.is_zero() {
+        deliver(&out.sink, env).await;
+        return;
+    }
+    let d = Duration::from_secs_f64(out.delay.sample(&mut out.rng) / 1e3);
+    match &out.sink {
+        Sink::Pipe(tx) => {
+            let at = (Instant::now() + d).max(out.last);
+            out.last = at;
+            let _ = tx.send_async((at, env)).await;
+        }
+        sink => {
+            debug_assert!(out.per_message);
+            let target = sink.again();
+            tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                deliver(&target, env).await;
+            });
+        }
+    }
+}
+
+struct ActorTask<A: Actor> {
+    i: ActorId,
+    actor: A,
     fwd_rx: flume::Receiver<Envelope<A::Msg>>,
     bwd_rx: flume::Receiver<Envelope<A::Msg>>,
+    /// Keeps the actor's own backward inbox open while it runs.
     own_bwd: flume::Sender<Envelope<A::Msg>>,
-    mut outs: Outgoing<A::Msg>,
-    idle: Duration,
-    start: Instant,
-    (loss, dup, seed): (f64, f64, u64),
-    lost_counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
-) -> Option<TaskOutput<A>> {
+    outs: OutEdges<A::Msg>,
+    clock: Clock,
+    jitter_rng: ChaCha8Rng,
+    shared: Arc<Shared>,
+}
+
+enum Event<M> {
+    Message(Envelope<M>),
+    Timer(u64),
+}
+
+fn stalled(actor: String, waiting_for: String, idle: Duration) -> RuntimeError {
+    RuntimeError::Stalled {
+        waited: format!("{} ms", idle.as_millis()),
+        bound: format!("runtime.idle_timeout_ms = {}", idle.as_millis()),
+        waiting: vec![Waiting { actor, waiting_for }],
+        lost: 0,
+    }
+}
+
+async fn actor_task<A: Actor>(task: ActorTask<A>) -> Option<TaskOutput<A>> {
+    let ActorTask {
+        i,
+        mut actor,
+        fwd_rx,
+        bwd_rx,
+        own_bwd,
+        mut outs,
+        clock,
+        mut jitter_rng,
+        shared,
+    } = task;
+    let sh = &*shared;
+    let idle = sh.idle;
     let mut stats = ActorStats::default();
+    let mut edge_stats = vec![EdgeStats::default(); sh.topo.len()];
     let mut outbox: Outbox<A::Msg> = Outbox::default();
-    let mut fault_rng = stream(seed, 4, i as u64);
     let name = actor.name();
-    let ms = |t: Instant| t.duration_since(start).as_secs_f64() * 1e3;
+    let far = sh.start + Duration::from_secs(86_400 * 365);
     let mut fwd_open = true;
-    let sleep = tokio::time::sleep(idle);
-    tokio::pin!(sleep);
+    let idle_sleep = tokio::time::sleep(idle);
+    tokio::pin!(idle_sleep);
+    let timer_sleep = tokio::time::sleep_until(far);
+    tokio::pin!(timer_sleep);
+    let mut armed = far;
+    let mut timers: BinaryHeap<Reverse<(Instant, u64, u64)>> = BinaryHeap::new();
+    let mut timer_seq = 0u64;
     let mut last_activity = Instant::now();
-    let mut pending: Option<Envelope<A::Msg>> = None;
+    let mut pending: Option<Event<A::Msg>> = None;
     let mut first = true;
     loop {
-        let now = ms(Instant::now());
+        let wall_now = Instant::now();
+        let now = clock.local(sh.ms(wall_now));
         let result = {
-            let mut ctx = Ctx::new(i, now, &mut outbox);
+            let mut ctx = Ctx::new(now, &mut outbox);
             if first {
                 first = false;
                 catch_unwind(AssertUnwindSafe(|| actor.start(&mut ctx)))
-            } else if let Some(env) = pending.take() {
-                last_activity = Instant::now();
-                stats.handled += 1;
-                stats.queueing_sum += (now - env.sent_at).max(0.0);
-                catch_unwind(AssertUnwindSafe(|| actor.handle(env, &mut ctx)))
             } else {
-                Ok(())
+                match pending.take() {
+                    Some(Event::Message(env)) => {
+                        last_activity = wall_now;
+                        let waited = (now - env.sent_at).max(0.0) / 1e3;
+                        stats.handled += 1;
+                        stats.queueing_sum += waited;
+                        let e = &mut edge_stats[env.link.index()];
+                        e.delivered += 1;
+                        e.latency_sum += waited;
+                        catch_unwind(AssertUnwindSafe(|| actor.handle(env, &mut ctx)))
+                    }
+                    Some(Event::Timer(tag)) => {
+                        last_activity = wall_now;
+                        stats.timers += 1;
+                        catch_unwind(AssertUnwindSafe(|| actor.timer(tag, &mut ctx)))
+                    }
+                    None => Ok(()),
+                }
             }
         };
         if let Err(payload) = result {
@@ -321,49 +494,51 @@ async fn actor_task<A: Actor>(
                 }),
             ));
         }
-        for env in outbox.sends.drain(..) {
-            let Some(out) = outs.get_mut(&(env.to, env.port)) else {
-                return Some((
-                    i,
-                    Err(RuntimeError::BadEdge {
-                        actor: name,
-                        to: env.to,
-                        port: env.port.as_str(),
-                    }),
-                ));
+        for (at, tag) in outbox.timers.drain(..) {
+            let jitter = clock.jitter(&mut jitter_rng);
+            let deadline = sh.instant(clock.to_virtual(at) + jitter).max(wall_now);
+            timer_seq += 1;
+            timers.push(Reverse((deadline, timer_seq, tag)));
+        }
+        for msg in outbox.sends.drain(..) {
+            let (edge, e) = match resolve(&sh.topo, &sh.names, i, &msg) {
+                Ok(x) => x,
+                Err(e) => return Some((i, Err(e))),
             };
-            out.stats.sent += 1;
-            stats.sent += 1;
-            if loss > 0.0 && fault_rng.r#gen::<f64>() < loss {
-                out.stats.lost += 1;
-                lost_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                continue;
+            let out = outs[edge]
+                .as_mut()
+                .expect("resolved edges are the actor's own");
+            let copies = dispatch(
+                e,
+                now,
+                msg,
+                sh.faults,
+                &mut out.rng,
+                &mut edge_stats[edge],
+                &mut stats,
+            );
+            if copies[0].is_none() {
+                sh.lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            let copy = (dup > 0.0 && fault_rng.r#gen::<f64>() < dup).then(|| env.clone());
-            for env in std::iter::once(env).chain(copy) {
-                out.stats.delivered += 1;
+            for env in copies.into_iter().flatten() {
                 // A full inbox blocks the sender; bounded by the idle timeout
                 // so a cycle of full channels is an error, not a hang.
-                let to = out.to;
+                let to = env.to;
                 if tokio::time::timeout(idle, send(out, env)).await.is_err() {
                     return Some((
                         i,
-                        Err(RuntimeError::Stalled {
-                            waited: format!("{} ms", idle.as_millis()),
-                            bound: format!("runtime.idle_timeout_ms = {}", idle.as_millis()),
-                            waiting: vec![Waiting {
-                                actor: name,
-                                waiting_for: format!(
-                                    "room in the full inbox of actor #{to} (runtime.channel_capacity)"
-                                ),
-                            }],
-                            lost: 0,
-                        }),
+                        Err(stalled(
+                            name,
+                            format!(
+                                "room in the full inbox of `{}` (runtime.channel_capacity)",
+                                sh.names[to]
+                            ),
+                            idle,
+                        )),
                     ));
                 }
             }
         }
-        outbox.timers.clear();
         stats.progress += outbox.progress;
         outbox.progress = 0;
         outbox.progressed = false;
@@ -372,82 +547,39 @@ async fn actor_task<A: Actor>(
         if actor.is_done() && !fwd_open {
             break;
         }
+        let next_timer = timers.peek().map(|Reverse((t, _, _))| *t);
+        if let Some(t) = next_timer
+            && t != armed
+        {
+            timer_sleep.as_mut().reset(t);
+            armed = t;
+        }
         // The idle timer is re-armed lazily (touching the timer wheel on
         // every message would cost a shared lock per message): when it fires
-        // early, it is moved to `last activity + idle`.
-        let next = if fwd_open {
-            tokio::select! {
-                biased;
-                m = bwd_rx.recv_async() => m.ok(),
-                m = fwd_rx.recv_async() => match m {
-                    Ok(m) => Some(m),
-                    Err(_) => { fwd_open = false; None }
-                },
-                _ = &mut sleep, if !actor.is_done() => {
-                    if last_activity.elapsed() < idle {
-                        sleep.as_mut().reset(last_activity + idle);
-                        None
-                    } else {
-                        return Some((i, Err(stalled(&actor, idle))));
-                    }
-                }
+        // early, it is moved to `last activity + idle`. An actor waiting for
+        // its own clock is not idle.
+        pending = tokio::select! {
+            biased;
+            _ = &mut timer_sleep, if next_timer.is_some() => {
+                let Reverse((_, _, tag)) = timers.pop().expect("armed");
+                armed = far;
+                Some(Event::Timer(tag))
             }
-        } else {
-            tokio::select! {
-                biased;
-                m = bwd_rx.recv_async() => m.ok(),
-                _ = &mut sleep => {
-                    if last_activity.elapsed() < idle {
-                        sleep.as_mut().reset(last_activity + idle);
-                        None
-                    } else {
-                        return Some((i, Err(stalled(&actor, idle))));
-                    }
+            m = bwd_rx.recv_async() => m.ok().map(Event::Message),
+            m = fwd_rx.recv_async(), if fwd_open => match m {
+                Ok(m) => Some(Event::Message(m)),
+                Err(_) => { fwd_open = false; None }
+            },
+            _ = &mut idle_sleep, if !actor.is_done() && next_timer.is_none() => {
+                if last_activity.elapsed() < idle {
+                    idle_sleep.as_mut().reset(last_activity + idle);
+                    None
+                } else {
+                    return Some((i, Err(stalled(name, actor.waiting_for(), idle))));
                 }
             }
         };
-        pending = next;
     }
     drop(own_bwd);
-    let edges = outs.into_values().map(|o| (o.edge, o.stats)).collect();
-    Some((i, Ok((actor, stats, edges))))
-}
-
-fn stalled<A: Actor>(actor: &A, idle: Duration) -> RuntimeError {
-    RuntimeError::Stalled {
-        waited: format!("{} ms", idle.as_millis()),
-        bound: format!("runtime.idle_timeout_ms = {}", idle.as_millis()),
-        waiting: vec![Waiting {
-            actor: actor.name(),
-            waiting_for: actor.waiting_for(),
-        }],
-        lost: 0,
-    }
-}
-
-async fn send<M: Send + 'static>(out: &mut OutEdge<M>, env: M) {
-    match &out.link {
-        Link::Pipe(tx) => {
-            let d = out.delay.sample(&mut out.rng);
-            let at = (Instant::now() + Duration::from_secs_f64(d / 1e3)).max(out.last);
-            out.last = at;
-            let _ = tx.send_async((at, env)).await;
-        }
-        link if out.target.is_some() => {
-            let _ = link;
-            let d = out.delay.sample(&mut out.rng);
-            let target = match out.target.as_ref().expect("checked") {
-                Link::Strong(s) => Link::Strong(s.clone()),
-                Link::Weak(w) => Link::Weak(w.clone()),
-                Link::Pipe(_) => unreachable!("targets are channels"),
-            };
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs_f64(d / 1e3)).await;
-                deliver(&target, env).await;
-            });
-        }
-        link => {
-            deliver(link, env).await;
-        }
-    }
+    Some((i, Ok((actor, stats, edge_stats))))
 }

@@ -26,11 +26,15 @@ pub enum RuntimeError {
     },
     #[error("actor `{actor}` panicked: {message}")]
     ActorPanicked { actor: String, message: String },
-    #[error("actor `{actor}` sent a message on an undeclared edge to actor {to} ({port})")]
+    #[error(
+        "actor `{actor}` sent a message on the edge `{from}` → `{to}`, which is not one of its own declared edges"
+    )]
     BadEdge {
+        /// The sender.
         actor: String,
-        to: usize,
-        port: &'static str,
+        /// The edge it used.
+        from: String,
+        to: String,
     },
     #[error("runtime setup failed: {0}")]
     Setup(String),
@@ -50,6 +54,22 @@ fn stalled_message(waited: &str, bound: &str, waiting: &[Waiting], lost: &u64) -
         ));
     }
     s
+}
+
+/// A duration or bound as a person reads it: at most four significant
+/// digits, scientific notation outside [1e-3, 1e6).
+pub fn readable(v: f64) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    let a = v.abs();
+    if a == 0.0 || (1e-3..1e6).contains(&a) {
+        let s = format!("{v:.4}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        s.to_string()
+    } else {
+        format!("{v:.3e}")
+    }
 }
 
 /// A panic payload as text.

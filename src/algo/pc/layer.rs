@@ -289,7 +289,21 @@ impl<T: Real> PcLayer<T> {
             self.x.view_mut(),
             self.eps.view_mut(),
             self.fx.view_mut(),
+            None,
         );
+    }
+
+    /// Rule (error nodes of a hidden layer whose value nodes are another
+    /// actor, `runtime.granularity = "nodes"`): the value nodes took the
+    /// Euler step `step` (`ValueNodes::euler`); `x += step`, `ε += step` —
+    /// the same additions `on_feedback` makes, so the split layer follows the
+    /// whole one bit for bit. `f(x)` is the value nodes' to send.
+    pub fn on_value_step(&mut self, step: ArrayView2<T>) {
+        if self.is_output() {
+            return;
+        }
+        self.x += &step;
+        self.eps += &step;
     }
 
     /// Outgoing up-message `f(x[l])` (hidden layers; on the output layer,
@@ -439,13 +453,16 @@ impl<T: Real> PcLayer<T> {
 /// branch (a mispredicted branch per node cost as much as the matrix
 /// products). Each `f`/`f'` repeats `Activation`'s arithmetic exactly, so
 /// Z-IL's errors are BP's deltas bit for bit.
-fn euler_step<T: Real>(
+/// With `step_out`, the step Δ is written there too (a value-node actor
+/// sends it to its error nodes).
+pub(crate) fn euler_step<T: Real>(
     act: &Activation,
     gamma: T,
     above: ArrayView2<T>,
     x: ArrayViewMut2<T>,
     eps: ArrayViewMut2<T>,
     fx: ArrayViewMut2<T>,
+    step_out: Option<ArrayViewMut2<T>>,
 ) {
     let one = T::one();
     let zero = T::zero();
@@ -457,16 +474,18 @@ fn euler_step<T: Real>(
             x,
             eps,
             fx,
+            step_out,
             |x, d| if x <= zero { zero } else { d },
             |v| v.max(zero),
         ),
-        ActivationKind::Linear => fused(gamma, above, x, eps, fx, |_, d| d, |v| v),
+        ActivationKind::Linear => fused(gamma, above, x, eps, fx, step_out, |_, d| d, |v| v),
         ActivationKind::Tanh => fused(
             gamma,
             above,
             x,
             eps,
             fx,
+            step_out,
             |x, d| {
                 let t = x.tanh();
                 d * (one - t * t)
@@ -479,6 +498,7 @@ fn euler_step<T: Real>(
             x,
             eps,
             fx,
+            step_out,
             |x, d| {
                 let s = sigmoid(x);
                 d * (s * (one - s))
@@ -491,6 +511,7 @@ fn euler_step<T: Real>(
             x,
             eps,
             fx,
+            step_out,
             |x, d| d * T::of(act.derivative(x.f64())),
             |v| T::of(act.value(v.f64())),
         ),
@@ -505,17 +526,24 @@ fn fused<T: Real>(
     x: ArrayViewMut2<T>,
     eps: ArrayViewMut2<T>,
     fx: ArrayViewMut2<T>,
+    step_out: Option<ArrayViewMut2<T>>,
     df: impl Fn(T, T) -> T,
     f: impl Fn(T) -> T,
 ) {
-    Zip::from(x)
-        .and(eps)
-        .and(fx)
-        .and(&above)
-        .for_each(|x, e, fx, &a| {
+    let zip = Zip::from(x).and(eps).and(fx).and(&above);
+    match step_out {
+        None => zip.for_each(|x, e, fx, &a| {
             let step = gamma * (df(*x, a) - *e);
             *x += step;
             *e += step;
             *fx = f(*x);
-        });
+        }),
+        Some(out) => zip.and(out).for_each(|x, e, fx, &a, o| {
+            let step = gamma * (df(*x, a) - *e);
+            *x += step;
+            *e += step;
+            *fx = f(*x);
+            *o = step;
+        }),
+    }
 }

@@ -266,7 +266,7 @@ impl<T: Real> Trainer<T> for Il<T> {
         for _ in 0..c.cfg.steps {
             c.net.relax(gamma);
         }
-        let scale = c.learning_rate / (beta * T::of(x.nrows() as f64));
+        let scale = super::update_scale(c.learning_rate, beta, x.nrows());
         if c.fused(keep_updates) {
             for (i, layer) in c.net.layers.iter().enumerate() {
                 layer.add_weight_update_to(scale, mlp.w[i].view_mut(), mlp.b[i].view_mut());
@@ -309,7 +309,9 @@ impl<T: Real> Zil<T> {
     /// the algorithm (1, L − 1, 1).
     pub fn new(mlp: &Mlp<T>, cfg: PcConfig, learning_rate: f64, momentum: f64) -> Result<Self> {
         let depth = mlp.depth();
-        let schedule = (2..=depth).map(|l| depth - l).collect();
+        let schedule = (2..=depth)
+            .map(|l| super::zil_update_step(depth, l))
+            .collect();
         Self::with_schedule(mlp, cfg, learning_rate, momentum, schedule)
     }
 
@@ -327,12 +329,7 @@ impl<T: Real> Zil<T> {
             schedule.len(),
             mlp.w.len()
         );
-        let cfg = PcConfig {
-            gamma: 1.0,
-            beta: 1.0,
-            steps: schedule.iter().max().map_or(1, |&t| t + 1),
-            ..cfg
-        };
+        let cfg = super::zil_config(cfg, schedule.iter().max().map_or(1, |&t| t + 1));
         Ok(Self {
             c: Common::new(mlp, cfg, learning_rate, momentum)?,
             schedule,
@@ -354,7 +351,7 @@ impl<T: Real> Trainer<T> for Zil<T> {
     ) -> f64 {
         let c = &mut self.c;
         let loss = c.start(mlp, x, y, T::one());
-        let scale = c.learning_rate / T::of(x.nrows() as f64);
+        let scale = super::update_scale(c.learning_rate, T::one(), x.nrows());
         let last = c.cfg.steps - 1;
         let fused = c.fused(keep_updates);
         for t in 0..=last {

@@ -1,0 +1,335 @@
+//! Building a PC network: the actors of every layer (slice) for the chosen
+//! granularity, then one `Topology` whose links are handed to the actors —
+//! each actor's neighbours are exactly the edges declared for it, never a
+//! second hand-filled list. `PcNetwork` is the narrow interface the training
+//! harness talks through: present a batch at the input and its target at the
+//! output, run, read the loss and the applied updates, move the weights in
+//! and out. The harness never touches an actor's state.
+
+use super::input::InputActor;
+use super::layer::LayerActor;
+use super::value::ValueActor;
+use super::{PcActor, PcSettings};
+use crate::algo::pc::{PcLayer, Role};
+use crate::nn::{Mlp, Real, Updates};
+use crate::runtime::actor::{ActorId, Direction, Port, Topology};
+use crate::runtime::config::{Driver as DriverKind, Granularity, RuntimeConfig};
+use crate::runtime::timing::Timing;
+use crate::runtime::{Driver, RuntimeError, Stats, VirtualDriver, WallDriver, WallOptions};
+use ndarray::{Array1, Array2, s};
+use std::time::Duration;
+
+/// `k` nearly equal slices of `0..n` (`k ≤ n`; validation refuses more).
+fn slices(n: usize, k: usize) -> Vec<(usize, usize)> {
+    let k = k.clamp(1, n.max(1));
+    (0..k).map(|j| (j * n / k, (j + 1) * n / k)).collect()
+}
+
+/// Slices of hidden layer `l` (the output layer stays whole).
+fn layer_slices(layers: &[usize], l: usize, groups: usize) -> Vec<(usize, usize)> {
+    let k = if l == layers.len() { 1 } else { groups };
+    slices(layers[l - 1], k)
+}
+
+/// The names of the actors of a network of `layers` (input first), in id
+/// order — what `runtime.actor_compute` may name.
+pub fn actor_names(layers: &[usize], granularity: Granularity, groups: usize) -> Vec<String> {
+    let mut names = vec!["input".to_string()];
+    let depth = layers.len();
+    let groups = if granularity == Granularity::Layer {
+        1
+    } else {
+        groups
+    };
+    for l in 2..=depth {
+        let sl = layer_slices(layers, l, groups);
+        for j in 0..sl.len() {
+            let suffix = if sl.len() == 1 {
+                format!("{l}")
+            } else {
+                format!("{l}.{j}")
+            };
+            if granularity == Granularity::Nodes {
+                names.push(format!("err{suffix}"));
+                if l < depth {
+                    names.push(format!("val{suffix}"));
+                }
+            } else {
+                names.push(format!("layer{suffix}"));
+            }
+        }
+    }
+    names
+}
+
+/// The actors that send `f(x[l])` up and receive the feedback of layer `l`
+/// (`emit`), and those that receive the up-messages of layer `l` (`take`),
+/// each with its row range of layer `l`.
+#[derive(Default)]
+struct Layout {
+    emit: Vec<Vec<(ActorId, usize, usize)>>,
+    take: Vec<Vec<(ActorId, usize, usize)>>,
+}
+
+/// A PC network on a driver, behind the narrow harness interface.
+pub struct PcNetwork<T: Real> {
+    driver: Driver<PcActor<T>>,
+    output: ActorId,
+}
+
+impl<T: Real> PcNetwork<T> {
+    /// The actors and edges for `mlp`'s shapes (the actors own no weights
+    /// until `load_weights`), on the driver `runtime` names.
+    pub fn build(
+        mlp: &Mlp<T>,
+        settings: PcSettings,
+        runtime: &RuntimeConfig,
+        seed: u64,
+    ) -> Result<Self, RuntimeError> {
+        let sizes = &mlp.sizes;
+        let depth = mlp.depth();
+        let groups = match runtime.granularity {
+            Granularity::Layer => 1,
+            _ => runtime.groups,
+        };
+        let nodes = runtime.granularity == Granularity::Nodes;
+        let feedback = settings.rule.feedback(mlp);
+        let names = actor_names(sizes, runtime.granularity, groups);
+        let mut actors: Vec<PcActor<T>> = vec![PcActor::Input(InputActor::new(settings.clone()))];
+        let mut layout = Layout::default();
+        layout.emit.push(vec![(0, 0, sizes[0])]);
+        layout.take.push(vec![]);
+        for l in 2..=depth {
+            let (mut emit, mut take) = (Vec::new(), Vec::new());
+            for (r0, r1) in layer_slices(sizes, l, groups) {
+                let role = if l == depth {
+                    Role::Output(mlp.output)
+                } else {
+                    Role::Hidden(mlp.hidden)
+                };
+                let fb = feedback
+                    .as_ref()
+                    .map(|b| b[l - 2].slice(s![r0..r1, ..]).to_owned());
+                let layer = PcLayer::new(
+                    l,
+                    role,
+                    Array2::zeros((r1 - r0, sizes[l - 2])),
+                    Array1::zeros(r1 - r0),
+                    fb,
+                )
+                .map_err(|e| RuntimeError::Setup(e.to_string()))?;
+                let id = actors.len();
+                let name = names[id].clone();
+                actors.push(PcActor::Layer(Box::new(LayerActor::new(
+                    name,
+                    l,
+                    settings.clone(),
+                    layer,
+                    (r0, r1),
+                ))));
+                take.push((id, r0, r1));
+                if nodes && l < depth {
+                    let v = actors.len();
+                    actors.push(PcActor::Value(ValueActor::new(
+                        names[v].clone(),
+                        l,
+                        settings.clone(),
+                        mlp.hidden,
+                    )));
+                    emit.push((v, r0, r1));
+                } else {
+                    emit.push((id, r0, r1));
+                }
+            }
+            layout.emit.push(emit);
+            layout.take.push(take);
+        }
+        let topo = wire(&mut actors, &layout, &names, sizes);
+        let timing = Timing::from_config(runtime, &names, seed);
+        let output = layout.take[depth - 1][0].0;
+        let driver = match runtime.driver {
+            DriverKind::Wall => Driver::Wall(WallDriver::new(
+                actors,
+                topo,
+                timing,
+                WallOptions {
+                    workers: runtime.workers,
+                    capacity: runtime.channel_capacity,
+                    idle_timeout: Duration::from_millis(runtime.idle_timeout_ms),
+                },
+            )?),
+            _ => Driver::Virtual(VirtualDriver::new(actors, topo, timing, runtime.watchdog)),
+        };
+        Ok(Self { driver, output })
+    }
+
+    fn layers(&mut self) -> impl Iterator<Item = &mut LayerActor<T>> {
+        self.driver.actors_mut().iter_mut().filter_map(|a| match a {
+            PcActor::Layer(l) => Some(&mut **l),
+            _ => None,
+        })
+    }
+
+    /// Presents batch `x` with target `y` as sample `sample` (clamped when
+    /// the network runs).
+    pub fn present(&mut self, sample: u64, x: Array2<T>, y: Array2<T>) {
+        let output = self.output;
+        let actors = self.driver.actors_mut();
+        if let PcActor::Input(a) = &mut actors[0] {
+            a.inputs.push_back((sample, x));
+        }
+        if let PcActor::Layer(a) = &mut actors[output] {
+            a.targets.insert(sample, y);
+        }
+    }
+
+    /// Runs until every presented batch is learned.
+    pub fn run(&mut self) -> Result<f64, RuntimeError> {
+        self.driver.run()
+    }
+
+    /// Summed loss of the feedforward predictions since the last call.
+    pub fn take_loss(&mut self) -> f64 {
+        let output = self.output;
+        match &mut self.driver.actors_mut()[output] {
+            PcActor::Layer(a) => a.losses.drain(..).map(|(_, l)| l).sum(),
+            _ => f64::NAN,
+        }
+    }
+
+    /// Copies `W[l]`, `b[l]` of `mlp` into the actors that own them.
+    pub fn load_weights(&mut self, mlp: &Mlp<T>) {
+        for a in self.layers() {
+            let i = a.l - 2;
+            a.load(mlp.w[i].view(), mlp.b[i].view());
+        }
+    }
+
+    /// Copies the actors' weights back into `mlp`.
+    pub fn store_weights(&mut self, mlp: &mut Mlp<T>) {
+        for a in self.layers() {
+            let (i, (r0, r1)) = (a.l - 2, a.rows);
+            mlp.w[i]
+                .slice_mut(s![r0..r1, ..])
+                .assign(&a.layer.weights());
+            mlp.b[i].slice_mut(s![r0..r1]).assign(&a.layer.bias());
+        }
+    }
+
+    /// The last update each actor applied (learning rate included).
+    pub fn updates_into(&mut self, upd: &mut Updates<T>) {
+        for a in self.layers() {
+            let (i, (r0, r1)) = (a.l - 2, a.rows);
+            if a.dw.dim() == (r1 - r0, upd.dw[i].ncols()) {
+                upd.dw[i].slice_mut(s![r0..r1, ..]).assign(&a.dw);
+                upd.db[i].slice_mut(s![r0..r1]).assign(&a.db);
+            }
+        }
+    }
+
+    /// α for every actor (decayed between epochs by the harness).
+    pub fn set_learning_rate(&mut self, learning_rate: f64) {
+        for a in self.driver.actors_mut() {
+            let settings = match a {
+                PcActor::Input(x) => &mut x.settings,
+                PcActor::Layer(x) => &mut x.settings,
+                PcActor::Value(x) => &mut x.settings,
+            };
+            settings.rule.learning_rate = learning_rate;
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        self.driver.stats()
+    }
+
+    /// `"virtual time units"` or `"seconds"`.
+    pub fn time_unit(&self) -> &'static str {
+        self.driver.time_unit()
+    }
+
+    /// Test hook: the actors of layer `l` panic on sample `sample`.
+    #[doc(hidden)]
+    pub fn inject_panic(&mut self, l: usize, sample: u64) {
+        for a in self.layers().filter(|a| a.l == l) {
+            a.panic_on_sample = Some(sample);
+        }
+    }
+}
+
+/// Declares every edge and hands each actor the links of its own edges.
+fn wire<T: Real>(
+    actors: &mut [PcActor<T>],
+    layout: &Layout,
+    names: &[String],
+    sizes: &[usize],
+) -> Topology {
+    let mut topo = Topology::new();
+    let depth = sizes.len();
+    let list = |ids: &[(ActorId, usize, usize)]| {
+        ids.iter()
+            .map(|&(a, _, _)| format!("`{}`", names[a]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for l in 2..=depth {
+        let emitters = &layout.emit[l - 2];
+        let takers = &layout.take[l - 1];
+        for &(r, _, _) in takers {
+            for &(e, c0, c1) in emitters {
+                let up = topo.add(e, r, Port::Forward, Direction::Up);
+                match &mut actors[e] {
+                    PcActor::Input(a) => a.up.push(up),
+                    PcActor::Layer(a) => a.up.push(up),
+                    PcActor::Value(a) => a.up.push(up),
+                }
+                let PcActor::Layer(receiver) = &mut actors[r] else {
+                    unreachable!("layers take the up-messages");
+                };
+                receiver.below.push((e, c0, c1));
+                receiver.below_width = sizes[l - 2];
+                if l > 2 {
+                    let down = topo.add(r, e, Port::Backward, Direction::Down);
+                    receiver.down.push((down, c0, c1));
+                    match &mut actors[e] {
+                        PcActor::Layer(a) => a.above.push(r),
+                        PcActor::Value(a) => a.above.push(r),
+                        PcActor::Input(_) => unreachable!("the input gets no feedback"),
+                    }
+                } else {
+                    let done = topo.add(r, 0, Port::Backward, Direction::Down);
+                    receiver.done = Some(done);
+                }
+            }
+        }
+        // `nodes`: a layer's error nodes and value nodes talk to each other.
+        for (&(err, _, _), &(val, _, _)) in takers.iter().zip(&layout.emit[l - 1]) {
+            if err == val || l == depth {
+                continue;
+            }
+            let to_value = topo.add(err, val, Port::Forward, Direction::Down);
+            let to_error = topo.add(val, err, Port::Backward, Direction::Up);
+            if let PcActor::Layer(a) = &mut actors[err] {
+                a.value = Some(to_value);
+            }
+            if let PcActor::Value(a) = &mut actors[val] {
+                a.step_link = Some(to_error);
+                a.error_name = format!("`{}`", names[err]);
+            }
+        }
+        let below = list(emitters);
+        let above = layout.take.get(l).map(|t| list(t)).unwrap_or_default();
+        for &(r, _, _) in takers {
+            if let PcActor::Layer(a) = &mut actors[r] {
+                a.below_names = below.clone();
+                a.above_names = above.clone();
+            }
+        }
+        for &(e, _, _) in &layout.emit[l - 1] {
+            if let PcActor::Value(a) = &mut actors[e] {
+                a.above_names = above.clone();
+            }
+        }
+    }
+    topo
+}

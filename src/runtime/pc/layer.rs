@@ -1,0 +1,463 @@
+//! A layer actor: the rules of one `PcLayer` (a whole layer, a slice of one,
+//! or — `nodes` granularity — a layer's error nodes, whose Euler steps the
+//! value-node actor takes and reports). The output layer is one of these.
+//! This file has the event schedule; `clocked.rs` the clocked one.
+
+use super::assembly::{Inbox, add_part, complete, take};
+use super::{PcMsg, PcSettings, broadcast};
+use crate::algo::pc::{PcLayer, Role, momentum_step};
+use crate::nn::Real;
+use crate::runtime::actor::{ActorId, Ctx, Envelope, Link};
+use ndarray::{Array1, Array2, ArrayView2, s};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// One actor holding a `PcLayer`: a layer `l ≥ 2` or a slice of its rows.
+pub struct LayerActor<T: Real> {
+    pub(super) name: String,
+    /// 1-based layer index.
+    pub(super) l: usize,
+    pub(super) settings: PcSettings,
+    /// The rules and state of this layer slice.
+    pub(super) layer: PcLayer<T>,
+    /// Rows of `W[l]` this actor owns.
+    pub(super) rows: (usize, usize),
+    /// Senders of the up-messages, with the columns of `f(x[l−1])` each owns.
+    pub(super) below: Vec<(ActorId, usize, usize)>,
+    pub(super) below_width: usize,
+    /// Senders of the down-messages (layer mode; none for error nodes).
+    pub(super) above: Vec<ActorId>,
+    /// Where `f(x[l])` goes (layer mode; the value nodes send it otherwise).
+    pub(super) up: Vec<Link>,
+    /// Where `ε W` goes, with the columns each receiver owns.
+    pub(super) down: Vec<(Link, usize, usize)>,
+    /// To the input (layer 2): the `Done` credit.
+    pub(super) done: Option<Link>,
+    /// `nodes` granularity: the link to this layer's value nodes.
+    pub(super) value: Option<Link>,
+    /// Descriptions of the neighbours, for the watchdog.
+    pub(super) below_names: String,
+    pub(super) above_names: String,
+    /// The sample whose state is in `layer` (the active one).
+    pub(super) current: Option<u64>,
+    /// Other samples in flight (`runtime.pipeline > 1`): their layer state,
+    /// step and phase. Every copy holds the same `W[l]`: an update is applied
+    /// to all of them at once.
+    parked: BTreeMap<u64, (PcLayer<T>, u32, bool)>,
+    pub(super) tick: u32,
+    pub(super) have_eps: bool,
+    pub(super) finished: HashSet<u64>,
+    pub(super) ups: Inbox<T>,
+    pub(super) downs: Inbox<T>,
+    /// Steps Δ reported by the value nodes, by `(sample, step)`.
+    pub(super) steps: BTreeMap<(u64, u32), Array2<T>>,
+    /// Highest step Δ applied to the active sample (clocked schedule).
+    pub(super) applied: u32,
+    /// Output: targets by sample id, loss of the feedforward prediction.
+    pub(super) targets: HashMap<u64, Array2<T>>,
+    pub(super) losses: Vec<(u64, f64)>,
+    /// Last applied update of this slice (learning rate included).
+    pub(super) dw: Array2<T>,
+    pub(super) db: Array1<T>,
+    /// Momentum velocity of this slice's parameters.
+    vw: Array2<T>,
+    vb: Array1<T>,
+    /// Test hook: panic when handling a message of this sample.
+    pub(super) panic_on_sample: Option<u64>,
+}
+
+impl<T: Real> LayerActor<T> {
+    pub(super) fn new(
+        name: String,
+        l: usize,
+        settings: PcSettings,
+        layer: PcLayer<T>,
+        rows: (usize, usize),
+    ) -> Self {
+        Self {
+            name,
+            l,
+            settings,
+            layer,
+            rows,
+            below: Vec::new(),
+            below_width: 0,
+            above: Vec::new(),
+            up: Vec::new(),
+            down: Vec::new(),
+            done: None,
+            value: None,
+            below_names: String::new(),
+            above_names: String::new(),
+            current: None,
+            parked: BTreeMap::new(),
+            tick: 0,
+            have_eps: false,
+            finished: HashSet::new(),
+            ups: Inbox::new(),
+            downs: Inbox::new(),
+            steps: BTreeMap::new(),
+            applied: 0,
+            targets: HashMap::new(),
+            losses: Vec::new(),
+            dw: Array2::zeros((0, 0)),
+            db: Array1::zeros(0),
+            vw: Array2::zeros((0, 0)),
+            vb: Array1::zeros(0),
+            panic_on_sample: None,
+        }
+    }
+
+    pub(super) fn is_output(&self) -> bool {
+        self.layer.is_output()
+    }
+    /// Error nodes whose value nodes are another actor.
+    pub(super) fn split(&self) -> bool {
+        self.value.is_some()
+    }
+    /// Whether this actor takes Euler steps itself (phase B).
+    pub(super) fn has_phase_b(&self) -> bool {
+        !self.is_output() && !self.split()
+    }
+
+    /// Sends each actor below the columns of `ε W` that belong to its units.
+    pub(super) fn send_down(&self, ctx: &mut Ctx<PcMsg<T>>, s: u64, t: u32, payload: Array2<T>) {
+        if let [(link, _, _)] = self.down[..] {
+            ctx.send(link, s, t, PcMsg::Down(payload));
+            return;
+        }
+        for &(link, c0, c1) in &self.down {
+            let part = payload.slice(s![.., c0..c1]).to_owned();
+            ctx.send(link, s, t, PcMsg::Down(part));
+        }
+    }
+
+    pub(super) fn cols_of(&self, from: ActorId) -> Option<(usize, usize, usize)> {
+        if self.below.len() == 1 {
+            return None;
+        }
+        self.below
+            .iter()
+            .find(|b| b.0 == from)
+            .map(|&(_, c0, c1)| (c0, c1, self.below_width))
+    }
+
+    /// Step 0 on the complete first input: clamp the target (output), start
+    /// from the feedforward pass, pass it on (up, or to the value nodes).
+    pub(super) fn start_sample(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) {
+        if let Some(c) = self.current.take() {
+            // Pipelining: the active sample's state moves aside; the new
+            // sample starts from a copy (same weights).
+            let copy = self.layer.clone();
+            let old = std::mem::replace(&mut self.layer, copy);
+            self.parked.insert(c, (old, self.tick, self.have_eps));
+        }
+        let fx = take(&mut self.ups, (s, 0));
+        let target = if self.is_output() {
+            self.targets.remove(&s)
+        } else {
+            None
+        };
+        if let Some(y) = &target {
+            self.layer
+                .set_target(y.view(), T::of(self.settings.rule.cfg.beta));
+        }
+        self.layer.init_feedforward(fx.view());
+        if let (Some(y), Role::Output(loss)) = (&target, self.layer.role()) {
+            let l = loss.loss(self.layer.u(), y.view()).f64();
+            self.losses.push((s, l));
+        }
+        self.current = Some(s);
+        self.tick = 0;
+        self.have_eps = false;
+        self.applied = 0;
+        if let Some(v) = self.value {
+            ctx.send(v, s, 0, PcMsg::Init(self.layer.x().to_owned()));
+        } else if !self.is_output() {
+            let up = self.layer.activity_up().to_owned();
+            broadcast(ctx, &self.up, s, 0, up, PcMsg::Up);
+        }
+        if self.settings.clocked() {
+            self.schedule_steps(s, ctx);
+        }
+    }
+
+    /// Phase A of step `t`: the error goes down (pre-update weights) and to
+    /// the value nodes; at the layer's last step the weights are updated and
+    /// the sample is done here.
+    pub(super) fn phase_a(&mut self, s: u64, t: u32, ctx: &mut Ctx<PcMsg<T>>) -> bool {
+        let last = self.settings.last_tick(self.l);
+        let wave_triggered = self.settings.wave() && !self.is_output();
+        // Under the wave trigger the last step's error goes down with the
+        // wave (`clocked.rs`), not on the clock.
+        if self.l > 2 && t < self.settings.last_tick(self.l - 1) && !(wave_triggered && t == last) {
+            let down = self.layer.error_down();
+            self.send_down(ctx, s, t, down);
+        }
+        // After the feedforward start the value nodes know ε = 0.
+        if let Some(v) = self.value
+            && t > 0
+            && t < last
+        {
+            ctx.send(v, s, t, PcMsg::Error(self.layer.eps().to_owned()));
+        }
+        self.have_eps = true;
+        if t == last && !wave_triggered {
+            self.finish(s, ctx);
+            return true;
+        }
+        false
+    }
+
+    /// The weight update with the current ε and input; the sample is done here.
+    pub(super) fn finish(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) {
+        let scale: T = self.settings.rule.scale(self.layer.rows());
+        if self.dw.dim() != self.layer.weights().dim() {
+            self.dw = Array2::zeros(self.layer.weights().raw_dim());
+            self.db = Array1::zeros(self.layer.width());
+        }
+        self.layer
+            .weight_update_into(scale, self.dw.view_mut(), self.db.view_mut());
+        let (step_w, step_b) = if self.settings.rule.momentum > 0.0 {
+            let mu = T::of(self.settings.rule.momentum);
+            if self.vw.dim() != self.dw.dim() {
+                self.vw = Array2::zeros(self.dw.raw_dim());
+                self.vb = Array1::zeros(self.db.len());
+            }
+            momentum_step(mu, self.vw.view_mut(), self.dw.view());
+            momentum_step(mu, self.vb.view_mut(), self.db.view());
+            (self.vw.view(), self.vb.view())
+        } else {
+            (self.dw.view(), self.db.view())
+        };
+        self.layer.apply_update(step_w, step_b);
+        for (other, _, _) in self.parked.values_mut() {
+            other.apply_update(step_w, step_b);
+        }
+        self.finished.insert(s);
+        self.current = None;
+        self.ups.retain(|k, _| k.0 != s);
+        self.downs.retain(|k, _| k.0 != s);
+        self.steps.retain(|k, _| k.0 != s);
+        if let Some(done) = self.done {
+            ctx.send(done, s, u32::MAX, PcMsg::Done);
+        }
+        ctx.progress(0);
+    }
+
+    /// Phase B of step `t` (hidden, layer mode): Euler step with the
+    /// feedback, new prediction up.
+    pub(super) fn phase_b(
+        &mut self,
+        s: u64,
+        t: u32,
+        e: Option<ArrayView2<T>>,
+        ctx: &mut Ctx<PcMsg<T>>,
+    ) {
+        let gamma = T::of(self.settings.rule.cfg.gamma);
+        let upper_last = self.settings.last_tick(self.l + 1);
+        if let Some(e) = e {
+            self.layer.on_feedback(e, gamma);
+        }
+        self.tick = t + 1;
+        self.have_eps = false;
+        if t < upper_last {
+            let up = self.layer.activity_up().to_owned();
+            broadcast(ctx, &self.up, s, t + 1, up, PcMsg::Up);
+        }
+    }
+
+    /// Makes `s` the active sample (swapping state with the parked copies).
+    fn activate(&mut self, s: u64) -> bool {
+        if self.current == Some(s) {
+            return true;
+        }
+        let Some((layer, tick, have_eps)) = self.parked.remove(&s) else {
+            return false;
+        };
+        let old = std::mem::replace(&mut self.layer, layer);
+        if let Some(c) = self.current {
+            self.parked.insert(c, (old, self.tick, self.have_eps));
+        }
+        self.current = Some(s);
+        self.tick = tick;
+        self.have_eps = have_eps;
+        true
+    }
+
+    /// The active sample is `s` (clocked schedule: only one is ever active).
+    pub(super) fn is_active(&self, s: u64) -> bool {
+        self.current == Some(s)
+    }
+
+    fn tick_of(&self, s: u64) -> Option<u32> {
+        if self.current == Some(s) {
+            Some(self.tick)
+        } else {
+            self.parked.get(&s).map(|p| p.1)
+        }
+    }
+
+    /// Event schedule: run every step (of every sample in flight) whose
+    /// messages have arrived, oldest sample first.
+    fn advance(&mut self, ctx: &mut Ctx<PcMsg<T>>) {
+        let nb = self.below.len();
+        loop {
+            let mut progressed = false;
+            let mut flying: Vec<u64> = self.parked.keys().copied().collect();
+            flying.extend(self.current);
+            flying.sort_unstable();
+            for s in flying {
+                if self.activate(s) {
+                    progressed |= self.run_steps(s, ctx);
+                }
+            }
+            let next = self
+                .ups
+                .iter()
+                .find(|(k, a)| {
+                    k.1 == 0
+                        && a.parts == nb
+                        && !self.finished.contains(&k.0)
+                        && self.tick_of(k.0).is_none()
+                })
+                .map(|(k, _)| k.0);
+            if let Some(s) = next {
+                self.start_sample(s, ctx);
+                self.run_steps(s, ctx);
+                progressed = true;
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    /// Runs the steps of the active sample `s` that its messages allow;
+    /// returns whether any ran.
+    fn run_steps(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) -> bool {
+        let nb = self.below.len();
+        let na = self.above.len();
+        let mut ran = false;
+        loop {
+            if self.current != Some(s) {
+                return ran;
+            }
+            let t = self.tick;
+            if !self.have_eps {
+                if t > 0 {
+                    let need_up = self.l > 2;
+                    let need_step = self.split();
+                    if (need_up && !complete(&self.ups, (s, t), nb))
+                        || (need_step && !self.steps.contains_key(&(s, t)))
+                    {
+                        return ran;
+                    }
+                    // The value nodes' step first, then the new prediction:
+                    // the order of the lockstep reference.
+                    if need_step {
+                        let d = self.steps.remove(&(s, t)).expect("checked");
+                        self.layer.on_value_step(d.view());
+                    }
+                    if need_up {
+                        let fx = take(&mut self.ups, (s, t));
+                        self.layer.on_activity(fx.view());
+                    }
+                }
+                ran = true;
+                if self.phase_a(s, t, ctx) {
+                    return true;
+                }
+            }
+            if !self.has_phase_b() {
+                self.tick = t + 1;
+                self.have_eps = false;
+                continue;
+            }
+            if !complete(&self.downs, (s, t), na) {
+                return ran;
+            }
+            let e = take(&mut self.downs, (s, t));
+            self.phase_b(s, t, Some(e.view()), ctx);
+            ran = true;
+        }
+    }
+
+    pub(super) fn handle(&mut self, env: Envelope<PcMsg<T>>, ctx: &mut Ctx<PcMsg<T>>) {
+        if self.panic_on_sample == Some(env.sample) {
+            panic!("{}: injected fault on sample {}", self.name, env.sample);
+        }
+        let s = env.sample;
+        if self.finished.contains(&s) {
+            return; // a late or duplicated message of a finished sample
+        }
+        if self.settings.clocked() {
+            self.clocked_message(env, ctx);
+            return;
+        }
+        let (nb, na) = (self.below.len(), self.above.len());
+        let key = (s, env.tick);
+        let old = self.tick_of(s).is_some_and(|t| env.tick < t);
+        match env.payload {
+            PcMsg::Up(part) => {
+                if old || complete(&self.ups, key, nb) {
+                    return; // duplicate
+                }
+                let cols = self.cols_of(env.from);
+                add_part(&mut self.ups, key, nb, env.from, part, cols);
+            }
+            PcMsg::Down(part) => {
+                if old || complete(&self.downs, key, na) {
+                    return;
+                }
+                add_part(&mut self.downs, key, na, env.from, part, None);
+            }
+            PcMsg::Step(d) => {
+                if old {
+                    return;
+                }
+                self.steps.insert(key, d);
+            }
+            PcMsg::Init(_) | PcMsg::Error(_) | PcMsg::Done => return,
+        }
+        self.advance(ctx);
+    }
+
+    pub(super) fn is_done(&self) -> bool {
+        self.current.is_none()
+            && self.parked.is_empty()
+            && self.targets.is_empty()
+            && !self.ups.keys().any(|k| !self.finished.contains(&k.0))
+    }
+
+    pub(super) fn waiting_for(&self) -> String {
+        match self.current {
+            Some(s) if !self.have_eps && self.split() && self.tick > 0 => format!(
+                "sample {s}: the prediction input (up) of step {} from {} and the step of its value nodes",
+                self.tick, self.below_names
+            ),
+            Some(s) if !self.have_eps => format!(
+                "sample {s}: the prediction (up) of step {} from {}",
+                self.tick, self.below_names
+            ),
+            Some(s) if self.split() => format!(
+                "sample {s}: the error wave (the first nonzero step of its value nodes) after step {}",
+                self.tick
+            ),
+            Some(s) => format!(
+                "sample {s}: the error (down) of step {} from {}",
+                self.tick, self.above_names
+            ),
+            None => format!(
+                "the first prediction (up) of a new sample from {}",
+                self.below_names
+            ),
+        }
+    }
+
+    /// Copies this slice's parameters from the full `W[l]`, `b[l]`.
+    pub(super) fn load(&mut self, w: ArrayView2<T>, b: ndarray::ArrayView1<T>) {
+        let (r0, r1) = self.rows;
+        self.layer
+            .load_params(w.slice(s![r0..r1, ..]), b.slice(s![r0..r1]));
+    }
+}
