@@ -475,7 +475,7 @@ fn equivalence_plot(table: &Table, layers: &[String]) -> Result<String> {
                 .iter()
                 .zip(steps.iter().zip(&rd))
                 .filter(|(row, _)| &row[1] == name)
-                .map(|(_, (&x, &y))| (x, y.max(1e-18)))
+                .map(|(_, (&x, &y))| (x, y))
                 .collect();
             Series::new(name.clone(), pts)
         })
