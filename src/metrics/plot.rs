@@ -338,7 +338,7 @@ fn log_scale(values: &[f64], zero_label: &str) -> Scale {
         .map(f64::log10)
         .collect();
     let has_zero = values.contains(&0.0);
-    let (mut lo, mut hi) = pos
+    let (lo, hi) = pos
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
             (a.min(v), b.max(v))
