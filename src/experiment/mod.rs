@@ -3,6 +3,7 @@
 //! through the `Recorder` (DESIGN.md §6).
 
 pub mod export;
+pub mod report;
 pub mod sweep;
 
 use crate::algo::Trainer;

@@ -425,7 +425,9 @@ fn log_scale(values: &[f64], zero_label: &str) -> Scale {
                 }
             }
         }
-        (dlo, dhi)
+        // A little room so points on a decade are not drawn on the frame.
+        let pad = 0.02 * (dhi - dlo);
+        (dlo - pad, dhi + pad)
     };
     let (lo, zero) = if has_zero {
         let gap = 0.12 * (hi - lo).max(1.0);
