@@ -287,6 +287,7 @@ fn inputs_without_runs_are_errors_naming_them() {
     let missing = tmp.path().join("nope");
     let e = format!("{:#}", report(&[missing], &opts).unwrap_err());
     assert!(e.contains("nope") && e.contains("no such directory"), "{e}");
+    assert!(!opts.out_dir.exists(), "nothing is written for bad inputs");
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(empty.join("sub")).unwrap();
     let opts = ReportOptions {

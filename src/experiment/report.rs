@@ -20,7 +20,7 @@
 
 use crate::metrics::plot::{Axes, Panel, Series};
 use crate::metrics::{Recorder, Table, num};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -1073,13 +1073,14 @@ fn accuracy_figure(ctx: &Ctx) -> Result<Option<String>> {
 
 /// Writes the report of the runs under `inputs` into `opts.out_dir`.
 pub fn report(inputs: &[PathBuf], opts: &ReportOptions) -> Result<Report> {
-    // Refuse a non-empty output directory before reading anything.
-    let rec = Recorder::create(&opts.out_dir, opts.force)?;
-    let skip = rec
-        .dir()
+    // The output directory is skipped if it lies among the inputs; it is
+    // created only once there is something to report.
+    let skip = opts
+        .out_dir
         .canonicalize()
-        .with_context(|| format!("cannot resolve {}", rec.dir().display()))?;
+        .unwrap_or_else(|_| opts.out_dir.clone());
     let runs = collect_runs(inputs, &skip)?;
+    let rec = Recorder::create(&opts.out_dir, opts.force)?;
     let n_runs = runs.len();
     let groups = group_runs(runs);
     let rows: Vec<Row> = groups.iter().map(row).collect();
