@@ -136,6 +136,15 @@ fn build_suite() -> Suite {
         },
     )
     .unwrap();
+    // A repeat of seed 1 (e.g. a suite entry that duplicates another).
+    let copy = root.join("tiny-s1-again");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in std::fs::read_dir(root.join("tiny-s1")).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, copy.join(f.file_name().unwrap())).unwrap();
+        }
+    }
     Suite { _tmp: tmp, root }
 }
 
@@ -151,8 +160,8 @@ fn report_numbers_equal_the_runs_summaries_and_broken_runs_show() {
         },
     )
     .unwrap();
-    // 3 tiny + 2 diverged + 1 interrupted + 1 zil + 2 sweep points.
-    assert_eq!(r.runs, 9);
+    // 3 tiny (+ a repeat) + 2 diverged + 1 interrupted + 1 zil + 2 sweep points.
+    assert_eq!(r.runs, 10);
     assert_eq!(r.groups, 6, "seeds must share a row, sweep points must not");
 
     let (h, rows) = read_report(&out);
@@ -178,7 +187,12 @@ fn report_numbers_equal_the_runs_summaries_and_broken_runs_show() {
     let got_std: f64 = cell(&h, &tiny, "test_accuracy_std").parse().unwrap();
     assert!((got_mean - mean).abs() <= 1e-12, "{got_mean} vs {mean}");
     assert!((got_std - std).abs() <= 1e-12, "{got_std} vs {std}");
-    assert_eq!(cell(&h, &tiny, "completed"), "3");
+    assert_eq!(
+        cell(&h, &tiny, "completed"),
+        "3",
+        "a repeated seed counts once"
+    );
+    assert!(r.markdown.contains("not counted twice"));
     assert_eq!(cell(&h, &tiny, "status"), "completed");
     assert_eq!(cell(&h, &tiny, "seeds"), "1 2 3");
     let s1 = summary(&suite.root.join("tiny-s1"));
@@ -239,7 +253,7 @@ fn report_numbers_equal_the_runs_summaries_and_broken_runs_show() {
 
     // RQ sections report what is missing instead of inventing it.
     assert!(r.markdown.contains("**Missing:** no spiking runs"));
-    assert!(r.markdown.contains("**Missing:** no IL runs"));
+    assert!(r.markdown.contains("**Missing:** no synchronous IL runs"));
     assert!(
         r.markdown
             .contains("**Missing:** no feedback-alignment runs")
@@ -274,7 +288,7 @@ fn report_numbers_equal_the_runs_summaries_and_broken_runs_show() {
         },
     )
     .unwrap();
-    assert_eq!(r2.runs, 9);
+    assert_eq!(r2.runs, 10);
 }
 
 #[test]

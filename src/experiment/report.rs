@@ -81,6 +81,9 @@ pub struct Run {
     pub presentation: Vec<(f64, f64)>,
     /// Finished samples (batches) of the actor runtime, `runtime_stats.json`.
     pub runtime_samples: Option<f64>,
+    /// An earlier run of the same group with the same seed: this one repeats
+    /// it and is not counted again.
+    pub duplicate_of: Option<PathBuf>,
 }
 
 impl Run {
@@ -289,6 +292,7 @@ pub fn read_run(dir: &Path) -> Run {
         equivalence,
         presentation,
         runtime_samples,
+        duplicate_of: None,
     }
 }
 
@@ -360,6 +364,7 @@ fn read_sweep(dir: &Path, runs: &mut Vec<Run>) {
                 equivalence: Vec::new(),
                 presentation: Vec::new(),
                 runtime_samples: None,
+                duplicate_of: None,
             });
         }
     }
@@ -418,6 +423,13 @@ pub struct Group {
     pub runs: Vec<Run>,
 }
 
+impl Group {
+    /// The runs that count: repeats of a seed left out.
+    fn counted(&self) -> impl Iterator<Item = &Run> {
+        self.runs.iter().filter(|r| r.duplicate_of.is_none())
+    }
+}
+
 fn strip(scenario: &toml::Value) -> toml::Value {
     let mut v = scenario.clone();
     for key in IGNORED_KEYS {
@@ -469,7 +481,17 @@ pub fn group_runs(runs: Vec<Run>) -> Vec<Group> {
             None => format!("dir:{}", run.dir.display()),
         };
         match groups.iter_mut().find(|g| g.key == key) {
-            Some(g) => g.runs.push(run),
+            Some(g) => {
+                let mut run = run;
+                if let Some(seed) = run.seed() {
+                    run.duplicate_of = g
+                        .runs
+                        .iter()
+                        .find(|r| r.duplicate_of.is_none() && r.seed() == Some(seed))
+                        .map(|r| r.dir.clone());
+                }
+                g.runs.push(run)
+            }
             None => groups.push(Group {
                 key,
                 label: String::new(),
@@ -498,34 +520,88 @@ pub fn group_runs(runs: Vec<Run>) -> Vec<Group> {
             m
         })
         .collect();
+    let mut done = vec![false; groups.len()];
     for i in 0..groups.len() {
+        if done[i] {
+            continue;
+        }
         let same: Vec<usize> = (0..groups.len())
             .filter(|&j| names[j] == names[i])
             .collect();
-        let mut label = names[i].clone();
-        if same.len() > 1 {
-            let keys: BTreeSet<&String> = same.iter().flat_map(|&j| flat[j].keys()).collect();
-            let differing: Vec<String> = keys
-                .into_iter()
-                .filter(|k| {
-                    let v0 = flat[same[0]].get(*k);
-                    same.iter().any(|&j| flat[j].get(*k) != v0)
-                })
-                .map(|k| {
-                    format!(
-                        "{}={}",
-                        short_key(k),
-                        flat[i].get(k).map_or("—", String::as_str)
-                    )
-                })
-                .collect();
-            if !differing.is_empty() {
-                label = format!("{label} [{}]", differing.join(", "));
-            }
+        let keys = distinguishing_keys(&same.iter().map(|&j| &flat[j]).collect::<Vec<_>>());
+        for &j in &same {
+            done[j] = true;
+            groups[j].label = if keys.is_empty() {
+                names[j].clone()
+            } else {
+                let parts: Vec<String> = keys
+                    .iter()
+                    .map(|k| {
+                        format!(
+                            "{}={}",
+                            short_key(k),
+                            flat[j].get(k).map_or("—", String::as_str)
+                        )
+                    })
+                    .collect();
+                format!("{} [{}]", names[j], parts.join(", "))
+            };
         }
-        groups[i].label = label;
     }
     groups
+}
+
+/// Keys whose meaning a reader looks for first; among keys that tell
+/// groups apart equally well, the earlier one labels them.
+const LABEL_PREFERENCE: [&str; 9] = [
+    "algorithm.kind",
+    "algorithm.inference.beta",
+    "algorithm.inference.steps",
+    "algorithm.inference.feedback",
+    "runtime.driver",
+    "runtime.trigger",
+    "runtime.jitter",
+    "runtime.delay_down.mean",
+    "algorithm.inference.gamma",
+];
+
+/// A small set of keys that tells the configurations apart (greedy: the key
+/// separating the most still-confused pairs first), in a stable order.
+fn distinguishing_keys(configs: &[&BTreeMap<String, String>]) -> Vec<String> {
+    let n = configs.len();
+    let all: BTreeSet<&String> = configs.iter().flat_map(|c| c.keys()).collect();
+    let mut confused: Vec<(usize, usize)> = (0..n)
+        .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+        .collect();
+    let rank = |k: &str| {
+        LABEL_PREFERENCE
+            .iter()
+            .position(|p| *p == k)
+            .unwrap_or(LABEL_PREFERENCE.len())
+    };
+    let mut chosen: Vec<String> = Vec::new();
+    while !confused.is_empty() {
+        let best = all
+            .iter()
+            .map(|k| {
+                let split = confused
+                    .iter()
+                    .filter(|&&(a, b)| configs[a].get(*k) != configs[b].get(*k))
+                    .count();
+                (split, std::cmp::Reverse(rank(k)), std::cmp::Reverse(*k))
+            })
+            .max();
+        let Some((split, _, std::cmp::Reverse(key))) = best else {
+            break;
+        };
+        if split == 0 {
+            break;
+        }
+        confused.retain(|&(a, b)| configs[a].get(key) == configs[b].get(key));
+        chosen.push(key.clone());
+    }
+    chosen.sort_by_key(|k| (rank(k), k.clone()));
+    chosen
 }
 
 /// Mean and sample standard deviation (n − 1; NaN for fewer than two).
@@ -683,7 +759,7 @@ fn data_text(s: &toml::Value) -> String {
     }
 }
 
-fn status_text(runs: &[Run]) -> String {
+fn status_text(runs: &[&Run]) -> String {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for r in runs {
         *counts.entry(r.status.as_str()).or_default() += 1;
@@ -704,13 +780,13 @@ fn mean_of(xs: impl Iterator<Item = Option<f64>>) -> Option<f64> {
 }
 
 fn row(g: &Group) -> Row {
-    let completed: Vec<&Run> = g.runs.iter().filter(|r| r.completed()).collect();
+    let counted: Vec<&Run> = g.counted().collect();
+    let completed: Vec<&Run> = counted.iter().copied().filter(|r| r.completed()).collect();
     let acc: Vec<f64> = completed.iter().filter_map(|r| r.accuracy()).collect();
     let (acc_mean, acc_std) = mean_std(&acc);
     let s = g.scenario.as_ref();
     let epochs: BTreeSet<u64> = g
-        .runs
-        .iter()
+        .counted()
         .filter_map(|r| r.summary_f64("epochs"))
         .map(|e| e as u64)
         .collect();
@@ -734,18 +810,15 @@ fn row(g: &Group) -> Row {
     let events = mean_of(spiking.iter().map(|w| Some(w.1)));
     let spikes = mean_of(spiking.iter().map(|w| w.0));
     let max_rel_diff = g
-        .runs
-        .iter()
+        .counted()
         .filter_map(|r| r.summary_f64("equivalence.max_rel_diff"))
         .reduce(f64::max);
     let min_cosine = g
-        .runs
-        .iter()
+        .counted()
         .filter_map(|r| r.summary_f64("equivalence.min_cosine"))
         .reduce(f64::min);
     let seeds: Vec<String> = g
-        .runs
-        .iter()
+        .counted()
         .map(|r| r.seed().map_or("?".into(), |s| s.to_string()))
         .collect();
     Row {
@@ -753,8 +826,8 @@ fn row(g: &Group) -> Row {
         algorithm: s.map_or("?".into(), algorithm_text),
         network: s.map_or("?".into(), network_text),
         data: s.map_or("?".into(), data_text),
-        status: status_text(&g.runs),
-        n_runs: g.runs.len(),
+        status: status_text(&counted),
+        n_runs: counted.len(),
         n_completed: completed.len(),
         acc,
         acc_mean,
@@ -770,8 +843,7 @@ fn row(g: &Group) -> Row {
         min_cosine,
         seeds: seeds.join(" "),
         dirs: g
-            .runs
-            .iter()
+            .counted()
             .map(|r| r.dir.display().to_string())
             .collect::<Vec<_>>()
             .join(";"),
@@ -1024,8 +1096,7 @@ fn accuracy_figure(ctx: &Ctx) -> Result<Option<String>> {
     }
     let series_of = |i: usize| -> Option<Series> {
         let curves: Vec<Vec<(f64, f64)>> = ctx.groups[i]
-            .runs
-            .iter()
+            .counted()
             .filter(|r| r.completed())
             .map(accuracy_curve)
             .filter(|c| !c.is_empty())
@@ -1194,7 +1265,13 @@ pub fn report(inputs: &[PathBuf], opts: &ReportOptions) -> Result<Report> {
                     r.status.clone(),
                     r.accuracy()
                         .map_or("—".into(), |a| format!("{:.2} %", 100.0 * a)),
-                    r.note.clone().unwrap_or_default(),
+                    match &r.duplicate_of {
+                        Some(d) => format!(
+                            "same scenario and seed as `{}`: not counted twice",
+                            d.display()
+                        ),
+                        None => r.note.clone().unwrap_or_default(),
+                    },
                 ]
             })
         })
@@ -1244,7 +1321,7 @@ fn rq1(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
     let spiking: Vec<usize> = (0..ctx.rows.len())
         .filter(|&i| {
             ctx.rows[i].events.is_some()
-                || !ctx.groups[i].runs.iter().all(|r| r.presentation.is_empty())
+                || !ctx.groups[i].counted().all(|r| r.presentation.is_empty())
         })
         .collect();
     if spiking.is_empty() {
@@ -1268,8 +1345,7 @@ fn rq1(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
         .map(|&i| {
             let r = &ctx.rows[i];
             let rate: Vec<f64> = ctx.groups[i]
-                .runs
-                .iter()
+                .counted()
                 .filter(|r| r.completed())
                 .filter_map(|r| r.summary_f64("rate_test_accuracy"))
                 .collect();
@@ -1316,8 +1392,7 @@ fn rq1(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
     let mut t_range = (f64::INFINITY, f64::NEG_INFINITY);
     for &i in &spiking {
         let curves: Vec<Vec<(f64, f64)>> = ctx.groups[i]
-            .runs
-            .iter()
+            .counted()
             .filter(|r| r.completed())
             .map(|r| r.presentation.clone())
             .filter(|c| !c.is_empty())
@@ -1369,8 +1444,7 @@ const RQ2_STEPS: [usize; 3] = [5, 20, 100];
 /// Per-layer `(step, mean rel_diff, mean cosine)` over the group's runs.
 fn layer_curves(g: &Group) -> BTreeMap<String, (Curve, Curve)> {
     let layers: BTreeSet<String> = g
-        .runs
-        .iter()
+        .counted()
         .flat_map(|r| r.equivalence.iter().map(|e| e.1.clone()))
         .collect();
     layers
@@ -1378,8 +1452,7 @@ fn layer_curves(g: &Group) -> BTreeMap<String, (Curve, Curve)> {
         .map(|layer| {
             let per_run = |pick: fn(&(f64, String, f64, f64)) -> f64| -> Vec<(f64, f64, f64)> {
                 let curves: Vec<Vec<(f64, f64)>> = g
-                    .runs
-                    .iter()
+                    .counted()
                     .map(|r| {
                         r.equivalence
                             .iter()
@@ -1407,7 +1480,16 @@ fn rq2(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
     );
     let il: Vec<usize> = (0..ctx.rows.len())
         .filter(|&i| {
-            ctx.kind(i) == "il" && ctx.groups[i].runs.iter().any(|r| !r.equivalence.is_empty())
+            // Synchronous IL with exact feedback; asynchrony and feedback
+            // alignment are RQ3's.
+            ctx.kind(i) == "il"
+                && ctx.driver(i) == "lockstep"
+                && ctx
+                    .scenario(i)
+                    .and_then(|s| toml_str(s, "algorithm.inference.feedback"))
+                    .as_deref()
+                    != Some("random")
+                && ctx.groups[i].counted().any(|r| !r.equivalence.is_empty())
         })
         .collect();
     let present: BTreeSet<(u64, usize)> = il
@@ -1427,8 +1509,8 @@ fn rq2(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
         .collect();
     if il.is_empty() {
         doc.push(
-            "**Missing:** no IL runs with the update compared against BP's (run IL with \
-             `output.equivalence_every > 0`).\n\n",
+            "**Missing:** no synchronous IL runs with the update compared against BP's (run IL \
+             with `output.equivalence_every > 0`).\n\n",
         );
         return Ok(());
     }
@@ -1472,8 +1554,7 @@ fn rq2(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
         // Per-run means over training and layers, then mean ± std over seeds.
         let run_means = |pick: fn(&(f64, String, f64, f64)) -> f64| -> Vec<f64> {
             ctx.groups[i]
-                .runs
-                .iter()
+                .counted()
                 .filter(|r| !r.equivalence.is_empty())
                 .map(|r| mean_std(&r.equivalence.iter().map(pick).collect::<Vec<_>>()).0)
                 .collect()
@@ -1646,30 +1727,47 @@ fn rq3(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
         doc.push("\n");
         let mut panels = Vec::new();
         for (xk, xlabel) in NOISE_KEYS {
-            let values: BTreeSet<u64> = asyn
-                .iter()
-                .filter_map(|&i| ctx.f(i, xk))
-                .map(f64::to_bits)
-                .collect();
-            if values.len() < 2 {
+            // A curve is a family of groups that differ only in `xk`.
+            let family_key = |i: usize| -> Option<String> {
+                let mut s = ctx.scenario(i)?.clone();
+                let (parents, last) = xk.rsplit_once('.')?;
+                parents
+                    .split('.')
+                    .try_fold(&mut s, |t, p| t.get_mut(p))?
+                    .as_table_mut()?
+                    .remove(last);
+                toml::to_string(&s).ok()
+            };
+            let mut families: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for &i in &asyn {
+                if let (Some(k), Some(_)) = (family_key(i), ctx.f(i, xk)) {
+                    families.entry(k).or_default().push(i);
+                }
+            }
+            families.retain(|_, members| {
+                members
+                    .iter()
+                    .filter_map(|&i| ctx.f(i, xk))
+                    .map(f64::to_bits)
+                    .collect::<BTreeSet<_>>()
+                    .len()
+                    > 1
+            });
+            if families.is_empty() {
                 continue;
             }
-            for (ylabel, log_y, pick) in [
-                ("test accuracy (%)", false, 0),
-                ("max ‖ΔW − ΔW_bp‖ / ‖ΔW_bp‖", true, 1),
-            ] {
-                // One series per algorithm / trigger / other noise setting.
-                let mut series: BTreeMap<String, Vec<(f64, f64, f64)>> = BTreeMap::new();
-                for &i in &asyn {
-                    let Some(x) = ctx.f(i, xk) else { continue };
-                    let mut name = ctx.rows[i].algorithm.clone();
+            let firsts: Vec<usize> = families.values().map(|m| m[0]).collect();
+            let names: Vec<String> = firsts
+                .iter()
+                .map(|&i| {
+                    let mut name = format!("{}: {}", ctx.name(i), ctx.rows[i].algorithm);
                     for (ok, _) in NOISE_KEYS.iter().filter(|(k, _)| *k != xk) {
-                        let others: BTreeSet<u64> = asyn
+                        let values: BTreeSet<u64> = firsts
                             .iter()
                             .filter_map(|&j| ctx.f(j, ok))
                             .map(f64::to_bits)
                             .collect();
-                        if others.len() > 1 {
+                        if values.len() > 1 {
                             name.push_str(&format!(
                                 ", {}={}",
                                 short_key(ok),
@@ -1677,25 +1775,43 @@ fn rq3(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
                             ));
                         }
                     }
-                    let r = &ctx.rows[i];
-                    let point = if pick == 0 {
-                        r.acc_mean
-                            .is_finite()
-                            .then_some((x, 100.0 * r.acc_mean, 100.0 * r.acc_std))
-                    } else {
-                        r.max_rel_diff.map(|d| (x, d, f64::NAN))
-                    };
-                    if let Some(p) = point {
-                        series.entry(name).or_default().push(p);
+                    name
+                })
+                .collect();
+            for (ylabel, log_y, accuracy) in [
+                ("test accuracy (%)", false, true),
+                ("max ‖ΔW − ΔW_bp‖ / ‖ΔW_bp‖", true, false),
+            ] {
+                let mut series = Vec::new();
+                for (members, name) in families.values().zip(&names) {
+                    let mut pts: Vec<(f64, f64, f64)> = members
+                        .iter()
+                        .filter_map(|&i| {
+                            let x = ctx.f(i, xk)?;
+                            let r = &ctx.rows[i];
+                            if accuracy {
+                                r.acc_mean.is_finite().then_some((
+                                    x,
+                                    100.0 * r.acc_mean,
+                                    100.0 * r.acc_std,
+                                ))
+                            } else {
+                                r.max_rel_diff.map(|d| (x, d, f64::NAN))
+                            }
+                        })
+                        .collect();
+                    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    if !pts.is_empty() {
+                        series.push(Series::mean_std(name.clone(), pts));
                     }
                 }
-                if series.values().all(|v| v.is_empty()) {
+                if series.is_empty() {
                     continue;
                 }
                 panels.push(panel(
                     &format!(
                         "{} vs {}",
-                        if pick == 0 {
+                        if accuracy {
                             "Accuracy"
                         } else {
                             "Deviation from BP"
@@ -1704,13 +1820,7 @@ fn rq3(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
                     ),
                     xlabel,
                     ylabel,
-                    series
-                        .into_iter()
-                        .map(|(n, mut p)| {
-                            p.sort_by(|a, b| a.0.total_cmp(&b.0));
-                            Series::mean_std(n, p)
-                        })
-                        .collect(),
+                    series,
                     log_y,
                 ));
             }
@@ -1994,6 +2104,36 @@ mod tests {
         assert_eq!(fmt_sig(12.345), "12.3");
         assert_eq!(fmt_cosine(Some(0.9999999999999998)), "1 − 2.2e-16");
         assert_eq!(fmt_rel_diff(Some(0.0)), "0 (exact)");
+    }
+
+    #[test]
+    fn labels_use_few_keys_that_tell_groups_apart() {
+        let cfg = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        // `runtime.delay_up.kind` changes together with the driver; the
+        // driver (preferred) is enough, and beta separates the rest.
+        let a = cfg(&[
+            ("runtime.driver", "lockstep"),
+            ("runtime.delay_up.kind", "fixed"),
+            ("algorithm.inference.beta", "1"),
+        ]);
+        let b = cfg(&[
+            ("runtime.driver", "virtual"),
+            ("runtime.delay_up.kind", "lognormal"),
+            ("algorithm.inference.beta", "1"),
+        ]);
+        let c = cfg(&[
+            ("runtime.driver", "lockstep"),
+            ("runtime.delay_up.kind", "fixed"),
+            ("algorithm.inference.beta", "0.1"),
+        ]);
+        let keys = distinguishing_keys(&[&a, &b, &c]);
+        assert_eq!(keys, vec!["algorithm.inference.beta", "runtime.driver"]);
+        assert!(distinguishing_keys(&[&a]).is_empty());
     }
 
     #[test]
