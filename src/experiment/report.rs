@@ -430,15 +430,22 @@ impl Group {
     }
 }
 
+/// Removes the dotted `key` from a TOML value, if present.
+fn remove_key(v: &mut toml::Value, key: &str) {
+    let (parents, last) = key.rsplit_once('.').unwrap_or(("", key));
+    let parent = parents
+        .split('.')
+        .filter(|p| !p.is_empty())
+        .try_fold(v, |t, p| t.get_mut(p));
+    if let Some(table) = parent.and_then(toml::Value::as_table_mut) {
+        table.remove(last);
+    }
+}
+
 fn strip(scenario: &toml::Value) -> toml::Value {
     let mut v = scenario.clone();
     for key in IGNORED_KEYS {
-        let parts: Vec<&str> = key.split('.').collect();
-        let (last, parents) = parts.split_last().expect("non-empty");
-        let parent = parents.iter().try_fold(&mut v, |t, p| t.get_mut(*p));
-        if let Some(table) = parent.and_then(toml::Value::as_table_mut) {
-            table.remove(*last);
-        }
+        remove_key(&mut v, key);
     }
     v
 }
@@ -1015,6 +1022,16 @@ impl Ctx<'_> {
     fn f(&self, i: usize, key: &str) -> Option<f64> {
         self.scenario(i).and_then(|s| toml_f64(s, key))
     }
+
+    /// Group `i`'s scenario without `keys`, as text: groups with equal
+    /// texts differ only in those keys.
+    fn without(&self, i: usize, keys: &[&str]) -> Option<String> {
+        let mut s = self.scenario(i)?.clone();
+        for k in keys {
+            remove_key(&mut s, k);
+        }
+        toml::to_string(&s).ok()
+    }
 }
 
 /// Points `(x, mean, std)` of a curve averaged over seeds.
@@ -1302,6 +1319,19 @@ impl Doc<'_> {
         self.md.push_str(text);
     }
 
+    /// Draws `panels` on a grid of `columns` into `name` (see `figure`).
+    fn panels(
+        &mut self,
+        name: &str,
+        panels: &[Panel],
+        log_x: bool,
+        columns: usize,
+        caption: &str,
+    ) -> Result<()> {
+        let with: Vec<(&Panel, Axes)> = panels.iter().map(|p| (p, Axes { log_x })).collect();
+        self.figure(name, crate::metrics::plot::grid(&with, columns)?, caption)
+    }
+
     /// Writes `name` and shows it at this point of the report.
     fn figure(&mut self, name: &str, svg: String, caption: &str) -> Result<()> {
         self.rec.write_svg(name, svg)?;
@@ -1562,14 +1592,7 @@ fn rq2(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
         let (rd_m, rd_s) = mean_std(&run_means(|e| e.2));
         let (cos_m, cos_s) = mean_std(&run_means(|e| e.3));
         // One curve over T per configuration that differs in more than T.
-        let without_t = ctx.scenario(i).and_then(|s| {
-            let mut s = s.clone();
-            s.get_mut("algorithm")?
-                .get_mut("inference")?
-                .as_table_mut()?
-                .remove("steps");
-            toml::to_string(&s).ok()
-        });
+        let without_t = ctx.without(i, &["algorithm.inference.steps"]);
         let series_index = match curves_by_config.iter().position(|c| *c == without_t) {
             Some(k) => k,
             None => {
@@ -1613,10 +1636,11 @@ fn rq2(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
         &rows,
     ));
     doc.push("\n");
-    let with: Vec<(&Panel, Axes)> = layer_panels.iter().map(|p| (p, Axes::default())).collect();
-    doc.figure(
+    doc.panels(
         "rq2_layers.svg",
-        crate::metrics::plot::grid(&with, 3)?,
+        &layer_panels,
+        false,
+        3,
         "Relative difference of IL's update from BP's per layer over training, for each β and T",
     )?;
     let mut panels = Vec::new();
@@ -1639,10 +1663,11 @@ fn rq2(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
             .collect();
         panels.push(panel(title, "inference steps T", y, series, log_y));
     }
-    let with: Vec<(&Panel, Axes)> = panels.iter().map(|p| (p, Axes { log_x: true })).collect();
-    doc.figure(
+    doc.panels(
         "rq2_beta_T.svg",
-        crate::metrics::plot::grid(&with, 3)?,
+        &panels,
+        true,
+        3,
         "IL against BP over the β × T grid: deviation, alignment, accuracy (mean ± std over seeds)",
     )?;
     Ok(())
@@ -1728,16 +1753,7 @@ fn rq3(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
         let mut panels = Vec::new();
         for (xk, xlabel) in NOISE_KEYS {
             // A curve is a family of groups that differ only in `xk`.
-            let family_key = |i: usize| -> Option<String> {
-                let mut s = ctx.scenario(i)?.clone();
-                let (parents, last) = xk.rsplit_once('.')?;
-                parents
-                    .split('.')
-                    .try_fold(&mut s, |t, p| t.get_mut(p))?
-                    .as_table_mut()?
-                    .remove(last);
-                toml::to_string(&s).ok()
-            };
+            let family_key = |i: usize| ctx.without(i, &[xk]);
             let mut families: BTreeMap<String, Vec<usize>> = BTreeMap::new();
             for &i in &asyn {
                 if let (Some(k), Some(_)) = (family_key(i), ctx.f(i, xk)) {
@@ -1830,10 +1846,11 @@ fn rq3(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
                 "(No timing-noise key takes two or more values among these runs, so there is no curve to draw.)\n\n",
             );
         } else {
-            let with: Vec<(&Panel, Axes)> = panels.iter().map(|p| (p, Axes::default())).collect();
-            doc.figure(
+            doc.panels(
                 "rq3_timing.svg",
-                crate::metrics::plot::grid(&with, 2)?,
+                &panels,
+                false,
+                2,
                 "Accuracy and deviation from BP against timing noise (mean ± std over seeds)",
             )?;
         }
@@ -1855,16 +1872,7 @@ fn rq3(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
             "**Missing:** no feedback-alignment runs (`algorithm.inference.feedback = \"random\"`).\n\n",
         );
     } else {
-        let partner_key = |i: usize| -> Option<String> {
-            let mut s = ctx.scenario(i)?.clone();
-            let t = s.as_table_mut()?;
-            t.remove("name");
-            t.get_mut("algorithm")?
-                .get_mut("inference")?
-                .as_table_mut()?
-                .remove("feedback");
-            toml::to_string(&s).ok()
-        };
+        let partner_key = |i: usize| ctx.without(i, &["name", "algorithm.inference.feedback"]);
         let rows: Vec<Vec<String>> = fa
             .iter()
             .map(|&i| {
@@ -2000,10 +2008,11 @@ fn rq3(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
                 false,
             ),
         ];
-        let with: Vec<(&Panel, Axes)> = panels.iter().map(|p| (p, Axes { log_x: true })).collect();
-        doc.figure(
+        doc.panels(
             "rq3_energy.svg",
-            crate::metrics::plot::grid(&with, 2)?,
+            &panels,
+            true,
+            2,
             "Accuracy against work per sample (energy proxy), mean ± std over seeds",
         )?;
     }
@@ -2013,11 +2022,7 @@ fn rq3(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
     let wall: Vec<usize> = (0..ctx.rows.len())
         .filter(|&i| ctx.driver(i) == "wall")
         .collect();
-    let base_key = |i: usize| -> Option<String> {
-        let mut s = ctx.scenario(i)?.clone();
-        s.get_mut("runtime")?.as_table_mut()?.remove("workers");
-        toml::to_string(&s).ok()
-    };
+    let base_key = |i: usize| ctx.without(i, &["runtime.workers"]);
     let mut families: BTreeMap<String, Vec<(f64, usize)>> = BTreeMap::new();
     for &i in &wall {
         if let (Some(k), Some(w)) = (base_key(i), ctx.f(i, "runtime.workers")) {
