@@ -24,6 +24,7 @@ Examples:
   pcsim validate scenarios/bp-mnist.toml
   pcsim sweep scenarios/async-zil-sweep.toml --out runs/sweep
   pcsim sweep scenarios/async-zil-sweep.toml --shard 0/2 --out runs/s0   (then sweep-merge runs/s0 runs/s1 --out runs/sweep)
+  pcsim report runs/bp-1epoch runs/sweep --out runs/report
   pcsim data mnist --dir data/mnist";
 
 #[derive(Parser, Debug)]
@@ -98,6 +99,18 @@ pub enum Command {
     /// Get data sets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Read run directories (single runs, sweeps, suites) and write report.md,
+    /// report.csv and figures: mean ± std over seeds, RQ1–RQ3 sections.
+    Report {
+        /// Run, sweep or suite directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite a non-empty output directory.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -240,6 +253,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             eprintln!("{}: ok", scenario.display());
             Ok(())
         }
+        Command::Report { dirs, out, force } => report(&dirs, out, force),
         Command::Data(DataCommand::Mnist { dir, from }) => {
             match from {
                 Some(from) => crate::data::mnist::import(&from, &dir)?,
@@ -249,6 +263,27 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `pcsim report`: writes the report and says where.
+fn report(dirs: &[PathBuf], out: PathBuf, force: bool) -> anyhow::Result<()> {
+    let opts = experiment::report::ReportOptions {
+        out_dir: out.clone(),
+        force,
+    };
+    let r = experiment::report::report(dirs, &opts)?;
+    say!(
+        "report of {} run(s) in {} group(s): {} (and report.csv, {})",
+        r.runs,
+        r.groups,
+        out.join("report.md").display(),
+        if r.figures.is_empty() {
+            "no figures".to_string()
+        } else {
+            r.figures.join(", ")
+        }
+    );
+    Ok(())
 }
 
 fn print_table(t: &crate::metrics::Table) {

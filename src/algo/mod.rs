@@ -4,6 +4,7 @@
 //! the actor runtimes deliver the same math.
 
 pub mod bp;
+pub mod optim;
 pub mod pc;
 
 use crate::nn::{Mlp, Real, Updates};

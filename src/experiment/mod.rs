@@ -3,6 +3,7 @@
 //! through the `Recorder` (DESIGN.md §6).
 
 pub mod export;
+pub mod report;
 pub mod sweep;
 
 use crate::algo::Trainer;
@@ -476,7 +477,7 @@ fn equivalence_plot(table: &Table, layers: &[String]) -> Result<String> {
                 .iter()
                 .zip(steps.iter().zip(&rd))
                 .filter(|(row, _)| &row[1] == name)
-                .map(|(_, (&x, &y))| (x, y.max(1e-18)))
+                .map(|(_, (&x, &y))| (x, y))
                 .collect();
             Series::new(name.clone(), pts)
         })

@@ -293,7 +293,6 @@ fn plots(table: &Table) -> Result<Option<String>> {
                     .collect::<Vec<_>>()
                     .join(", ");
                 if let (Ok(x), Ok(y)) = (row[xi].parse::<f64>(), row[yi].parse::<f64>()) {
-                    let y = if log_y { y.max(1e-17) } else { y };
                     series.entry(label).or_default().push((x, y));
                 }
             }
