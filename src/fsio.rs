@@ -30,15 +30,22 @@ fn parent(path: &Path) -> &Path {
 /// Writes `bytes` to `path` atomically (see the module doc).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let hidden = hidden_name(path);
-    #[cfg(target_os = "linux")]
-    if let Some(result) = linux::write_unnamed(parent(path), &hidden, bytes) {
-        result?;
-        return std::fs::rename(&hidden, path);
+    let written = write_hidden(path, &hidden, bytes);
+    let result = written.and_then(|()| std::fs::rename(&hidden, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&hidden);
     }
-    let mut f = std::fs::File::create(&hidden)?;
-    f.write_all(bytes)?;
-    drop(f);
-    std::fs::rename(&hidden, path)
+    result
+}
+
+/// The complete bytes under the hidden name.
+fn write_hidden(path: &Path, hidden: &Path, bytes: &[u8]) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if let Some(result) = linux::write_unnamed(parent(path), hidden, bytes) {
+        return result;
+    }
+    let mut f = std::fs::File::create(hidden)?;
+    f.write_all(bytes)
 }
 
 #[cfg(target_os = "linux")]

@@ -116,3 +116,36 @@ pub fn encode(dims: &[usize], data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(data);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{Compression, write::GzEncoder};
+    use std::io::Write;
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_members_decode_and_trailing_bytes_are_damage() {
+        assert_eq!(gunzip(&gz(b"abc")).unwrap(), b"abc");
+        // Concatenated members are one valid gzip stream.
+        let two = [gz(b"ab"), gz(b"cd")].concat();
+        assert_eq!(gunzip(&two).unwrap(), b"abcd");
+        let garbage = [gz(b"abc"), b"garbage".to_vec()].concat();
+        assert!(gunzip(&garbage).unwrap_err().contains("damaged"));
+    }
+
+    #[test]
+    fn dimensions_that_overflow_are_corrupt() {
+        let mut bytes = magic(3).to_be_bytes().to_vec();
+        for d in [4u32, 1 << 31, 1 << 31] {
+            bytes.extend(d.to_be_bytes());
+        }
+        let e = parse(Path::new("x"), &bytes, 3, "images").unwrap_err();
+        assert!(e.to_string().contains("dimensions"), "{e}");
+    }
+}

@@ -230,3 +230,50 @@ fn download(dir: &Path, work: &Path) -> Result<Vec<(&'static str, Vec<u8>)>, Dat
     }
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_writes_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("mnist");
+        std::fs::create_dir(&d).unwrap();
+        // The third file cannot be written (a directory is in the way).
+        std::fs::create_dir(d.join(TEST_IMAGES)).unwrap();
+        let files = vec![
+            (TRAIN_IMAGES, vec![1u8; 10]),
+            (TRAIN_LABELS, vec![2u8; 10]),
+            (TEST_IMAGES, vec![3u8; 10]),
+            (TEST_LABELS, vec![4u8; 10]),
+        ];
+        assert!(install(&d, files.clone()).is_err());
+        let left: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            [TEST_IMAGES],
+            "the files written before the failure are removed"
+        );
+        std::fs::remove_dir(d.join(TEST_IMAGES)).unwrap();
+        install(&d, files).unwrap();
+        assert_eq!(std::fs::read(d.join(TEST_LABELS)).unwrap(), vec![4u8; 10]);
+    }
+
+    #[test]
+    fn an_import_that_fails_verification_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("from");
+        std::fs::create_dir(&from).unwrap();
+        for (name, _) in SHA256 {
+            std::fs::write(from.join(name), b"not mnist").unwrap();
+        }
+        let to = dir.path().join("to");
+        let e = import(&from, &to).unwrap_err();
+        assert!(e.to_string().contains("SHA-256"), "{e}");
+        assert!(!to.exists());
+    }
+}

@@ -56,7 +56,7 @@ pub fn name(signal: i32) -> String {
 
 /// A run or sweep stopped by a signal; its results so far were written.
 #[derive(Debug, thiserror::Error)]
-#[error("{what} interrupted by {} ({progress}); results so far are in {dir}", name(*.signal))]
+#[error("{what} was interrupted by {} ({progress}); results so far are in {dir}", name(*.signal))]
 pub struct Interrupted {
     pub signal: i32,
     pub what: &'static str,

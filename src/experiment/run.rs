@@ -199,8 +199,16 @@ impl<'a, T: Real> Run<'a, T> {
             test_x.nrows()
         );
         let mlp = build_network::<T>(s);
-        let trainer = build_trainer(s, &mlp)?;
+        // A batch is never larger than the training set; the trainer sizes
+        // its buffers by the batch it will see, not by the key's value.
         let batch = s.training.batch_size.min(train_x.nrows());
+        let trainer = if batch < s.training.batch_size {
+            let mut capped = s.clone();
+            capped.training.batch_size = batch;
+            build_trainer(&capped, &mlp)?
+        } else {
+            build_trainer(s, &mlp)?
+        };
         let equivalence = (s.output.equivalence_every > 0).then(|| EquivalenceProbe {
             log: EquivalenceLog::new(mlp.depth()),
             reference: Backprop::new(&super::to_f64(&mlp), s.training.learning_rate, 0.0, batch),
@@ -345,7 +353,10 @@ impl<'a, T: Real> Run<'a, T> {
         }
         self.step += 1;
         self.bar.inc(1);
-        if !loss.is_finite() {
+        // The biases move with the weights (same errors) and are cheap to
+        // scan, so a step that made the parameters infinite is caught even
+        // when the loss, computed before the update, is still finite.
+        if !loss.is_finite() || !self.mlp.b.iter().all(|b| b.iter().all(|v| v.is_finite())) {
             return Ok(Some(self.diverged(epoch, Some((k, loss)))));
         }
         self.loss_sum += loss;
@@ -416,13 +427,18 @@ impl<'a, T: Real> Run<'a, T> {
             crate::scenario::show(self.lr)
         );
         Status::Diverged(match at {
-            Some((1, loss)) if self.step == 1 => format!(
+            Some((1, loss)) if self.step == 1 && !loss.is_finite() => format!(
                 "the loss of the first batch is {loss} before any update: the initial network or the data is not finite in {} ({layer}); check network.hidden_bias_init, network.lif and the data",
                 T::NAME
             ),
             Some((k, loss)) => format!(
-                "training diverged at epoch {epoch}, step {} (batch {k} of the epoch): the batch loss is {loss}; {layer}; {lower}",
-                self.step
+                "training diverged at epoch {epoch}, step {} (batch {k} of the epoch): {}; {layer}; {lower}",
+                self.step,
+                if loss.is_finite() {
+                    format!("the parameters stopped being finite (batch loss {loss})")
+                } else {
+                    format!("the batch loss is {loss}")
+                }
             ),
             None => format!(
                 "training diverged in epoch {epoch} (by step {}): {layer}; {lower}",

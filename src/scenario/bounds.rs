@@ -186,7 +186,7 @@ pub fn estimate(s: &Scenario) -> Option<Estimate> {
         AlgorithmKind::Zil => (2.0 + 2.0 * (depth - 1.0)) * weights,
     };
     let steps = plan.total_steps() as f64;
-    let mut training_work = steps * batch * per_sample;
+    let mut training_work = plan.epochs as f64 * train * per_sample;
     if equivalence {
         training_work += (steps / s.output.equivalence_every as f64).ceil() * batch * 3.0 * weights;
     }
@@ -357,4 +357,49 @@ pub fn check(s: &Scenario) -> Result<(), Invalid> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_and_print() {
+        assert_eq!(parse_bytes("512"), Some(512.0));
+        assert_eq!(parse_bytes("4G"), Some(4.0 * 1024.0 * 1024.0 * 1024.0));
+        assert_eq!(parse_bytes("1.5MiB"), Some(1.5 * 1024.0 * 1024.0));
+        assert_eq!(parse_bytes("2k"), Some(2048.0));
+        for bad in ["", "G", "-1", "1X", "nan", "0"] {
+            assert_eq!(parse_bytes(bad), None, "{bad}");
+        }
+        assert_eq!(human_bytes(1536.0), "1.5 KiB");
+        assert_eq!(human_bytes(3.0 * 1024f64.powi(3)), "3.0 GiB");
+        assert!(human_bytes(1e300).contains("e300"));
+    }
+
+    #[test]
+    fn the_estimate_grows_with_the_data_and_the_network() {
+        let text = "[network]\nlayers = [10, 64, 4]\n";
+        let s = crate::scenario::parse(text, std::path::Path::new("t.toml")).unwrap();
+        let e = estimate(&s).unwrap();
+        // 4000 + 1000 samples of 10 f32 features (stored, converted, raw).
+        assert!(
+            e.data > 5000.0 * 10.0 * 8.0 && e.data < 5000.0 * 10.0 * 20.0,
+            "{e:?}"
+        );
+        // (10 + 1) · 64 + (64 + 1) · 4 parameters, a few copies.
+        assert!(e.network >= 964.0 * 4.0 * 4.0, "{e:?}");
+        // BP: 3 products per sample per weight, 4000 samples, one epoch.
+        let weights = 10.0 * 64.0 + 64.0 * 4.0;
+        assert!(
+            (e.training_work - 3.0 * weights * 4000.0).abs() < 1e-6,
+            "{e:?}"
+        );
+        let mut big = s.clone();
+        big.data.synthetic.n_train *= 1000;
+        let eb = estimate(&big).unwrap();
+        assert_eq!(eb.memory_key, "data.synthetic.n_train");
+        // The training set is 80 % of the data and grows 1000-fold.
+        assert!(eb.data > 700.0 * e.data, "{eb:?}");
+    }
 }

@@ -280,3 +280,49 @@ pub(crate) fn read(file: &Path) -> Result<String, ScenarioError> {
     })?;
     decode(bytes, file)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_values_are_whole_toml_values_or_bare_words() {
+        let ok = |raw: &str| parse_value(raw).unwrap().to_string();
+        assert_eq!(ok("3"), "3");
+        assert_eq!(ok("[784, 10]"), "[784, 10]");
+        assert_eq!(ok("\"relu\""), "\"relu\"");
+        assert_eq!(ok("{ kind = \"fixed\" }"), "{ kind = \"fixed\" }");
+        assert_eq!(ok("relu"), "\"relu\"");
+        assert_eq!(ok("../shared/data/mnist"), "\"../shared/data/mnist\"");
+        for bad in [
+            "1\nname=\"x\"",
+            "\"x",
+            "[1, 2",
+            "{ a = }",
+            "",
+            "-x",
+            "a=b",
+            "a # b",
+        ] {
+            assert!(parse_value(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn positions_stay_inside_characters() {
+        let text = "a = \"é\"\nb";
+        assert_eq!(line_col(text, 6), (1, 6));
+        assert_eq!(line_col(text, 1000), (2, 2));
+        assert_eq!(
+            key_span("[sweep]\n\"a.b\" = [1]\n", "sweep.\"a.b\""),
+            Some(8..13)
+        );
+    }
+
+    #[test]
+    fn bad_utf8_is_located() {
+        let e = decode(b"ab\ncd\xffe".to_vec(), Path::new("f.toml")).unwrap_err();
+        assert_eq!(e.position, Some((2, 3)));
+        assert!(e.message.contains("byte offset 5"), "{}", e.message);
+    }
+}
