@@ -382,12 +382,16 @@ impl Mutation {
                 out.insert(i, lines[i].to_string());
             }
             Mutation::TableAsArray { line } => {
+                // `training = [5, 7, 0.5]` at the top instead of the table:
+                // serde would fill the fields in declaration order.
                 let headers: Vec<usize> = (0..lines.len())
                     .filter(|&i| lines[i].starts_with('['))
                     .collect();
-                let i = headers[line % headers.len()];
-                let name = lines[i].trim_matches(['[', ']']);
-                out[i] = format!("{name} = [5, 7, 0.5]");
+                let k = line % headers.len();
+                let end = headers.get(k + 1).copied().unwrap_or(lines.len());
+                let name = lines[headers[k]].trim_matches(['[', ']']).to_string();
+                out.drain(headers[k]..end);
+                out.insert(0, format!("{name} = [5, 7, 0.5]"));
             }
             Mutation::Truncate { at } => {
                 let bytes = text.as_bytes();
@@ -461,7 +465,7 @@ fn check_load(dir: &Path, bytes: &[u8]) -> Result<Option<Scenario>, TestCaseErro
 
 /// Runs the capped scenario on a thread with a deadline: no panic, no hang,
 /// and a `summary.json` with a known status whatever the ending.
-fn check_run(dir: &Path, s: &Scenario) -> Result<(), TestCaseError> {
+fn check_run(dir: &Path, s: &Scenario, may_fail: bool) -> Result<(), TestCaseError> {
     let s = capped(s);
     if scenario::validate(&s).is_err() {
         return Ok(()); // capping made it invalid (e.g. an emptied presentation sweep)
@@ -491,6 +495,12 @@ fn check_run(dir: &Path, s: &Scenario) -> Result<(), TestCaseError> {
         ["completed", "diverged", "failed"].contains(&status),
         "status {status:?}"
     );
+    // A valid scenario may diverge (a large learning rate), not fail.
+    prop_assert!(
+        may_fail || status != "failed",
+        "{}\n{toml}",
+        summary["reason"]
+    );
     prop_assert_eq!(status == "completed", result.is_ok(), "{:?}", result);
     if let Err(e) = result {
         prop_assert!(!e.is_empty());
@@ -519,7 +529,7 @@ fn generated_valid_scenarios_validate_and_run() {
             let s = s.ok_or_else(|| {
                 TestCaseError::fail(format!("a valid scenario was refused:\n{text}"))
             })?;
-            check_run(dir.path(), &s)
+            check_run(dir.path(), &s, false)
         })
         .unwrap();
 }
@@ -532,7 +542,7 @@ fn mutated_scenarios_give_located_errors_or_clean_runs() {
         .run(&(valid(), mutation()), |(v, m)| {
             let bytes = m.apply(&v.render());
             if let Some(s) = check_load(dir.path(), &bytes)? {
-                check_run(dir.path(), &s)?;
+                check_run(dir.path(), &s, true)?;
             }
             Ok(())
         })
@@ -564,6 +574,38 @@ batch_size = 16
 plots = false
 "#;
 
+/// Starts pcsim with `args` in `cwd` (stdout discarded, stderr kept).
+fn spawn(args: &[&str], cwd: &Path) -> std::process::Child {
+    Command::new(pcsim_bin())
+        .args(args)
+        .current_dir(cwd)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("pcsim starts")
+}
+
+/// Waits until every path exists (the runs have evaluated, so they train).
+fn wait_for(paths: &[PathBuf]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !paths.iter().all(|p| p.exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never appeared: {paths:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn signal(child: &std::process::Child, signal: rustix::process::Signal) {
+    rustix::process::kill_process(rustix::process::Pid::from_child(child), signal)
+        .expect("signal sent");
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("written")).expect("JSON")
+}
+
 /// SIGINT and SIGTERM stop a run at the next step: exit 130 / 143, a
 /// summary with `status = "interrupted"`, the steps done and the metrics.
 #[test]
@@ -575,31 +617,14 @@ fn a_signal_interrupts_a_run_and_the_summary_says_so() {
         (rustix::process::Signal::TERM, 143, "SIGTERM"),
     ] {
         let out = dir.path().join(name);
-        let child = Command::new(pcsim_bin())
-            .args(["run", "long.toml", "--out"])
-            .arg(&out)
-            .current_dir(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Wait for the first epoch's metrics, so the run is training.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !out.join("metrics.csv").exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the run never evaluated"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal).unwrap();
+        let child = spawn(&["run", "long.toml", "--out", name], dir.path());
+        wait_for(&[out.join("metrics.csv")]);
+        self::signal(&child, signal);
         let o = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(code), "{err}");
         assert!(err.contains(&format!("interrupted by {name}")), "{err}");
-        let summary: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
-                .unwrap();
+        let summary = read_json(&out.join("summary.json"));
         assert_eq!(summary["status"], "interrupted");
         assert_eq!(summary["reason"], format!("stopped by {name}"));
         let steps = summary["steps"].as_u64().unwrap();
@@ -623,6 +648,84 @@ fn a_signal_interrupts_a_run_and_the_summary_says_so() {
             let name = e.unwrap().file_name().into_string().unwrap();
             assert!(!name.contains("tmp") && !name.contains("partial"), "{name}");
         }
+    }
+}
+
+/// A SIGKILL at any moment leaves no half-written file: metrics.csv is
+/// rewritten after every step here, and whatever instant the kill hits, every
+/// file under a real name is complete.
+#[test]
+fn sigkill_leaves_no_half_written_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("long.toml"), LONG_RUN).unwrap();
+    for (k, delay) in [150u64, 400, 700].into_iter().enumerate() {
+        let name = format!("k{k}");
+        let out = dir.path().join(&name);
+        let args = [
+            "run",
+            "long.toml",
+            "--set",
+            "output.eval_every=1",
+            "--out",
+            &name,
+        ];
+        let mut child = spawn(&args, dir.path());
+        wait_for(&[out.join("metrics.csv")]);
+        std::thread::sleep(Duration::from_millis(delay));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for e in std::fs::read_dir(&out).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            assert!(
+                [
+                    ".pcsim-output",
+                    "scenario.toml",
+                    "metrics.csv",
+                    ".metrics.csv.pcsim-tmp"
+                ]
+                .contains(&name.as_str()),
+                "unexpected file {name}"
+            );
+        }
+        let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+        assert!(metrics.ends_with('\n'), "cut mid-row");
+        assert!(
+            metrics.lines().all(|l| l.split(',').count() == 6),
+            "{metrics}"
+        );
+    }
+}
+
+/// A signal to a sweep reaches its running points once: each writes its
+/// summary as interrupted, the sweep writes sweep.csv and exits 130.
+#[test]
+fn an_interrupted_sweep_writes_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{LONG_RUN}\n[sweep]\n\"seed\" = [1, 2]\n");
+    std::fs::write(dir.path().join("s.toml"), text).unwrap();
+    let out = dir.path().join("sweep");
+    let child = spawn(
+        &["sweep", "s.toml", "--jobs", "2", "--out", "sweep"],
+        dir.path(),
+    );
+    wait_for(&[0, 1].map(|g| out.join(format!("points/p000{g}/metrics.csv"))));
+    signal(&child, rustix::process::Signal::INT);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("the sweep was interrupted by SIGINT"), "{err}");
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert!(
+        rows.iter()
+            .all(|r| r.split(',').rev().nth(1) == Some("interrupted")),
+        "{csv}"
+    );
+    for g in 0..2 {
+        let s = read_json(&out.join(format!("points/p000{g}/summary.json")));
+        assert_eq!(s["status"], "interrupted");
+        assert!(s["test_accuracy"].is_number(), "{s}");
     }
 }
 
@@ -694,6 +797,19 @@ struct Tally {
     hangs: usize,
 }
 
+impl Tally {
+    fn add(&mut self, t: &Tally) {
+        self.cases += t.cases;
+        self.located += t.located;
+        self.unlocated += t.unlocated;
+        self.ran += t.ran;
+        self.run_error += t.run_error;
+        self.panics += t.panics;
+        self.aborts += t.aborts;
+        self.hangs += t.hangs;
+    }
+}
+
 fn outcome(cmd: &mut Command, timeout: Duration) -> (Option<i32>, String) {
     let mut child = cmd
         .stdout(std::process::Stdio::null())
@@ -720,7 +836,7 @@ fn outcome(cmd: &mut Command, timeout: Duration) -> (Option<i32>, String) {
 /// The outcomes per mutation category of the binary in `PCSIM_BIN`, as
 /// a user would meet them: `validate` the file, and when it passes, `run`
 /// it capped with `--set` (exit 101 = panic, killed by a signal = abort,
-/// 60 s = hang).
+/// 60 s = hang). `PCSIM_CATEGORY_CASES` sets the number of cases (1200).
 #[test]
 #[ignore]
 fn categories() {
@@ -736,6 +852,8 @@ fn categories() {
     );
     let strategy = (valid(), prop::option::weighted(0.8, mutation()));
     let mut table: std::collections::BTreeMap<&str, Tally> = Default::default();
+    // `PCSIM_CATEGORY_DUMP=DIR` keeps the cases whose run did not succeed.
+    let dump = std::env::var_os("PCSIM_CATEGORY_DUMP").map(PathBuf::from);
     let located = regex_like_location;
     for case in 0..n {
         let (v, m) = strategy.new_tree(&mut runner).unwrap().current();
@@ -806,7 +924,11 @@ fn categories() {
                 "snn.presentation_sweep=[0.01]",
             ]);
         }
-        let (code, _) = outcome(run.current_dir(dir.path()), Duration::from_secs(60));
+        let (code, err) = outcome(run.current_dir(dir.path()), Duration::from_secs(60));
+        if let (Some(dump), false) = (&dump, code == Some(0)) {
+            std::fs::write(dump.join(format!("case{case}.toml")), &bytes).unwrap();
+            std::fs::write(dump.join(format!("case{case}.err")), &err).unwrap();
+        }
         match code {
             Some(0) => t.ran += 1,
             Some(1) => t.run_error += 1,
@@ -826,14 +948,7 @@ fn categories() {
             "| {c} | {} | {} | {} | {} | {} | {} | {} | {} |",
             t.cases, t.located, t.unlocated, t.ran, t.run_error, t.panics, t.aborts, t.hangs
         );
-        total.cases += t.cases;
-        total.located += t.located;
-        total.unlocated += t.unlocated;
-        total.ran += t.ran;
-        total.run_error += t.run_error;
-        total.panics += t.panics;
-        total.aborts += t.aborts;
-        total.hangs += t.hangs;
+        total.add(t);
     }
     let t = total;
     println!(

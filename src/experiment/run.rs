@@ -14,7 +14,7 @@ use crate::metrics::equivalence::EquivalenceLog;
 use crate::metrics::plot::{Panel, Series};
 use crate::metrics::{Recorder, Table, num};
 use crate::nn::{Mlp, Real, Updates};
-use crate::scenario::{Precision, Scenario};
+use crate::scenario::{AlgorithmKind, Precision, Scenario};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array2, ArrayView2, s};
@@ -422,10 +422,26 @@ impl<'a, T: Real> Run<'a, T> {
                 format!("the parameters are still finite, the largest |W| is {max:.3e} in W{l}")
             }
         };
-        let lower = format!(
-            "lower training.learning_rate (now {})",
-            crate::scenario::show(self.lr)
-        );
+        let show = crate::scenario::show;
+        let inf = &self.s.algorithm.inference;
+        let lower = match self.s.algorithm.kind {
+            // IL's Euler relaxation is only conditionally stable, and β < 1
+            // scales the update by 1/β.
+            AlgorithmKind::Il => format!(
+                "lower training.learning_rate (now {}) or algorithm.inference.gamma (now {}){}",
+                show(self.lr),
+                show(inf.gamma),
+                if inf.beta < 1.0 {
+                    format!(
+                        ", or raise algorithm.inference.beta (now {})",
+                        show(inf.beta)
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+            _ => format!("lower training.learning_rate (now {})", show(self.lr)),
+        };
         Status::Diverged(match at {
             Some((1, loss)) if self.step == 1 && !loss.is_finite() => format!(
                 "the loss of the first batch is {loss} before any update: the initial network or the data is not finite in {} ({layer}); check network.hidden_bias_init, network.lif and the data",

@@ -281,6 +281,7 @@ fn run_in_child(
         summary: None,
         seconds: t0.elapsed().as_secs_f64(),
     };
+    use std::os::unix::process::CommandExt;
     let spawned = Command::new(exe)
         .args([
             "run",
@@ -292,6 +293,10 @@ fn run_in_child(
         ])
         .arg(out)
         .env_remove("PCSIM_THREADS")
+        // Its own process group: a Ctrl-C at the terminal reaches the sweep
+        // only, which passes exactly one signal on (two would make the
+        // point exit at once, without its summary).
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

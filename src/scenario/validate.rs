@@ -61,6 +61,8 @@ pub const MAX_DEPTH: usize = 1000;
 pub const MAX_EPOCHS: usize = 100_000;
 /// Most inference steps per batch (training or prediction).
 pub const MAX_INFERENCE_STEPS: usize = 100_000;
+/// Weakest output nudging: the update is scaled by 1/β.
+pub const MIN_BETA: f64 = 1e-6;
 /// Largest synthetic cluster standard deviation: the centres lie in [0, 1],
 /// so beyond this the classes are pure noise (and f32 overflows near 3e38).
 pub const MAX_NOISE: f64 = 1000.0;
@@ -164,9 +166,14 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
         at_most(steps, MAX_INFERENCE_STEPS, key, "inference steps per batch")?;
     }
     check(
-        inf.beta.is_finite() && inf.beta > 0.0 && inf.beta <= 1.0,
+        inf.beta.is_finite() && (MIN_BETA..=1.0).contains(&inf.beta),
         "algorithm.inference.beta",
-        || format!("must be in (0, 1], got {}", show(inf.beta)),
+        || {
+            format!(
+                "must be in [{MIN_BETA:e}, 1] (the update is scaled by 1/β), got {}",
+                show(inf.beta)
+            )
+        },
     )?;
     if s.algorithm.kind == AlgorithmKind::Zil {
         check(inf.beta == 1.0, "algorithm.inference.beta", || {
