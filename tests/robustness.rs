@@ -785,28 +785,27 @@ fn a_sweep_survives_a_panicking_and_an_aborting_point() {
 
 // ------------------------------------------------- the category table (note)
 
-#[derive(Default, Clone, Copy)]
-struct Tally {
-    cases: usize,
-    located: usize,
-    unlocated: usize,
-    ran: usize,
-    run_error: usize,
-    panics: usize,
-    aborts: usize,
-    hangs: usize,
-}
+/// Columns of the category table after `cases`.
+const OUTCOMES: [&str; 7] = [
+    "refused, located",
+    "refused, unlocated",
+    "ran",
+    "run ended in an error",
+    "panics",
+    "aborts",
+    "hangs",
+];
 
-impl Tally {
-    fn add(&mut self, t: &Tally) {
-        self.cases += t.cases;
-        self.located += t.located;
-        self.unlocated += t.unlocated;
-        self.ran += t.ran;
-        self.run_error += t.run_error;
-        self.panics += t.panics;
-        self.aborts += t.aborts;
-        self.hangs += t.hangs;
+/// The `OUTCOMES` column of a process exit: `validate` (`refusal`) or `run`.
+fn column(code: Option<i32>, refusal: bool, located: bool) -> usize {
+    match (code, refusal) {
+        (Some(1), true) if located => 0,
+        (Some(1 | 2), true) => 1,
+        (Some(0), false) => 2,
+        (Some(1), false) => 3,
+        (Some(101), _) => 4,
+        (Some(-1), _) => 6,
+        _ => 5,
     }
 }
 
@@ -851,7 +850,8 @@ fn categories() {
         TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
     );
     let strategy = (valid(), prop::option::weighted(0.8, mutation()));
-    let mut table: std::collections::BTreeMap<&str, Tally> = Default::default();
+    // Per category: cases, then one count per `OUTCOMES` column.
+    let mut table: std::collections::BTreeMap<&str, [usize; 8]> = Default::default();
     // `PCSIM_CATEGORY_DUMP=DIR` keeps the cases whose run did not succeed.
     let dump = std::env::var_os("PCSIM_CATEGORY_DUMP").map(PathBuf::from);
     let located = regex_like_location;
@@ -863,7 +863,7 @@ fn categories() {
             .map_or_else(|| text.clone().into_bytes(), |m| m.apply(&text));
         let category = m.as_ref().map_or("valid", Mutation::category);
         let t = table.entry(category).or_default();
-        t.cases += 1;
+        t[0] += 1;
         std::fs::write(dir.path().join("case.toml"), &bytes).unwrap();
         let (code, err) = outcome(
             Command::new(&bin)
@@ -871,28 +871,9 @@ fn categories() {
                 .current_dir(dir.path()),
             Duration::from_secs(60),
         );
-        match code {
-            Some(0) => {}
-            Some(1) if located(&err) => {
-                t.located += 1;
-                continue;
-            }
-            Some(1) | Some(2) => {
-                t.unlocated += 1;
-                continue;
-            }
-            Some(101) => {
-                t.panics += 1;
-                continue;
-            }
-            Some(-1) => {
-                t.hangs += 1;
-                continue;
-            }
-            _ => {
-                t.aborts += 1;
-                continue;
-            }
+        if code != Some(0) {
+            t[1 + column(code, true, located(&err))] += 1;
+            continue;
         }
         let mut run = Command::new(&bin);
         run.args([
@@ -929,32 +910,21 @@ fn categories() {
             std::fs::write(dump.join(format!("case{case}.toml")), &bytes).unwrap();
             std::fs::write(dump.join(format!("case{case}.err")), &err).unwrap();
         }
-        match code {
-            Some(0) => t.ran += 1,
-            Some(1) => t.run_error += 1,
-            Some(101) => t.panics += 1,
-            Some(-1) => t.hangs += 1,
-            _ => t.aborts += 1,
-        }
+        t[1 + column(code, false, false)] += 1;
     }
     println!("binary: {}", bin.display());
-    println!(
-        "| category | cases | refused, located | refused, unlocated | ran | run ended in an error | panics | aborts | hangs |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    let mut total = Tally::default();
-    for (c, t) in &table {
-        println!(
-            "| {c} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            t.cases, t.located, t.unlocated, t.ran, t.run_error, t.panics, t.aborts, t.hangs
-        );
-        total.add(t);
+    println!("| category | cases | {} |", OUTCOMES.join(" | "));
+    println!("|---|---|{}", "---|".repeat(OUTCOMES.len()));
+    let mut total = [0usize; 8];
+    let line = |name: &str, counts: &[usize; 8]| {
+        let cells: Vec<String> = counts.iter().map(usize::to_string).collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    };
+    for (c, counts) in &table {
+        line(c, counts);
+        total.iter_mut().zip(counts).for_each(|(t, n)| *t += n);
     }
-    let t = total;
-    println!(
-        "| all | {} | {} | {} | {} | {} | {} | {} | {} |",
-        t.cases, t.located, t.unlocated, t.ran, t.run_error, t.panics, t.aborts, t.hangs
-    );
+    line("all", &total);
 }
 
 /// `file:LINE:COL:` or a named key in an error message.
