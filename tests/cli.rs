@@ -4,9 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Runs pcsim with a fixed memory limit, so the resource bounds answer the
+/// same on every machine.
 fn pcsim(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pcsim"))
         .args(args)
+        .env("PCSIM_MEMORY_LIMIT", "16G")
         .current_dir(cwd)
         .output()
         .expect("pcsim runs")
@@ -340,7 +343,7 @@ fn issue_12_reproductions_are_clean_errors() {
         (
             "huge-n-train",
             format!("{base}[data.synthetic]\nn_train = 9223372036854775807\n"),
-            &["huge-n-train.toml:", "key `data.synthetic.n_train`", "memory", "limit"],
+            &["huge-n-train.toml:", "key `data.synthetic.n_train`", "memory", "limit of 16.0 GiB"],
         ),
         (
             "noise",

@@ -214,7 +214,10 @@ impl<'a, T: Real> Run<'a, T> {
             reference: Backprop::new(&super::to_f64(&mlp), s.training.learning_rate, 0.0, batch),
             updates: None,
         });
-        let total_steps = train_x.nrows().div_ceil(batch) * s.training.epochs;
+        let total_steps = train_x
+            .nrows()
+            .div_ceil(batch)
+            .saturating_mul(s.training.epochs);
         Ok(Self {
             s,
             opts,
