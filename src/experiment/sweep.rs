@@ -4,9 +4,11 @@
 //! column per swept key, plus `max_rel_diff`, `min_cosine`, `test_accuracy`)
 //! and SVG plots. `--shard i/n` runs the points `g` with `g mod n = i`, so a
 //! cluster's job array can spread a sweep over machines; `sweep-merge`
-//! combines the shards' tables.
+//! combines the shards' tables. A point that fails, diverges, panics or (run
+//! in a child process, as `pcsim sweep` does) aborts is a row with its
+//! status and reason; `sweep.csv` is always written.
 
-use super::{RunOptions, run};
+use super::{RunOptions, interrupt, run};
 use crate::metrics::plot::{Panel, Series};
 use crate::metrics::{Recorder, Table, num};
 use crate::scenario;
@@ -48,29 +50,8 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
     Ok((i, n))
 }
 
-fn value_text(v: &toml::Value) -> String {
-    match v {
-        toml::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// The grid: every combination of the swept values, keys in sorted order.
-pub fn grid(sweep: &BTreeMap<String, Vec<toml::Value>>) -> Vec<Vec<(String, toml::Value)>> {
-    let mut points = vec![Vec::new()];
-    for (key, values) in sweep {
-        let mut next = Vec::new();
-        for p in &points {
-            for v in values {
-                let mut q: Vec<(String, toml::Value)> = p.clone();
-                q.push((key.clone(), v.clone()));
-                next.push(q);
-            }
-        }
-        points = next;
-    }
-    points
-}
+pub use crate::scenario::grid::grid;
+use crate::scenario::grid::{Point, describe, point_scenario, value_text};
 
 const RESULT_COLUMNS: [&str; 7] = [
     "max_rel_diff",
@@ -82,26 +63,38 @@ const RESULT_COLUMNS: [&str; 7] = [
     "seconds",
 ];
 
-/// Mean relative difference over all recorded (step, layer) updates and the
-/// fraction of them further than 1e-9 from BP, from a run's equivalence.csv.
-fn equivalence_profile(dir: &Path) -> Option<(f64, f64)> {
-    let mut r = csv::Reader::from_path(dir.join("equivalence.csv")).ok()?;
-    let h = r.headers().ok()?.clone();
-    let i = h.iter().position(|c| c == "rel_diff")?;
-    let (mut sum, mut n, mut bad) = (0.0, 0usize, 0usize);
-    for rec in r.records().flatten() {
-        let v: f64 = rec.get(i)?.parse().ok()?;
-        sum += v;
-        n += 1;
-        bad += usize::from(v.is_nan() || v > 1e-9);
-    }
-    (n > 0).then(|| (sum / n as f64, bad as f64 / n as f64))
+/// How grid points are run.
+#[derive(Clone, Debug, Default)]
+pub enum Runner {
+    /// On threads of this process: a point that panics is caught and marked
+    /// failed, but an abort (e.g. out of memory) ends the whole sweep.
+    #[default]
+    InProcess,
+    /// Each point in a child process of this executable
+    /// (`EXE run - --out DIR --force`, the point's scenario on standard
+    /// input): a point that panics, aborts or is killed is marked failed
+    /// with its reason and the others go on.
+    Processes(PathBuf),
 }
 
-/// Runs the scenario's sweep (this shard of it) and writes the table and plots.
+/// What one grid point ended with.
+struct PointResult {
+    /// `completed`, `diverged: …`, `failed: …`, `interrupted`, `not run`.
+    status: String,
+    summary: Option<serde_json::Value>,
+    seconds: f64,
+}
+
+/// Runs the scenario's sweep (this shard of it) on threads of this process
+/// and writes the table and plots.
 pub fn sweep(file: &Path, opts: &SweepOptions) -> Result<Table> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read the scenario file {}", file.display()))?;
+    sweep_with(file, opts, &Runner::InProcess)
+}
+
+/// Runs the scenario's sweep (this shard of it) with `runner` and writes the
+/// table and plots. `sweep.csv` is written whatever the points did; a sweep
+/// stopped by a signal returns `Interrupted` after writing it.
+pub fn sweep_with(file: &Path, opts: &SweepOptions, runner: &Runner) -> Result<Table> {
     let base = scenario::load(file, &opts.overrides)?;
     if base.sweep.is_empty() {
         bail!(
@@ -109,42 +102,25 @@ pub fn sweep(file: &Path, opts: &SweepOptions) -> Result<Table> {
             file.display()
         );
     }
-    for (key, values) in &base.sweep {
-        if values.is_empty() {
-            bail!("{}: key `sweep.\"{key}\"` has no values", file.display());
-        }
-    }
     let keys: Vec<String> = base.sweep.keys().cloned().collect();
     let points = grid(&base.sweep);
-    // Check every point's scenario before running any.
     let mut scenarios = Vec::new();
     for (g, point) in points.iter().enumerate() {
         if g % opts.shard.1 != opts.shard.0 {
             continue;
         }
-        let mut overrides = opts.overrides.clone();
-        for (k, v) in point {
-            overrides.push(format!("{k}={v}"));
-        }
-        let s = scenario::parse_with_overrides(&text, file, &overrides)
-            .and_then(|s| {
-                scenario::validate(&s).map_err(|(key, message)| scenario::ScenarioError {
-                    file: file.to_path_buf(),
-                    position: None,
-                    key: Some(key),
-                    message,
-                })?;
-                Ok(s)
-            })
-            .with_context(|| format!("grid point {g} ({})", describe(point)))?;
+        let s = point_scenario(&base, point).map_err(|(key, message)| {
+            anyhow::anyhow!(
+                "{}: grid point {g} ({}): key `{key}`: {message}",
+                file.display(),
+                describe(point)
+            )
+        })?;
         scenarios.push((g, point.clone(), s));
     }
     let rec = Recorder::create(&opts.out_dir, opts.force)?;
-    let jobs = if opts.jobs == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        opts.jobs
-    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = if opts.jobs == 0 { cores } else { opts.jobs };
     let next = AtomicUsize::new(0);
     let rows: Mutex<Vec<(usize, Vec<String>)>> = Mutex::new(Vec::new());
     eprintln!(
@@ -154,6 +130,7 @@ pub fn sweep(file: &Path, opts: &SweepOptions) -> Result<Table> {
         opts.shard.0,
         opts.shard.1
     );
+    let threads_per_point = (cores / jobs.max(1)).max(1);
     std::thread::scope(|scope| {
         for _ in 0..jobs.min(scenarios.len()).max(1) {
             scope.spawn(|| {
@@ -162,44 +139,21 @@ pub fn sweep(file: &Path, opts: &SweepOptions) -> Result<Table> {
                     let Some((g, point, s)) = scenarios.get(k) else {
                         break;
                     };
-                    let t0 = std::time::Instant::now();
                     let out = rec.dir().join("points").join(format!("p{g:04}"));
-                    let result = run(
-                        s,
-                        &RunOptions {
-                            out_dir: out.clone(),
-                            force: true,
-                            export_npy: None,
-                            progress: false,
-                        },
-                    );
-                    let mut row: Vec<String> = vec![g.to_string()];
-                    row.extend(point.iter().map(|(_, v)| value_text(v)));
-                    let get = |sum: &serde_json::Value, path: &[&str]| {
-                        let mut v = sum;
-                        for p in path {
-                            v = &v[*p];
+                    let result = if interrupt::requested().is_some() {
+                        PointResult {
+                            status: "not run".into(),
+                            summary: None,
+                            seconds: 0.0,
                         }
-                        v.as_f64().map_or(String::new(), num)
+                    } else {
+                        match runner {
+                            Runner::InProcess => run_in_process(s, &out),
+                            Runner::Processes(exe) => run_in_child(exe, s, &out, threads_per_point),
+                        }
                     };
-                    match &result {
-                        Ok(sum) => {
-                            row.push(get(sum, &["equivalence", "max_rel_diff"]));
-                            row.push(get(sum, &["equivalence", "min_cosine"]));
-                            match equivalence_profile(&out) {
-                                Some((mean, frac)) => row.extend([num(mean), num(frac)]),
-                                None => row.extend([String::new(), String::new()]),
-                            }
-                            row.push(get(sum, &["test_accuracy"]));
-                            row.push("completed".into());
-                        }
-                        Err(e) => {
-                            row.extend((0..5).map(|_| String::new()));
-                            row.push(format!("failed: {}", format!("{e:#}").replace('\n', " ")));
-                        }
-                    }
-                    row.push(format!("{:.3}", t0.elapsed().as_secs_f64()));
-                    eprintln!("  point {g} ({}): {}", describe(point), row[row.len() - 2]);
+                    let row = table_row(*g, point, &result);
+                    eprintln!("  point {g} ({}): {}", describe(point), result.status);
                     rows.lock().expect("no poisoning").push((*g, row));
                 }
             });
@@ -215,15 +169,211 @@ pub fn sweep(file: &Path, opts: &SweepOptions) -> Result<Table> {
         rows: rows.into_iter().map(|r| r.1).collect(),
     };
     write_outputs(&rec, &table)?;
+    let status_col = table.header.len() - 2;
+    let done = table
+        .rows
+        .iter()
+        .filter(|r| r[status_col] == "completed")
+        .count();
+    if let Some(signal) = interrupt::requested() {
+        return Err(interrupt::Interrupted {
+            signal,
+            what: "the sweep",
+            progress: format!("{done} of {} point(s) completed", table.rows.len()),
+            dir: rec.dir().display().to_string(),
+        }
+        .into());
+    }
+    if done < table.rows.len() {
+        eprintln!(
+            "sweep: {} of {} point(s) did not complete (see the status column)",
+            table.rows.len() - done,
+            table.rows.len()
+        );
+    }
     Ok(table)
 }
 
-fn describe(point: &[(String, toml::Value)]) -> String {
-    point
-        .iter()
-        .map(|(k, v)| format!("{k}={}", value_text(v)))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// One row of `sweep.csv`.
+fn table_row(g: usize, point: &Point, r: &PointResult) -> Vec<String> {
+    let mut row: Vec<String> = vec![g.to_string()];
+    row.extend(point.iter().map(|(_, v)| value_text(v)));
+    let get = |path: &[&str]| {
+        let Some(mut v) = r.summary.as_ref() else {
+            return String::new();
+        };
+        for p in path {
+            v = &v[*p];
+        }
+        v.as_f64().map_or(String::new(), num)
+    };
+    for (section, key) in [
+        ("equivalence", "max_rel_diff"),
+        ("equivalence", "min_cosine"),
+        ("equivalence", "mean_rel_diff"),
+        ("equivalence", "frac_inexact"),
+    ] {
+        row.push(get(&[section, key]));
+    }
+    row.push(get(&["test_accuracy"]));
+    row.push(r.status.replace(['\n', '\r'], " "));
+    row.push(format!("{:.3}", r.seconds));
+    row
+}
+
+/// The status cell of a run summary: `completed`, or `STATUS: reason`.
+fn status_of(summary: &serde_json::Value) -> Option<String> {
+    let status = summary["status"].as_str()?;
+    Some(match summary["reason"].as_str() {
+        Some(reason) if status != "completed" && status != "interrupted" => {
+            format!("{status}: {reason}")
+        }
+        _ => status.to_string(),
+    })
+}
+
+fn read_summary(dir: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("summary.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn run_in_process(s: &crate::scenario::Scenario, out: &Path) -> PointResult {
+    let t0 = std::time::Instant::now();
+    let opts = RunOptions {
+        out_dir: out.to_path_buf(),
+        force: true,
+        export_npy: None,
+        progress: false,
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(s, &opts)));
+    let summary = read_summary(out);
+    let status = match &result {
+        Ok(Ok(_)) => "completed".to_string(),
+        Ok(Err(e)) => summary
+            .as_ref()
+            .and_then(status_of)
+            .unwrap_or_else(|| format!("failed: {e:#}")),
+        Err(_) => summary
+            .as_ref()
+            .and_then(status_of)
+            .unwrap_or_else(|| "failed: the point panicked".into()),
+    };
+    PointResult {
+        status,
+        summary,
+        seconds: t0.elapsed().as_secs_f64(),
+    }
+}
+
+/// Runs one point as `EXE run - --out DIR --force`, forwarding a stopping
+/// signal to it, and reads what it left.
+fn run_in_child(
+    exe: &Path,
+    s: &crate::scenario::Scenario,
+    out: &Path,
+    threads: usize,
+) -> PointResult {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let t0 = std::time::Instant::now();
+    let failed = |status: String| PointResult {
+        status,
+        summary: None,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    use std::os::unix::process::CommandExt;
+    let spawned = Command::new(exe)
+        .args([
+            "run",
+            "-",
+            "--force",
+            "--threads",
+            &threads.to_string(),
+            "--out",
+        ])
+        .arg(out)
+        .env_remove("PCSIM_THREADS")
+        // Its own process group: a Ctrl-C at the terminal reaches the sweep
+        // only, which passes exactly one signal on (two would make the
+        // point exit at once, without its summary).
+        .process_group(0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return failed(format!("failed: cannot start {} ({e})", exe.display())),
+    };
+    let text = s.to_toml();
+    let fed = child
+        .stdin
+        .take()
+        .map(|mut stdin| stdin.write_all(text.as_bytes()));
+    let mut stderr = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = e.read_to_end(&mut buf);
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    let mut forwarded = false;
+    let exit = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) => {}
+            Err(e) => break Err(e),
+        }
+        if let (false, Some(signal)) = (forwarded, interrupt::requested()) {
+            let sig = if signal == interrupt::SIGTERM {
+                rustix::process::Signal::TERM
+            } else {
+                rustix::process::Signal::INT
+            };
+            let _ = rustix::process::kill_process(rustix::process::Pid::from_child(&child), sig);
+            forwarded = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stderr = reader.join().unwrap_or_default();
+    let last_lines = || {
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(3)..].join(" | ")
+    };
+    let summary = read_summary(out);
+    let exit = match exit {
+        Ok(e) => e,
+        Err(e) => return failed(format!("failed: cannot wait for the point's process ({e})")),
+    };
+    let status = match (exit.code(), summary.as_ref().and_then(status_of)) {
+        (Some(0), Some(s)) => s,
+        (Some(130 | 143), _) => "interrupted".into(),
+        (Some(101), Some(s)) => format!("{s} (the process panicked)"),
+        (Some(101), None) => format!("failed: the process panicked: {}", last_lines()),
+        (Some(_), Some(s)) if s != "completed" => s,
+        (Some(code), _) => match fed {
+            Some(Err(e)) => format!(
+                "failed: cannot pass the scenario to the process ({e}); exit code {code}: {}",
+                last_lines()
+            ),
+            _ => format!("failed: exit code {code}: {}", last_lines()),
+        },
+        (None, _) => {
+            use std::os::unix::process::ExitStatusExt;
+            let signal = exit.signal().unwrap_or(0);
+            format!(
+                "failed: the process was killed by {}: {}",
+                interrupt::name(signal),
+                last_lines()
+            )
+        }
+    };
+    PointResult {
+        status,
+        summary,
+        seconds: t0.elapsed().as_secs_f64(),
+    }
 }
 
 /// Merges the `sweep.csv` of several shard directories into `out`.

@@ -1,8 +1,11 @@
 //! Everything a run writes goes through the `Recorder`: CSV tables, JSON,
-//! the resolved scenario, `.npy` arrays and SVG plots, each written to a
-//! temporary file and renamed, so an interrupted run never leaves a
-//! half-written file.
+//! the resolved scenario, `.npy` arrays and SVG plots, each written
+//! atomically (`fsio`), so a run killed at any moment never leaves a
+//! half-written file; and the directory describes one run: `--force` empties
+//! an earlier pcsim directory before reusing it. `equivalence` measures and
+//! logs how far a rule's updates are from backprop's.
 
+pub mod equivalence;
 pub mod plot;
 
 use anyhow::{Context, Result};
@@ -61,21 +64,75 @@ pub struct Recorder {
     dir: PathBuf,
 }
 
+/// The file that marks a directory as pcsim's output, so `--force` may
+/// empty it.
+pub const MARKER: &str = ".pcsim-output";
+
+/// A directory pcsim wrote: it has the marker, or (written before the
+/// marker existed) the files of a run or a sweep.
+fn written_by_pcsim(dir: &Path) -> bool {
+    let has = |name: &str| dir.join(name).exists();
+    has(MARKER)
+        || has("sweep.csv")
+        || (has("scenario.toml") && (has("summary.json") || has("metrics.csv")))
+}
+
 impl Recorder {
-    /// Creates the run directory. An existing non-empty directory is refused
-    /// unless `overwrite`, so earlier results are never clobbered by accident.
+    /// Creates the output directory. An existing non-empty directory is
+    /// refused unless `overwrite`, so earlier results are never clobbered by
+    /// accident; with `overwrite`, a directory pcsim wrote is emptied first
+    /// (the directory describes one run), and any other is refused.
     pub fn create(dir: &Path, overwrite: bool) -> Result<Self> {
-        if dir.exists() && !overwrite && std::fs::read_dir(dir)?.next().is_some() {
+        if dir.exists() && !dir.is_dir() {
             anyhow::bail!(
-                "output directory {} already exists and is not empty; choose another --out or pass --force to overwrite",
+                "output directory {} exists and is not a directory; choose another --out",
                 dir.display()
             );
         }
+        let entries = |dir: &Path| {
+            std::fs::read_dir(dir)
+                .with_context(|| format!("cannot list the output directory {}", dir.display()))
+        };
+        if dir.is_dir() && entries(dir)?.next().is_some() {
+            if !overwrite {
+                anyhow::bail!(
+                    "output directory {} already exists and is not empty; choose another --out or pass --force to overwrite",
+                    dir.display()
+                );
+            }
+            if !written_by_pcsim(dir) {
+                anyhow::bail!(
+                    "output directory {} is not empty and was not written by pcsim (it has no {MARKER}, scenario.toml or sweep.csv); --force only replaces pcsim output, so choose another --out",
+                    dir.display()
+                );
+            }
+            for entry in entries(dir)? {
+                let path = entry
+                    .with_context(|| format!("cannot list {}", dir.display()))?
+                    .path();
+                let removed = if path.is_dir() && !path.is_symlink() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.with_context(|| {
+                    format!(
+                        "--force: cannot remove {} of the earlier run",
+                        path.display()
+                    )
+                })?;
+            }
+        }
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create output directory {}", dir.display()))?;
-        Ok(Self {
+        let rec = Self {
             dir: dir.to_path_buf(),
-        })
+        };
+        rec.write_text(
+            MARKER,
+            "This directory was written by pcsim; `--force` empties it before reusing it.\n",
+        )?;
+        Ok(rec)
     }
 
     pub fn dir(&self) -> &Path {
@@ -111,16 +168,10 @@ impl Recorder {
     }
 }
 
-/// Temporary file beside `path`, then rename: readers see the old file or
-/// the new one, never a half-written one.
+/// Writes `bytes` to `path` atomically (`fsio::write_atomic`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} into place", path.display()))?;
-    Ok(())
+    crate::fsio::write_atomic(path, bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Writes an array as `.npy` (atomically) for numpy users.

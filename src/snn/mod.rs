@@ -10,7 +10,6 @@ pub mod encode;
 pub mod eval;
 pub mod lif;
 pub mod network;
-pub mod report;
 pub mod synapse;
 
 pub use eval::{SpikingReport, evaluate};

@@ -28,7 +28,16 @@ use super::synapse::{SynapseKind, SynapticFilter};
 use crate::nn::activation::LifParams;
 use crate::nn::{ActivationKind, Mlp, Real};
 
-pub use crate::scenario::Readout;
+/// How a spiking network's class is read from its output layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Readout {
+    /// Most output spikes; ties broken by the integrated output current.
+    #[default]
+    SpikeCount,
+    /// Largest output current integrated over the presentation.
+    Current,
+}
 
 /// Simulation settings of a spiking evaluation.
 #[derive(Clone, Debug, PartialEq)]

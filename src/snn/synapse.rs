@@ -12,7 +12,16 @@
 //! (scaled by `(1 − a)/dt`) to the first stage: the synaptic work is
 //! proportional to the number of spikes, not to neurons × steps.
 
-pub use crate::scenario::SynapseKind;
+/// Shape of the synaptic kernel of a spiking network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SynapseKind {
+    /// First-order low-pass `e^{−t/τ_s}/τ_s`.
+    Exponential,
+    /// Alpha function `t e^{−t/τ_s}/τ_s²` (two first-order stages).
+    #[default]
+    Alpha,
+}
 
 /// Filter state of a group of postsynaptic neurons.
 #[derive(Clone, Debug)]

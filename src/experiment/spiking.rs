@@ -5,13 +5,12 @@
 //! the trained weights (`weights/W2.npy`, `b2.npy`, …) and the spiking fields of `summary.json` (`test_accuracy` becomes the
 //! spiking accuracy, `rate_test_accuracy` the rate network's).
 
-use super::eval::evaluate;
-use super::network::{SpikingConfig, SpikingNetwork};
 use crate::data::Dataset;
 use crate::metrics::plot::{Panel, Series};
 use crate::metrics::{Recorder, Table, num};
 use crate::nn::{Mlp, Real};
 use crate::scenario::{Scenario, SnnConfig};
+use crate::snn::{SpikingConfig, SpikingNetwork, evaluate};
 use anyhow::{Context, Result};
 use serde_json::json;
 

@@ -1,0 +1,325 @@
+//! Semantic checks of a parsed scenario: sizes that must agree, ranges of
+//! numbers, the run directory's name, the `[sweep]` grid, and the resource
+//! bounds of `bounds`. Every error is `(dotted key, what is wrong and what is
+//! allowed)`; `load` turns it into a located `ScenarioError`.
+
+use super::bounds;
+use super::schema::{AlgorithmKind, DataKind, Scenario, SnnConfig};
+use crate::nn::ActivationKind;
+
+/// `(dotted key, message)`.
+pub type Invalid = (String, String);
+
+pub(crate) fn check(ok: bool, key: &str, message: impl FnOnce() -> String) -> Result<(), Invalid> {
+    if ok {
+        Ok(())
+    } else {
+        Err((key.to_string(), message()))
+    }
+}
+
+fn positive(value: f64, key: &str) -> Result<(), Invalid> {
+    check(value.is_finite() && value > 0.0, key, || {
+        format!("must be a finite number > 0, got {}", show(value))
+    })
+}
+
+/// A number for a message: plain when short, in exponent notation when
+/// Rust would print hundreds of digits (`1e300`).
+pub fn show(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || (1e-4..1e15).contains(&v.abs()) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
+}
+
+fn at_most(value: usize, max: usize, key: &str, why: &str) -> Result<(), Invalid> {
+    check(value <= max, key, || {
+        format!("must be at most {max} ({why}), got {value}")
+    })
+}
+
+/// `[784, 256, 10]`, or its ends when it is long.
+fn sizes_text(layers: &[usize]) -> String {
+    if layers.len() <= 12 {
+        return format!("{layers:?}");
+    }
+    format!(
+        "{:?} … {:?} ({} sizes)",
+        &layers[..6],
+        &layers[layers.len() - 3..],
+        layers.len()
+    )
+}
+
+/// Longest scenario name (it becomes part of a directory name).
+pub const MAX_NAME_LEN: usize = 100;
+/// Most layers a network may have.
+pub const MAX_DEPTH: usize = 1000;
+/// Most epochs of one run.
+pub const MAX_EPOCHS: usize = 100_000;
+/// Most inference steps per batch (training or prediction).
+pub const MAX_INFERENCE_STEPS: usize = 100_000;
+/// Weakest output nudging: the update is scaled by 1/β.
+pub const MIN_BETA: f64 = 1e-6;
+/// Largest synthetic cluster standard deviation: the centres lie in [0, 1],
+/// so beyond this the classes are pure noise (and f32 overflows near 3e38).
+pub const MAX_NOISE: f64 = 1000.0;
+/// Largest |initial hidden bias|; beyond it every unit saturates.
+pub const MAX_BIAS_INIT: f64 = 1e6;
+/// Most worker threads of the spiking evaluation.
+pub const MAX_THREADS: usize = 1024;
+
+/// The name picks the default run directory `runs/<name>-<time>`, so it must
+/// not be able to choose where files go: no separators, no `..`, no hidden
+/// or option-like names.
+fn check_name(name: &str) -> Result<(), Invalid> {
+    let ok = !name.is_empty()
+        && name.chars().count() <= MAX_NAME_LEN
+        && !name.starts_with(['.', '-'])
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'));
+    check(ok, "name", || {
+        format!(
+            "names the run directory, so it may only contain letters, digits, '.', '_', '+' and '-', must not start with '.' or '-' and has at most {MAX_NAME_LEN} characters; got {name:?}"
+        )
+    })
+}
+
+/// Semantic checks: sizes that must agree, ranges of numbers, resources.
+pub fn validate(s: &Scenario) -> Result<(), Invalid> {
+    check_name(&s.name)?;
+    let layers = &s.network.layers;
+    check(layers.len() >= 2, "network.layers", || {
+        format!(
+            "needs at least an input and an output size, got {}",
+            sizes_text(layers)
+        )
+    })?;
+    at_most(layers.len(), MAX_DEPTH, "network.layers", "layers")?;
+    check(layers.iter().all(|&n| n > 0), "network.layers", || {
+        format!(
+            "every layer needs at least one unit, got {}",
+            sizes_text(layers)
+        )
+    })?;
+    let (features, classes) = s.data.shape();
+    check(layers[0] == features, "network.layers", || {
+        format!(
+            "input layer has {} units but the {} data has {features} features; set network.layers[0] = {features}",
+            layers[0],
+            s.data.kind.name()
+        )
+    })?;
+    check(*layers.last().unwrap() == classes, "network.layers", || {
+        format!(
+            "output layer has {} units but the data has {classes} classes; make the last size {classes}",
+            layers.last().unwrap()
+        )
+    })?;
+    let lif = &s.network.lif;
+    positive(lif.tau_rc, "network.lif.tau_rc")?;
+    check(
+        lif.tau_ref.is_finite() && lif.tau_ref >= 0.0,
+        "network.lif.tau_ref",
+        || format!("must be ≥ 0, got {}", show(lif.tau_ref)),
+    )?;
+    positive(lif.amplitude, "network.lif.amplitude")?;
+    positive(lif.smoothing, "network.lif.smoothing")?;
+    let bias = s.network.hidden_bias_init;
+    check(
+        bias.is_finite() && bias.abs() <= MAX_BIAS_INIT,
+        "network.hidden_bias_init",
+        || {
+            format!(
+                "must be a finite number in [-{MAX_BIAS_INIT:e}, {MAX_BIAS_INIT:e}] (beyond it every unit saturates), got {}",
+                show(bias)
+            )
+        },
+    )?;
+
+    let t = &s.training;
+    check(t.epochs >= 1, "training.epochs", || "must be ≥ 1".into())?;
+    at_most(t.epochs, MAX_EPOCHS, "training.epochs", "epochs per run")?;
+    check(t.batch_size >= 1, "training.batch_size", || {
+        "must be ≥ 1".into()
+    })?;
+    positive(t.learning_rate, "training.learning_rate")?;
+    check(
+        (0.0..1.0).contains(&t.momentum),
+        "training.momentum",
+        || format!("must be in [0, 1), got {}", show(t.momentum)),
+    )?;
+    positive(t.lr_decay, "training.lr_decay")?;
+
+    let inf = &s.algorithm.inference;
+    positive(inf.gamma, "algorithm.inference.gamma")?;
+    check(inf.steps >= 1, "algorithm.inference.steps", || {
+        "must be ≥ 1".into()
+    })?;
+    for (key, steps) in [
+        ("algorithm.inference.steps", inf.steps),
+        ("algorithm.inference.predict_steps", inf.predict_steps),
+    ] {
+        at_most(steps, MAX_INFERENCE_STEPS, key, "inference steps per batch")?;
+    }
+    check(
+        inf.beta.is_finite() && (MIN_BETA..=1.0).contains(&inf.beta),
+        "algorithm.inference.beta",
+        || {
+            format!(
+                "must be in [{MIN_BETA:e}, 1] (the update is scaled by 1/β), got {}",
+                show(inf.beta)
+            )
+        },
+    )?;
+    if s.algorithm.kind == AlgorithmKind::Zil {
+        check(inf.beta == 1.0, "algorithm.inference.beta", || {
+            "Z-IL clamps the target (β = 1); remove the key or use kind = \"il\"".into()
+        })?;
+    }
+
+    if s.data.kind == DataKind::Synthetic {
+        let d = &s.data.synthetic;
+        for (key, n) in [
+            ("data.synthetic.n_train", d.n_train),
+            ("data.synthetic.n_test", d.n_test),
+            ("data.synthetic.n_features", d.n_features),
+            ("data.synthetic.clusters_per_class", d.clusters_per_class),
+        ] {
+            check(n >= 1, key, || "must be ≥ 1".into())?;
+        }
+        check(
+            (2..=255).contains(&d.n_classes),
+            "data.synthetic.n_classes",
+            || format!("must be in 2..=255, got {}", d.n_classes),
+        )?;
+        check(
+            d.noise.is_finite() && (0.0..=MAX_NOISE).contains(&d.noise),
+            "data.synthetic.noise",
+            || {
+                format!(
+                    "must be in [0, {MAX_NOISE}] (the cluster centres lie in [0, 1]; more is pure noise), got {}",
+                    show(d.noise)
+                )
+            },
+        )?;
+    }
+    let zil = crate::algo::pc::rule_kind(
+        s.algorithm.kind != AlgorithmKind::Bp,
+        s.algorithm.kind == AlgorithmKind::Zil,
+    );
+    crate::algo::pc::check_inference_usage(&s.algorithm.inference, zil)?;
+    crate::runtime::config::validate(&s.runtime, zil, &s.network.layers)?;
+    for (key, v) in [
+        ("data.train_subset", s.data.train_subset),
+        ("data.test_subset", s.data.test_subset),
+    ] {
+        check(v != Some(0), key, || "must be ≥ 1 when given".into())?;
+    }
+    if let Some(snn) = &s.snn {
+        validate_snn(s, snn)?;
+    }
+    check_eval_every(s)?;
+    bounds::check(s)?;
+    super::grid::validate_sweep(s)?;
+    Ok(())
+}
+
+/// An evaluation interval longer than the run would never evaluate.
+fn check_eval_every(s: &Scenario) -> Result<(), Invalid> {
+    let every = s.output.eval_every;
+    let Some(plan) = bounds::StepPlan::of(s) else {
+        return Ok(());
+    };
+    check(every <= plan.total_steps(), "output.eval_every", || {
+        format!(
+            "is {every} but the run has only {} training step(s) ({} epoch(s) × {} step(s) of batch {} over {} samples); use 0 (after every epoch) or at most {}",
+            plan.total_steps(),
+            plan.epochs,
+            plan.steps_per_epoch,
+            plan.batch,
+            plan.train_samples,
+            plan.total_steps()
+        )
+    })
+}
+
+/// Checks of the `[snn]` table.
+fn validate_snn(s: &Scenario, c: &SnnConfig) -> Result<(), Invalid> {
+    check(
+        matches!(
+            s.network.activation,
+            ActivationKind::Lif | ActivationKind::SoftLif
+        ),
+        "network.activation",
+        || {
+            format!(
+                "[snn] runs the network with LIF spikes, so the hidden activation must be \"lif\" or \"soft_lif\", got {:?}",
+                s.network.activation
+            )
+        },
+    )?;
+    check(
+        s.network.lif.tau_ref.is_finite() && s.network.lif.tau_ref > 0.0,
+        "network.lif.tau_ref",
+        || {
+            format!(
+                "[snn] codes inputs as Poisson rates x / t_ref, so t_ref must be > 0, got {}",
+                show(s.network.lif.tau_ref)
+            )
+        },
+    )?;
+    positive(c.dt, "snn.dt")?;
+    check(c.dt <= 0.01, "snn.dt", || {
+        format!(
+            "must be ≤ 0.01 s (a LIF neuron spikes at most once per step), got {}",
+            show(c.dt)
+        )
+    })?;
+    check(
+        c.presentation_time.is_finite() && c.presentation_time >= c.dt,
+        "snn.presentation_time",
+        || {
+            format!(
+                "must be ≥ snn.dt ({}), got {}",
+                show(c.dt),
+                show(c.presentation_time)
+            )
+        },
+    )?;
+    check(
+        c.presentation_time / c.dt <= 1e7,
+        "snn.presentation_time",
+        || {
+            format!(
+                "{} s at dt = {} is more than 10^7 steps per image",
+                show(c.presentation_time),
+                show(c.dt)
+            )
+        },
+    )?;
+    positive(c.tau_s, "snn.tau_s")?;
+    if let Some(t) = c
+        .presentation_sweep
+        .iter()
+        .find(|&&t| !(t.is_finite() && t >= c.dt && t <= c.presentation_time))
+    {
+        return Err((
+            "snn.presentation_sweep".into(),
+            format!(
+                "every time must lie in [snn.dt, snn.presentation_time] = [{}, {}], got {}",
+                show(c.dt),
+                show(c.presentation_time),
+                show(*t)
+            ),
+        ));
+    }
+    check(c.test_subset != Some(0), "snn.test_subset", || {
+        "must be ≥ 1 when given".into()
+    })?;
+    at_most(c.threads, MAX_THREADS, "snn.threads", "worker threads")?;
+    Ok(())
+}
