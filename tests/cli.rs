@@ -448,14 +448,14 @@ fn issue_12_reproductions_are_clean_errors() {
             "validate",
             "ok.toml",
             "--set",
-            "data.path=../x/y",
+            "description=../x/y",
             "--set",
             "network.activation=tanh",
         ],
         d,
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("path = \"../x/y\""));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("description = \"../x/y\""));
     // A value from --set that validation refuses is blamed on the --set.
     let o = pcsim(&["validate", "ok.toml", "--set", "training.epochs=0"], d);
     assert_error(

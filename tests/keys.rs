@@ -76,16 +76,7 @@ const INVISIBLE: &[(&str, &str, &str)] = &[
 
 /// Keys other branches still drop (issue 12); each entry names its owner.
 /// Remove an entry when its key is honoured or refused.
-const KNOWN_GAPS: &[(&str, &str)] = &[
-    (
-        "data.path",
-        "synthetic data ignores data.path; validate should refuse it (hardening, issue 12)",
-    ),
-    (
-        "network.lif.",
-        "the LIF constants are ignored unless network.activation is lif or soft_lif; validate should refuse them (hardening, issue 12)",
-    ),
-];
+const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 /// Optional keys (absent from `to_toml()` unless given) and a value for each.
 fn optional_keys(snn: bool) -> Vec<(&'static str, Value)> {

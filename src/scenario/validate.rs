@@ -207,6 +207,8 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
             },
         )?;
     }
+    check_data_usage(s)?;
+    check_lif_usage(s)?;
     let zil = crate::algo::pc::rule_kind(
         s.algorithm.kind != AlgorithmKind::Bp,
         s.algorithm.kind == AlgorithmKind::Zil,
@@ -226,6 +228,62 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
     bounds::check(s)?;
     super::grid::validate_sweep(s)?;
     Ok(())
+}
+
+/// Keys of the data source the scenario does not read are refused, so none
+/// is silently ignored: `data.path` belongs to MNIST, `[data.synthetic]` to
+/// the generated set.
+fn check_data_usage(s: &Scenario) -> Result<(), Invalid> {
+    let default = super::schema::DataConfig::default();
+    match s.data.kind {
+        DataKind::Synthetic => check(s.data.path == default.path, "data.path", || {
+            "the synthetic data is generated in code and reads no files; remove the key or set data.kind = \"mnist\"".into()
+        }),
+        DataKind::Mnist => {
+            match crate::algo::pc::changed_keys(
+                &s.data.synthetic,
+                &default.synthetic,
+                "data.synthetic",
+            )
+            .into_iter()
+            .next()
+            {
+                Some(key) => Err((
+                    key,
+                    "describes the generated data set; data.kind = \"mnist\" reads the IDX files instead (remove the key or set data.kind = \"synthetic\")".into(),
+                )),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+/// The LIF constants shape only the `lif` / `soft_lif` activations (and the
+/// spiking evaluation, which requires one of them).
+fn check_lif_usage(s: &Scenario) -> Result<(), Invalid> {
+    if matches!(
+        s.network.activation,
+        ActivationKind::Lif | ActivationKind::SoftLif
+    ) {
+        return Ok(());
+    }
+    match crate::algo::pc::changed_keys(
+        &s.network.lif,
+        &crate::nn::activation::LifParams::default(),
+        "network.lif",
+    )
+    .into_iter()
+    .next()
+    {
+        Some(key) => Err((
+            key,
+            format!(
+                "shapes only the \"lif\" and \"soft_lif\" activations, and network.activation is {:?}; remove the key or change the activation",
+                s.network.activation
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// An evaluation interval longer than the run would never evaluate.
