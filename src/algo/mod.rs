@@ -89,10 +89,12 @@ pub fn bounds(n: usize, parts: usize) -> Vec<usize> {
     (0..=parts).map(|p| p * n / parts).collect()
 }
 
-/// Work is always cut into this many parts, whatever the thread count, so
-/// every result is the same on one core and on many (the kernels' rounding
-/// depends on the block shapes they are given).
-pub const PARTS: usize = 2;
+/// Row blocks a batch of `rows` samples is cut into: one per thread, at
+/// least 8 rows each. The kernels give every row (and every output unit)
+/// the same bits however the batch is cut, so this only sets the speed.
+pub fn parts_for(rows: usize) -> usize {
+    crate::nn::linalg::threads().min(rows.div_ceil(8)).max(1)
+}
 
 /// Runs `job(part)` for every part: on the rayon pool when threads are
 /// allowed, else one after the other.
