@@ -9,13 +9,13 @@
 //! (each unit's update is its own reduction over the whole batch).
 //! A sparse input (MNIST) feeds the first layer through `nn::sparse`.
 
-use super::{Momentum, Trainer, bounds, for_each_part, parts_for};
+use super::{Momentum, Trainer, bounds, for_each_part, parts_for, split_units};
 use crate::nn::kernels::{
     Accum, column_sums, matmul, rank_update, sparse_matmul, sparse_rank_update, transpose_into,
 };
 use crate::nn::sparse::{SPARSE_DENSITY, SparseRows, density};
 use crate::nn::{Mlp, Real, Updates};
-use ndarray::{Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, s};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, s};
 
 /// Backprop with its preallocated buffers.
 pub struct Backprop<T: Real> {
@@ -193,35 +193,10 @@ impl<T: Real> Backprop<T> {
         let scale = -self.learning_rate / T::of(n as f64);
         let row_cuts = bounds(n, parts_for(n));
         let parts = crate::nn::linalg::threads().max(1);
-        // One job per (thread, layer slice): every thread takes a share of the
-        // output units of every layer.
-        type Job<'a, T> = (
-            usize,
-            ArrayViewMut2<'a, T>,
-            ArrayViewMut1<'a, T>,
-            usize,
-            usize,
-        );
-        let mut jobs: Vec<Vec<Job<'_, T>>> = (0..parts).map(|_| Vec::new()).collect();
-        for (i, (w, b)) in mlp.w.iter_mut().zip(mlp.b.iter_mut()).enumerate() {
-            let cuts = bounds(w.nrows(), parts);
-            let mut w_rest = w.view_mut();
-            let mut b_rest = b.view_mut();
-            for p in 0..parts {
-                let len = cuts[p + 1] - cuts[p];
-                let (w_head, w_tail) = w_rest.split_at(Axis(0), len);
-                let (b_head, b_tail) = b_rest.split_at(Axis(0), len);
-                jobs[p].push((i, w_head, b_head, cuts[p], cuts[p + 1]));
-                w_rest = w_tail;
-                b_rest = b_tail;
-            }
-        }
+        let jobs = split_units(&mut mlp.w, &mut mlp.b, parts, |_| true);
         let (a, delta, sp) = (&self.a, &self.delta, &self.sparse);
         for_each_part(jobs, |jobs| {
             for (i, mut w, b, lo, hi) in jobs {
-                if lo == hi {
-                    continue;
-                }
                 let d = delta[i].slice(s![..n, lo..hi]);
                 if i == 0 && use_sparse {
                     let segs: Vec<_> = row_cuts

@@ -96,6 +96,49 @@ pub fn parts_for(rows: usize) -> usize {
     crate::nn::linalg::threads().min(rows.div_ceil(8)).max(1)
 }
 
+/// A share of one layer's output units for the update phase:
+/// `(layer, rows lo..hi of W[l], the same entries of b[l], lo, hi)`.
+pub type UnitSlice<'a, T> = (
+    usize,
+    ndarray::ArrayViewMut2<'a, T>,
+    ndarray::ArrayViewMut1<'a, T>,
+    usize,
+    usize,
+);
+
+/// Cuts the output units of every layer `i` with `take(i)` into `parts`
+/// contiguous shares, one list of slices per part: the update phase gives
+/// each thread a share of every layer (each unit's update is its own
+/// reduction over the batch, so the split never changes a result).
+pub fn split_units<'a, T: Real>(
+    w: &'a mut [ndarray::Array2<T>],
+    b: &'a mut [ndarray::Array1<T>],
+    parts: usize,
+    take: impl Fn(usize) -> bool,
+) -> Vec<Vec<UnitSlice<'a, T>>> {
+    use ndarray::Axis;
+    let mut jobs: Vec<Vec<UnitSlice<'a, T>>> = (0..parts).map(|_| Vec::new()).collect();
+    for (i, (w, b)) in w.iter_mut().zip(b.iter_mut()).enumerate() {
+        if !take(i) {
+            continue;
+        }
+        let cuts = bounds(w.nrows(), parts);
+        let mut w_rest = w.view_mut();
+        let mut b_rest = b.view_mut();
+        for p in 0..parts {
+            let len = cuts[p + 1] - cuts[p];
+            let (w_head, w_tail) = w_rest.split_at(Axis(0), len);
+            let (b_head, b_tail) = b_rest.split_at(Axis(0), len);
+            if len > 0 {
+                jobs[p].push((i, w_head, b_head, cuts[p], cuts[p + 1]));
+            }
+            w_rest = w_tail;
+            b_rest = b_tail;
+        }
+    }
+    jobs
+}
+
 /// Runs `job(part)` for every part: on the rayon pool when threads are
 /// allowed, else one after the other.
 pub fn for_each_part<W: Send>(parts: Vec<W>, job: impl Fn(W) + Sync) {

@@ -125,6 +125,8 @@ pub struct PcLayer<T: Real> {
     sparse_cuts: Vec<usize>,
     /// Scratch: which rows the last up-message changed.
     changed: Vec<bool>,
+    /// `w_rows` matches `w` (not after `swap_params` until `split`).
+    mirror_fresh: bool,
 }
 
 /// A layer's parameters and settings, shared by all its row blocks.
@@ -150,9 +152,15 @@ pub(crate) struct Rows<'a, T: Real> {
     sparse: &'a mut SparseRows<T>,
     /// This block's copy of the layer's `u_stale`.
     pub(crate) stale: bool,
+    /// Index of the block's first row in the batch.
+    first: usize,
 }
 
 impl<T: Real> Params<'_, T> {
+    pub(crate) fn role(&self) -> Role {
+        self.role
+    }
+
     /// `u ← b + input · Wᵀ` (the sparse kernel for a sparse input, which
     /// `init` indexed), then the output non-linearity.
     fn predict(&self, r: &mut Rows<'_, T>) {
@@ -284,6 +292,12 @@ impl<T: Real> Params<'_, T> {
 }
 
 impl<'a, T: Real> Rows<'a, T> {
+    pub(crate) fn first(&self) -> usize {
+        self.first
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.x.nrows()
+    }
     pub(crate) fn eps(&self) -> ArrayView2<'_, T> {
         self.eps.view()
     }
@@ -358,6 +372,7 @@ impl<T: Real> PcLayer<T> {
             sparse: Vec::new(),
             sparse_cuts: vec![0, 0],
             changed: Vec::new(),
+            mirror_fresh: false,
         };
         layer.refresh_mirror();
         Ok(layer)
@@ -430,7 +445,9 @@ impl<T: Real> PcLayer<T> {
         assert_eq!(b.len(), self.b.len(), "layer {}: b shape", self.index);
         std::mem::swap(&mut self.w, w);
         std::mem::swap(&mut self.b, b);
-        self.weights_changed();
+        // The row-major copy is rebuilt when the next rule needs it.
+        self.mirror_fresh = false;
+        self.u_stale = true;
     }
 
     fn weights_changed(&mut self) {
@@ -442,6 +459,16 @@ impl<T: Real> PcLayer<T> {
         if let Some(m) = &mut self.w_rows {
             transpose_into(self.w.t(), m.view_mut());
         }
+        self.mirror_fresh = true;
+    }
+
+    /// The row-major copy of `W[l]` if it is current (else `ε·W` reads `W`
+    /// through a slower path).
+    fn mirror(&self) -> Option<ArrayView2<'_, T>> {
+        self.w_rows
+            .as_ref()
+            .filter(|_| self.mirror_fresh)
+            .map(|w| w.view())
     }
 
     /// Buffers follow the batch size; they reallocate only when it changes
@@ -462,6 +489,9 @@ impl<T: Real> PcLayer<T> {
     /// (which must cover `0..rows()`); `u_stale` is cleared when the blocks
     /// report, through `finish_blocks`, that they predicted.
     pub(crate) fn split(&mut self, cuts: &[usize]) -> (Params<'_, T>, Vec<Rows<'_, T>>) {
+        if !self.mirror_fresh {
+            self.refresh_mirror();
+        }
         let parts = cuts.len() - 1;
         if self.sparse.len() < parts {
             self.sparse.resize_with(parts, SparseRows::new);
@@ -503,8 +533,9 @@ impl<T: Real> PcLayer<T> {
             .zip(targets)
             .zip(changed)
             .zip(self.sparse.iter_mut())
+            .zip(cuts.iter().copied())
             .map(
-                |(((((((x, u), eps), fx), input), target), changed), sparse)| Rows {
+                |((((((((x, u), eps), fx), input), target), changed), sparse), first)| Rows {
                     x,
                     u,
                     eps,
@@ -514,17 +545,27 @@ impl<T: Real> PcLayer<T> {
                     changed,
                     sparse,
                     stale,
+                    first,
                 },
             )
             .collect();
         (params, rows)
     }
 
-    /// Prepares a batch of `rows` samples whose first up-message is `below`
-    /// (the whole batch): buffers, and whether the input takes the sparse path.
+    /// Prepares a batch whose first up-message is `below` (the whole batch):
+    /// buffers, and whether the input takes the sparse path — layer 2 only,
+    /// whose input is the clamped data (hidden activities stay dense), so
+    /// every driver decides alike.
     pub(crate) fn prepare(&mut self, below: ArrayView2<T>) {
         self.ensure_rows(below.nrows());
-        self.sparse_input = density(below) < SPARSE_DENSITY;
+        self.sparse_input = self.index == 2 && density(below) < SPARSE_DENSITY;
+    }
+
+    /// `prepare` for a layer above 2, before its input exists.
+    pub(crate) fn prepare_rows(&mut self, rows: usize) {
+        debug_assert!(self.index > 2);
+        self.ensure_rows(rows);
+        self.sparse_input = false;
     }
 
     /// After the row blocks ran: whether they left the prediction current.
@@ -623,7 +664,7 @@ impl<T: Real> PcLayer<T> {
         Params {
             role: self.role,
             w: self.w.view(),
-            w_rows: self.w_rows.as_ref().map(|w| w.view()),
+            w_rows: self.mirror(),
             b: self.b.view(),
             feedback: self.feedback.as_ref().map(|f| f.view()),
             beta: self.beta,
