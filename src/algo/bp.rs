@@ -29,8 +29,9 @@ pub struct Backprop<T: Real> {
     /// `W[l]` row-major for `δ[l] W[l]` (l ≥ 3; refreshed every step, as the
     /// `Mlp` keeps `W` column-major for the forward pass and the updates).
     w_rows: Vec<Array2<T>>,
-    /// The sparse input of each row block (phase A) .
+    /// The sparse input of each row block of phase A, and the blocks.
     sparse: Vec<SparseRows<T>>,
+    cuts: Vec<usize>,
     updates: Option<Updates<T>>,
     kept: bool,
 }
@@ -128,6 +129,7 @@ impl<T: Real> Backprop<T> {
             delta: buf(),
             w_rows: mlp.w.iter().map(|w| Array2::zeros(w.raw_dim())).collect(),
             sparse: Vec::new(),
+            cuts: Vec::new(),
             updates: None,
             kept: false,
         }
@@ -157,6 +159,7 @@ impl<T: Real> Backprop<T> {
         let use_sparse = density(x) < SPARSE_DENSITY;
         let parts = parts_for(n);
         let cuts = bounds(n, parts);
+        self.cuts.clone_from(&cuts);
         if self.sparse.len() < parts {
             self.sparse.resize_with(parts, SparseRows::new);
         }
@@ -191,7 +194,7 @@ impl<T: Real> Backprop<T> {
     fn apply_sgd(&mut self, mlp: &mut Mlp<T>, x: ArrayView2<T>, use_sparse: bool) {
         let n = x.nrows();
         let scale = -self.learning_rate / T::of(n as f64);
-        let row_cuts = bounds(n, parts_for(n));
+        let row_cuts = &self.cuts;
         let parts = crate::nn::linalg::threads().max(1);
         let jobs = split_units(&mut mlp.w, &mut mlp.b, parts, |_| true);
         let (a, delta, sp) = (&self.a, &self.delta, &self.sparse);

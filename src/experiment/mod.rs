@@ -2,6 +2,7 @@
 //! algorithm, trains with periodic evaluation, and writes the run directory
 //! through the `Recorder` (DESIGN.md §6).
 
+pub mod bench;
 pub mod export;
 pub mod sweep;
 

@@ -965,17 +965,39 @@ pub fn column_sums<T: super::Real>(
     mode: Accum,
     mut out: ArrayViewMut1<'_, T>,
 ) {
-    for (j, o) in out.iter_mut().enumerate() {
-        let mut acc = T::zero();
+    const CHUNK: usize = 64;
+    let n = out.len();
+    for j0 in (0..n).step_by(CHUNK) {
+        let len = CHUNK.min(n - j0);
+        let mut acc = [T::zero(); CHUNK];
         for a in segs {
-            for &v in a.column(j) {
-                acc += v;
+            assert_eq!(a.ncols(), n, "column_sums shapes");
+            for row in a.rows() {
+                let row = row.slice_move(ndarray::s![j0..j0 + len]);
+                match row.as_slice() {
+                    Some(v) => add_rows(&mut acc[..len], v),
+                    None => acc.iter_mut().zip(row).for_each(|(s, &v)| *s += v),
+                }
             }
         }
-        *o = match mode {
-            Accum::Set => scale * acc,
-            Accum::Add => *o + scale * acc,
-        };
+        for (o, &s) in out
+            .slice_mut(ndarray::s![j0..j0 + len])
+            .iter_mut()
+            .zip(&acc)
+        {
+            *o = match mode {
+                Accum::Set => scale * s,
+                Accum::Add => *o + scale * s,
+            };
+        }
+    }
+}
+
+super::simd::multiversion! {
+    fn add_rows<T: super::Real>(acc: &mut [T], v: &[T]) {
+        for (s, &v) in acc.iter_mut().zip(v) {
+            *s += v;
+        }
     }
 }
 
@@ -1035,7 +1057,11 @@ pub fn sparse_rank_update<T: super::Real>(
     for (sp, b) in segs {
         assert!(
             sp.ncols() == k && b.ncols() == n && b.nrows() == sp.nrows(),
-            "sparse_rank_update shapes"
+            "sparse_rank_update shapes: {}x{} sparse, {:?} dense, {:?} out",
+            sp.nrows(),
+            sp.ncols(),
+            b.dim(),
+            (k, n)
         );
     }
     if k == 0 || n == 0 {

@@ -496,8 +496,17 @@ impl<T: Real> PcLayer<T> {
         if self.sparse.len() < parts {
             self.sparse.resize_with(parts, SparseRows::new);
         }
-        self.sparse_cuts.clear();
-        self.sparse_cuts.extend_from_slice(cuts);
+        if self.sparse_cuts != cuts {
+            // The sparse input was indexed for other blocks (another thread
+            // count): index it again for these.
+            if self.sparse_input {
+                for (sp, c) in self.sparse.iter_mut().zip(cuts.windows(2)) {
+                    sp.fill(self.input.slice(s![c[0]..c[1], ..]));
+                }
+            }
+            self.sparse_cuts.clear();
+            self.sparse_cuts.extend_from_slice(cuts);
+        }
         let params = Params {
             role: self.role,
             w: self.w.view(),
