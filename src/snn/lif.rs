@@ -38,8 +38,9 @@ pub struct LifPopulation {
     dt: f32,
     /// `1 − e^{−dt/τ_RC}`, the full-step integration factor.
     full_step: f32,
-    /// Scratch: neurons the vector pass left to the scalar pass.
-    special: Vec<bool>,
+    /// Scratch: neurons the vector pass left to the scalar pass (1) or
+    /// finished (0), padded to a multiple of 8.
+    special: Vec<u8>,
 }
 
 impl LifPopulation {
@@ -52,7 +53,7 @@ impl LifPopulation {
             tau_ref: params.tau_ref as f32,
             dt: dt as f32,
             full_step: (-(-dt / params.tau_rc).exp_m1()) as f32,
-            special: vec![false; n],
+            special: vec![0; n.next_multiple_of(8)],
         }
     }
 
@@ -75,14 +76,15 @@ impl LifPopulation {
     /// spiked to `spikes` (which is not cleared).
     pub fn step(&mut self, j: &[f32], spikes: &mut Vec<u32>) {
         assert_eq!(j.len(), self.v.len(), "one current per neuron");
-        if self.special.len() != self.v.len() {
-            self.special.resize(self.v.len(), false);
+        let n = self.v.len();
+        if self.special.len() != n.next_multiple_of(8) {
+            self.special.resize(n.next_multiple_of(8), 0);
         }
         let any = common_cases(
             &mut self.v,
             &mut self.refractory,
             j,
-            &mut self.special,
+            &mut self.special[..n],
             self.dt,
             self.full_step,
         );
@@ -90,9 +92,15 @@ impl LifPopulation {
             return;
         }
         let consts = (self.dt, self.tau_rc, self.tau_ref, self.full_step);
-        for i in 0..self.v.len() {
-            if self.special[i] && step_one(consts, &mut self.v[i], &mut self.refractory[i], j[i]) {
-                spikes.push(i as u32);
+        // Flags are rare: skip them eight at a time.
+        for (c, flags) in self.special.chunks_exact(8).enumerate() {
+            let mut word = u64::from_le_bytes(flags.try_into().expect("8 flags"));
+            while word != 0 {
+                let i = c * 8 + (word.trailing_zeros() / 8) as usize;
+                word &= word - 1;
+                if step_one(consts, &mut self.v[i], &mut self.refractory[i], j[i]) {
+                    spikes.push(i as u32);
+                }
             }
         }
     }
@@ -146,7 +154,7 @@ crate::nn::simd::multiversion! {
         v: &mut [f32],
         refractory: &mut [f32],
         j: &[f32],
-        special: &mut [bool],
+        special: &mut [u8],
         dt: f32,
         full: f32,
     ) -> bool {
@@ -165,7 +173,7 @@ crate::nn::simd::multiversion! {
             let vn = if vn < 0.0 { 0.0 } else { vn };
             *v = if free && !flag { vn } else { v0 };
             *r = if held { r0 - dt } else { r0 };
-            *s = flag;
+            *s = u8::from(flag);
             any |= flag;
         }
         any

@@ -144,30 +144,47 @@ crate::nn::simd::multiversion! {
     ) {
         const C: usize = 64;
         let n = stage1.len();
+        let mut acc = [0.0f32; C];
         for c0 in (0..n).step_by(C) {
             let len = C.min(n - c0);
-            let mut acc = [0.0f32; C];
-            let acc = &mut acc[..len];
-            for (y, &s1) in acc.iter_mut().zip(&stage1[c0..c0 + len]) {
-                *y = s1 * a;
-            }
-            for &k in spikes {
-                let col = &columns[k as usize * n + c0..][..len];
-                for (y, &w) in acc.iter_mut().zip(col) {
-                    *y += w;
+            if len == C {
+                // Fixed length: the sums stay in registers across spikes.
+                let s1: &[f32; C] = stage1[c0..c0 + C].try_into().expect("a chunk");
+                for (y, &s1) in acc.iter_mut().zip(s1) {
+                    *y = s1 * a;
+                }
+                for &k in spikes {
+                    let start = k as usize * n + c0;
+                    let col: &[f32; C] = columns[start..start + C].try_into().expect("a column");
+                    for (y, &w) in acc.iter_mut().zip(col) {
+                        *y += w;
+                    }
+                }
+            } else {
+                for (y, &s1) in acc[..len].iter_mut().zip(&stage1[c0..c0 + len]) {
+                    *y = s1 * a;
+                }
+                for &k in spikes {
+                    let col = &columns[k as usize * n + c0..][..len];
+                    for (y, &w) in acc[..len].iter_mut().zip(col) {
+                        *y += w;
+                    }
                 }
             }
-            stage1[c0..c0 + len].copy_from_slice(acc);
+            let acc = &acc[..len];
+            let s1 = &mut stage1[c0..c0 + len];
             let out = &mut current[c0..c0 + len];
             let b = &bias[c0..c0 + len];
             if alpha {
                 let s2 = &mut stage2[c0..c0 + len];
-                for (((y2, &y1), j), &b) in s2.iter_mut().zip(acc.iter()).zip(out).zip(b) {
-                    *y2 = a * *y2 + (1.0 - a) * y1;
+                for ((((y2, y1), &y), j), &b) in s2.iter_mut().zip(s1).zip(acc).zip(out).zip(b) {
+                    *y1 = y;
+                    *y2 = a * *y2 + (1.0 - a) * y;
                     *j = *y2 + b;
                 }
             } else {
-                for ((j, &y), &b) in out.iter_mut().zip(acc.iter()).zip(b) {
+                for (((y1, &y), j), &b) in s1.iter_mut().zip(acc).zip(out).zip(b) {
+                    *y1 = y;
                     *j = y + b;
                 }
             }
