@@ -119,7 +119,7 @@ fn every_level_and_every_row_split_gives_the_same_bits() {
         kernels::matmul(a.view(), w.view(), Some(bias.view()), c.view_mut());
         c
     });
-    assert!(full.iter().all(|c| c == &full[0]), "levels differ");
+    assert!(full.iter().all(|c| *c == full[0]), "levels differ");
     for cut in [1, 8, 20, 36] {
         let mut c = Array2::zeros((37, 45));
         let (top, bottom) = c.view_mut().split_at(ndarray::Axis(0), cut);
@@ -187,7 +187,10 @@ fn mlp() -> Mlp<f32> {
     )
 }
 
-fn train(make: &dyn Fn(&Mlp<f32>) -> Box<dyn Trainer<f32>>, threads: usize) -> Mlp<f32> {
+/// Builds a trainer for a network.
+type Maker = dyn Fn(&Mlp<f32>) -> Box<dyn Trainer<f32>>;
+
+fn train(make: &Maker, threads: usize) -> Mlp<f32> {
     pcsim::nn::linalg::set_threads(threads);
     let mut m = mlp();
     let mut t = make(&m);
@@ -206,7 +209,7 @@ fn bp_il_and_zil_do_not_depend_on_the_thread_count() {
         beta: 0.1,
         ..PcConfig::default()
     };
-    let makers: Vec<(&str, Box<dyn Fn(&Mlp<f32>) -> Box<dyn Trainer<f32>>>)> = vec![
+    let makers: Vec<(&str, Box<Maker>)> = vec![
         ("bp", Box::new(|m| Box::new(Backprop::new(m, 0.1, 0.0, 33)))),
         (
             "il",

@@ -30,7 +30,10 @@ use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 ///
 /// # Safety
 /// Implementations use instructions of one target-feature level; callers
-/// run them only where `simd::level()` allows.
+/// run them only where `simd::level()` allows. Every method is unsafe for
+/// that reason, and the memory ones also read or write through raw
+/// pointers that must cover the lanes they touch.
+#[allow(clippy::missing_safety_doc)]
 pub unsafe trait Vector<T: Copy>: Copy {
     const LANES: usize;
     unsafe fn splat(x: T) -> Self;

@@ -58,9 +58,9 @@ impl<T: Real> Block<'_, T> {
     /// down-messages, then the new up-messages bottom-up.
     fn relax_only(&mut self, params: &[Params<'_, T>], gamma: T, active: impl Fn(usize) -> bool) {
         let n = self.rows.len();
-        for i in 0..n - 1 {
+        for (i, (rows, down)) in self.rows.iter_mut().zip(&self.down).enumerate() {
             if active(i) {
-                params[i].feedback(&mut self.rows[i], self.down[i].view(), gamma);
+                params[i].feedback(rows, down.view(), gamma);
             }
         }
         for i in 1..n {
