@@ -100,102 +100,91 @@ pub mod x86 {
     use super::Vector;
     use std::arch::x86_64::*;
 
-    #[derive(Clone, Copy)]
-    pub struct F32x16(__m512);
-    #[derive(Clone, Copy)]
-    pub struct F64x8(__m512d);
-    #[derive(Clone, Copy)]
-    pub struct F32x8(__m256);
-    #[derive(Clone, Copy)]
-    pub struct F64x4(__m256d);
+    /// A SIMD vector type and its `Vector` implementation from the
+    /// intrinsics of one type and width.
+    macro_rules! vector {
+        ($name:ident, $t:ty, $raw:ty, $lanes:literal, $feat:literal,
+         $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident, $add:ident, $mul:ident,
+         load_n($lp:ident, $ln:ident) $load_n:block,
+         store_n($sp:ident, $sv:ident, $sn:ident) $store_n:block) => {
+            #[derive(Clone, Copy)]
+            pub struct $name($raw);
 
-    unsafe impl Vector<f32> for F32x16 {
-        const LANES: usize = 16;
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn splat(x: f32) -> Self {
-            F32x16(_mm512_set1_ps(x))
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn load(p: *const f32) -> Self {
-            unsafe { F32x16(_mm512_loadu_ps(p)) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn load_n(p: *const f32, n: usize) -> Self {
-            unsafe { F32x16(_mm512_maskz_loadu_ps(((1u32 << n) - 1) as __mmask16, p)) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn store(self, p: *mut f32) {
-            unsafe { _mm512_storeu_ps(p, self.0) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn store_n(self, p: *mut f32, n: usize) {
-            unsafe { _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as __mmask16, self.0) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
-            F32x16(_mm512_fmadd_ps(a.0, b.0, c.0))
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn add(self, o: Self) -> Self {
-            F32x16(_mm512_add_ps(self.0, o.0))
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn mul(self, o: Self) -> Self {
-            F32x16(_mm512_mul_ps(self.0, o.0))
-        }
+            unsafe impl Vector<$t> for $name {
+                const LANES: usize = $lanes;
+                #[inline]
+                #[target_feature(enable = $feat)]
+                unsafe fn splat(x: $t) -> Self {
+                    $name($set1(x))
+                }
+                #[inline]
+                #[target_feature(enable = $feat)]
+                unsafe fn load(p: *const $t) -> Self {
+                    unsafe { $name($loadu(p)) }
+                }
+                #[inline]
+                #[target_feature(enable = $feat)]
+                unsafe fn load_n($lp: *const $t, $ln: usize) -> Self {
+                    unsafe { $name($load_n) }
+                }
+                #[inline]
+                #[target_feature(enable = $feat)]
+                unsafe fn store(self, p: *mut $t) {
+                    unsafe { $storeu(p, self.0) }
+                }
+                #[inline]
+                #[target_feature(enable = $feat)]
+                unsafe fn store_n(self, $sp: *mut $t, $sn: usize) {
+                    let $sv = self.0;
+                    unsafe { $store_n }
+                }
+                #[inline]
+                #[target_feature(enable = $feat)]
+                unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+                    $name($fmadd(a.0, b.0, c.0))
+                }
+                #[inline]
+                #[target_feature(enable = $feat)]
+                unsafe fn add(self, o: Self) -> Self {
+                    $name($add(self.0, o.0))
+                }
+                #[inline]
+                #[target_feature(enable = $feat)]
+                unsafe fn mul(self, o: Self) -> Self {
+                    $name($mul(self.0, o.0))
+                }
+            }
+        };
     }
 
-    unsafe impl Vector<f64> for F64x8 {
-        const LANES: usize = 8;
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn splat(x: f64) -> Self {
-            F64x8(_mm512_set1_pd(x))
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn load(p: *const f64) -> Self {
-            unsafe { F64x8(_mm512_loadu_pd(p)) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn load_n(p: *const f64, n: usize) -> Self {
-            unsafe { F64x8(_mm512_maskz_loadu_pd(((1u32 << n) - 1) as __mmask8, p)) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn store(self, p: *mut f64) {
-            unsafe { _mm512_storeu_pd(p, self.0) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn store_n(self, p: *mut f64, n: usize) {
-            unsafe { _mm512_mask_storeu_pd(p, ((1u32 << n) - 1) as __mmask8, self.0) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
-            F64x8(_mm512_fmadd_pd(a.0, b.0, c.0))
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn add(self, o: Self) -> Self {
-            F64x8(_mm512_add_pd(self.0, o.0))
-        }
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn mul(self, o: Self) -> Self {
-            F64x8(_mm512_mul_pd(self.0, o.0))
-        }
-    }
+    /// `-1` in the first `n` of 8 (4) lanes: AVX2 masked loads and stores.
+    const MASK32: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+    const MASK64: [i64; 8] = [-1, -1, -1, -1, 0, 0, 0, 0];
+
+    vector!(F32x16, f32, __m512, 16, "avx512f",
+        _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_mul_ps,
+        load_n(p, n) { _mm512_maskz_loadu_ps(((1u32 << n) - 1) as __mmask16, p) },
+        store_n(p, v, n) { _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as __mmask16, v) });
+    vector!(F64x8, f64, __m512d, 8, "avx512f",
+        _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fmadd_pd, _mm512_add_pd, _mm512_mul_pd,
+        load_n(p, n) { _mm512_maskz_loadu_pd(((1u32 << n) - 1) as __mmask8, p) },
+        store_n(p, v, n) { _mm512_mask_storeu_pd(p, ((1u32 << n) - 1) as __mmask8, v) });
+    vector!(F32x8, f32, __m256, 8, "avx2,fma",
+    _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_mul_ps,
+    load_n(p, n) {
+        _mm256_maskload_ps(p, _mm256_loadu_si256(MASK32.as_ptr().add(8 - n) as *const __m256i))
+    },
+    store_n(p, v, n) {
+        _mm256_maskstore_ps(p, _mm256_loadu_si256(MASK32.as_ptr().add(8 - n) as *const __m256i), v)
+    });
+    vector!(F64x4, f64, __m256d, 4, "avx2,fma",
+    _mm256_set1_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fmadd_pd, _mm256_add_pd, _mm256_mul_pd,
+    load_n(p, n) {
+        _mm256_maskload_pd(p, _mm256_loadu_si256(MASK64.as_ptr().add(4 - n) as *const __m256i))
+    },
+    store_n(p, v, n) {
+        _mm256_maskstore_pd(p, _mm256_loadu_si256(MASK64.as_ptr().add(4 - n) as *const __m256i), v)
+    });
 
     /// `dst ← srcᵀ` for f32 matrices with contiguous rows, 8 × 8 blocks in
     /// registers (the edges element by element).
@@ -253,110 +242,6 @@ pub mod x86 {
                     *dst.add(j * d_rs + i) = *src.add(i * s_rs + j);
                 }
             }
-        }
-    }
-
-    /// `-1` in the first `n` of 8 lanes (AVX2 masked loads and stores).
-    const MASK32: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
-    const MASK64: [i64; 8] = [-1, -1, -1, -1, 0, 0, 0, 0];
-
-    unsafe impl Vector<f32> for F32x8 {
-        const LANES: usize = 8;
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn splat(x: f32) -> Self {
-            F32x8(_mm256_set1_ps(x))
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn load(p: *const f32) -> Self {
-            unsafe { F32x8(_mm256_loadu_ps(p)) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn load_n(p: *const f32, n: usize) -> Self {
-            unsafe {
-                let m = _mm256_loadu_si256(MASK32.as_ptr().add(8 - n) as *const __m256i);
-                F32x8(_mm256_maskload_ps(p, m))
-            }
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn store(self, p: *mut f32) {
-            unsafe { _mm256_storeu_ps(p, self.0) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn store_n(self, p: *mut f32, n: usize) {
-            unsafe {
-                let m = _mm256_loadu_si256(MASK32.as_ptr().add(8 - n) as *const __m256i);
-                _mm256_maskstore_ps(p, m, self.0)
-            }
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
-            F32x8(_mm256_fmadd_ps(a.0, b.0, c.0))
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn add(self, o: Self) -> Self {
-            F32x8(_mm256_add_ps(self.0, o.0))
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn mul(self, o: Self) -> Self {
-            F32x8(_mm256_mul_ps(self.0, o.0))
-        }
-    }
-
-    unsafe impl Vector<f64> for F64x4 {
-        const LANES: usize = 4;
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn splat(x: f64) -> Self {
-            F64x4(_mm256_set1_pd(x))
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn load(p: *const f64) -> Self {
-            unsafe { F64x4(_mm256_loadu_pd(p)) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn load_n(p: *const f64, n: usize) -> Self {
-            unsafe {
-                let m = _mm256_loadu_si256(MASK64.as_ptr().add(4 - n) as *const __m256i);
-                F64x4(_mm256_maskload_pd(p, m))
-            }
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn store(self, p: *mut f64) {
-            unsafe { _mm256_storeu_pd(p, self.0) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn store_n(self, p: *mut f64, n: usize) {
-            unsafe {
-                let m = _mm256_loadu_si256(MASK64.as_ptr().add(4 - n) as *const __m256i);
-                _mm256_maskstore_pd(p, m, self.0)
-            }
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
-            F64x4(_mm256_fmadd_pd(a.0, b.0, c.0))
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn add(self, o: Self) -> Self {
-            F64x4(_mm256_add_pd(self.0, o.0))
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn mul(self, o: Self) -> Self {
-            F64x4(_mm256_mul_pd(self.0, o.0))
         }
     }
 }

@@ -311,7 +311,7 @@ impl<'a, T: Real> Rows<'a, T> {
 }
 
 /// Cuts the first `cuts[last]` rows of `a` into the blocks `cuts`.
-fn split_mut<'a, T>(a: &'a mut Array2<T>, cuts: &[usize]) -> Vec<ArrayViewMut2<'a, T>> {
+pub(crate) fn split_mut<'a, T>(a: &'a mut Array2<T>, cuts: &[usize]) -> Vec<ArrayViewMut2<'a, T>> {
     let mut out = Vec::with_capacity(cuts.len() - 1);
     let mut rest = a.view_mut();
     for c in cuts.windows(2) {

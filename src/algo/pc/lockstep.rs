@@ -22,12 +22,12 @@
 //! The trainers `Il` and `Zil` (the `Trainer` implementations) live here too.
 
 use super::PcConfig;
-use super::layer::{Params, PcLayer, Role, Rows};
+use super::layer::{Params, PcLayer, Role, Rows, split_mut};
 use crate::algo::{Momentum, Trainer, bounds, for_each_part, parts_for, split_units};
 use crate::nn::kernels::Accum;
 use crate::nn::{Mlp, Real, Updates};
 use anyhow::Result;
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
 
 /// The layers `2..=L` of a PC network, driven in lockstep.
 #[derive(Clone, Debug)]
@@ -137,16 +137,7 @@ impl<T: Real> PcNet<T> {
         let mut downs: Vec<_> = self
             .down
             .iter_mut()
-            .map(|d| {
-                let mut out = Vec::with_capacity(cuts.len() - 1);
-                let mut rest = d.view_mut();
-                for c in cuts.windows(2) {
-                    let (head, tail) = rest.split_at(Axis(0), c[1] - c[0]);
-                    out.push(head);
-                    rest = tail;
-                }
-                out.into_iter()
-            })
+            .map(|d| split_mut(d, &cuts).into_iter())
             .collect();
         let blocks: Vec<Block<'_, T>> = (0..cuts.len() - 1)
             .map(|_| Block {
