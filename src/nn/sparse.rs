@@ -27,6 +27,46 @@ pub fn density<T: Real>(x: ArrayView2<T>) -> f64 {
     nz as f64 / x.len().max(1) as f64
 }
 
+crate::nn::simd::multiversion! {
+    /// Branch-free compaction of the non-zeros of `x`, row by row: every
+    /// entry is written, the cursor only advances past non-zeros (zeros are
+    /// not predictable for a branch). Returns the count; `row_start` gets
+    /// each row's end.
+    fn compact_rows<T: Real>(
+        x: ArrayView2<T>,
+        index: &mut [usize],
+        value: &mut [T],
+        row_start: &mut Vec<usize>,
+    ) -> usize {
+        let mut len = 0;
+        for row in x.rows() {
+            let mut put = |k: usize, v: T| {
+                // In bounds: at most x.len() entries are ever kept.
+                index[len] = k;
+                value[len] = v;
+                len += usize::from(v != T::zero());
+            };
+            match row.as_slice() {
+                Some(values) => {
+                    // Images have long runs of zeros (borders): skip them
+                    // eight at a time.
+                    for (c, chunk) in values.chunks(8).enumerate() {
+                        if chunk.iter().any(|&v| v != T::zero()) {
+                            chunk
+                                .iter()
+                                .enumerate()
+                                .for_each(|(j, &v)| put(c * 8 + j, v));
+                        }
+                    }
+                }
+                None => row.iter().enumerate().for_each(|(k, &v)| put(k, v)),
+            }
+            row_start.push(len);
+        }
+        len
+    }
+}
+
 /// The non-zero entries of a batch, by row (CSR) and by column (CSC).
 /// Buffers are reused: after the first batch, refilling does not allocate.
 #[derive(Clone, Debug)]
@@ -72,32 +112,7 @@ impl<T: Real> SparseRows<T> {
         self.value.resize(x.len(), T::zero());
         self.row_start.clear();
         self.row_start.push(0);
-        let (index, value) = (&mut self.index[..], &mut self.value[..]);
-        let mut len = 0;
-        for row in x.rows() {
-            let mut put = |k: usize, v: T| {
-                // In bounds: at most x.len() entries are ever kept.
-                index[len] = k;
-                value[len] = v;
-                len += usize::from(v != T::zero());
-            };
-            match row.as_slice() {
-                Some(values) => {
-                    // Images have long runs of zeros (borders): skip them
-                    // eight at a time.
-                    for (c, chunk) in values.chunks(8).enumerate() {
-                        if chunk.iter().any(|&v| v != T::zero()) {
-                            chunk
-                                .iter()
-                                .enumerate()
-                                .for_each(|(j, &v)| put(c * 8 + j, v));
-                        }
-                    }
-                }
-                None => row.iter().enumerate().for_each(|(k, &v)| put(k, v)),
-            }
-            self.row_start.push(len);
-        }
+        let len = compact_rows(x, &mut self.index, &mut self.value, &mut self.row_start);
         // Counting sort into columns.
         self.col_start.clear();
         self.col_start.resize(cols + 1, 0);
