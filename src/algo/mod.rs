@@ -146,7 +146,9 @@ pub fn for_each_part<W: Send>(parts: Vec<W>, job: impl Fn(W) + Sync) {
         parts.into_iter().for_each(job);
         return;
     }
-    rayon::scope(|scope| {
+    // In place: this thread runs the first part itself (no hand-off to a
+    // pool thread and back), the pool takes the others.
+    rayon::in_place_scope(|scope| {
         let job = &job;
         let mut parts = parts.into_iter();
         let own = parts.next();
