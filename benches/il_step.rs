@@ -1,8 +1,7 @@
 //! One IL training step (784-256-256-10, batch 64, T = 20, γ = 0.1, f32)
 //! next to one Z-IL step and one backprop step on the same shapes, on
-//! synthetic MNIST-like inputs (sparse, in [0, 1]) so no download is needed.
-//! `MATMUL_NUM_THREADS=1 cargo bench --bench il_step` gives the single-core
-//! figures.
+//! synthetic MNIST-like inputs (sparse, in [0, 1]) so no download is needed,
+//! at 1 thread and at 2 (the lockstep driver splits a batch's rows).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use pcsim::algo::Trainer;
@@ -31,25 +30,42 @@ fn bench(c: &mut Criterion) {
         ..PcConfig::default()
     };
 
+    for threads in [1, 2] {
+        pcsim::nn::linalg::set_threads(threads);
+        steps(c, &mlp, &x, &y, &cfg, threads);
+    }
+    pcsim::nn::linalg::set_threads(1);
+}
+
+fn steps(
+    c: &mut Criterion,
+    mlp: &Mlp<f32>,
+    x: &ndarray::Array2<f32>,
+    y: &ndarray::Array2<f32>,
+    cfg: &PcConfig,
+    threads: usize,
+) {
     // A small learning rate keeps the network near its initial state over
     // the many iterations criterion runs.
     let mut m = mlp.clone();
     let mut bp = Backprop::new(&m, 0.001, 0.0, 64);
-    c.bench_function("bp_step 784-256-256-10 b64 f32", |b| {
+    c.bench_function(&format!("bp_step 784-256-256-10 b64 f32 {threads}t"), |b| {
         b.iter(|| black_box(bp.train_batch(&mut m, x.view(), y.view(), false)))
     });
 
     let mut m = mlp.clone();
     let mut il = Il::new(&m, cfg.clone(), 0.001, 0.0).expect("valid config");
-    c.bench_function("il_step 784-256-256-10 b64 T20 f32", |b| {
-        b.iter(|| black_box(il.train_batch(&mut m, x.view(), y.view(), false)))
-    });
+    c.bench_function(
+        &format!("il_step 784-256-256-10 b64 T20 f32 {threads}t"),
+        |b| b.iter(|| black_box(il.train_batch(&mut m, x.view(), y.view(), false))),
+    );
 
     let mut m = mlp.clone();
-    let mut zil = Zil::new(&m, cfg, 0.001, 0.0).expect("valid config");
-    c.bench_function("zil_step 784-256-256-10 b64 f32", |b| {
-        b.iter(|| black_box(zil.train_batch(&mut m, x.view(), y.view(), false)))
-    });
+    let mut zil = Zil::new(&m, cfg.clone(), 0.001, 0.0).expect("valid config");
+    c.bench_function(
+        &format!("zil_step 784-256-256-10 b64 f32 {threads}t"),
+        |b| b.iter(|| black_box(zil.train_batch(&mut m, x.view(), y.view(), false))),
+    );
 }
 
 criterion_group!(benches, bench);

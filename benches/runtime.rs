@@ -5,9 +5,8 @@
 //! 2. `il_throughput`: wall-clock asynchronous IL training throughput on
 //!    MNIST shapes (784-256-256-10, batch 64, T = 20, f32, random data)
 //!    against the synchronous lockstep IL step at the same batch size.
-//!    Run with `MATMUL_NUM_THREADS=1` for the single-threaded baseline (the
-//!    wall actors then use one core each) and with `MATMUL_NUM_THREADS=2`
-//!    for the synchronous IL whose matmuls use both cores.
+//!    The synchronous baseline runs on one thread (the library's default,
+//!    `nn::linalg::set_threads`); each wall actor computes on one core.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::Array2;

@@ -27,7 +27,8 @@ Examples:
   pcsim sweep scenarios/async-zil-sweep.toml --out runs/sweep
   pcsim sweep scenarios/async-zil-sweep.toml --shard 0/2 --out runs/s0   (then sweep-merge runs/s0 runs/s1 --out runs/sweep)
   pcsim report runs/bp-1epoch runs/sweep --out runs/report
-  pcsim data mnist --dir data/mnist";
+  pcsim data mnist --dir data/mnist
+  pcsim bench --data data/mnist";
 
 #[derive(Parser, Debug)]
 #[command(name = "pcsim", version, about = "Simulate networks of locally-communicating neurons: backprop, predictive coding (IL, Z-IL), asynchronous actors, spiking neurons.", after_help = EXAMPLES)]
@@ -113,6 +114,22 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Measure this machine: FMA peak, BP / IL / Z-IL epoch times with
+    /// GFLOP/s and % of peak, spiking evaluation events/s.
+    Bench {
+        /// MNIST directory; without MNIST there an MNIST-shaped synthetic stream is used.
+        #[arg(long, default_value = "data/mnist")]
+        data: PathBuf,
+        /// Timings per cell (min and median are printed).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Threads for the multi-threaded rows (default: all cores).
+        #[arg(long, env = "PCSIM_THREADS")]
+        threads: Option<usize>,
+        /// A quick look: 1 round, a tenth of each epoch, 100 spiking images.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -158,6 +175,22 @@ fn default_out_dir(name: &str) -> PathBuf {
 
 fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Bench {
+            data,
+            rounds,
+            threads,
+            quick,
+        } => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            experiment::bench::run(&experiment::bench::BenchOptions {
+                data,
+                rounds: if quick { 1 } else { rounds },
+                threads: threads.unwrap_or(cores).max(1),
+                epoch_fraction: if quick { 0.1 } else { 1.0 },
+                snn_images: if quick { 100 } else { 1000 },
+            })?;
+            Ok(())
+        }
         Command::Run {
             scenario,
             out,

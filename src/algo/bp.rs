@@ -9,12 +9,13 @@
 //! (each unit's update is its own reduction over the whole batch).
 //! A sparse input (MNIST) feeds the first layer through `nn::sparse`.
 
-use super::{Momentum, PARTS, Trainer, bounds, for_each_part};
-use crate::nn::linalg::gemm;
-use crate::nn::mlp::affine_into;
-use crate::nn::sparse::{self, SPARSE_DENSITY, SparseRows};
+use super::{Momentum, Trainer, bounds, for_each_part, parts_for, split_units};
+use crate::nn::kernels::{
+    Accum, column_sums, matmul, rank_update, sparse_matmul, sparse_rank_update, transpose_into,
+};
+use crate::nn::sparse::{SPARSE_DENSITY, SparseRows, density};
 use crate::nn::{Mlp, Real, Updates};
-use ndarray::{Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, s};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, s};
 
 /// Backprop with its preallocated buffers.
 pub struct Backprop<T: Real> {
@@ -25,7 +26,12 @@ pub struct Backprop<T: Real> {
     /// `f(z[l])` for hidden layers, `ŷ` for the output.
     a: Vec<Array2<T>>,
     delta: Vec<Array2<T>>,
-    sparse: SparseRows<T>,
+    /// `W[l]` row-major for `δ[l] W[l]` (l ≥ 3; refreshed every step, as the
+    /// `Mlp` keeps `W` column-major for the forward pass and the updates).
+    w_rows: Vec<Array2<T>>,
+    /// The sparse input of each row block of phase A, and the blocks.
+    sparse: Vec<SparseRows<T>>,
+    cuts: Vec<usize>,
     updates: Option<Updates<T>>,
     kept: bool,
 }
@@ -56,14 +62,15 @@ struct RowShard<'a, T: Real> {
     z: Vec<ArrayViewMut2<'a, T>>,
     a: Vec<ArrayViewMut2<'a, T>>,
     delta: Vec<ArrayViewMut2<'a, T>>,
+    sparse: Option<&'a mut SparseRows<T>>,
 }
 
 /// Phase A for one block of rows: forward pass, output error, backward pass.
 fn forward_backward<T: Real>(
     mlp: &Mlp<T>,
+    w_rows: &[Array2<T>],
     x: ArrayView2<T>,
     y: ArrayView2<T>,
-    sparse_x: Option<&SparseRows<T>>,
     shard: &mut RowShard<'_, T>,
 ) {
     let rows = shard.z[0].nrows();
@@ -72,22 +79,14 @@ fn forward_backward<T: Real>(
     for i in 0..=last {
         let (below, here) = shard.a.split_at_mut(i);
         let z = &mut shard.z[i];
-        match (i, sparse_x) {
+        let (w, b) = (mlp.w[i].t(), mlp.b[i].view());
+        match (i, shard.sparse.as_deref_mut()) {
             (0, Some(sp)) => {
-                sparse::affine_into(sp, r.start, mlp.w[0].view(), mlp.b[0].view(), z.view_mut())
+                sp.fill(x.slice(s![r.clone(), ..]));
+                sparse_matmul(sp, 0, w, b, z.view_mut())
             }
-            (0, None) => affine_into(
-                x.slice(s![r.clone(), ..]),
-                mlp.w[0].view(),
-                mlp.b[0].view(),
-                z.view_mut(),
-            ),
-            _ => affine_into(
-                below[i - 1].view(),
-                mlp.w[i].view(),
-                mlp.b[i].view(),
-                z.view_mut(),
-            ),
+            (0, None) => matmul(x.slice(s![r.clone(), ..]), w, Some(b), z.view_mut()),
+            _ => matmul(below[i - 1].view(), w, Some(b), z.view_mut()),
         }
         here[0].assign(z);
         if i < last {
@@ -103,12 +102,11 @@ fn forward_backward<T: Real>(
     );
     for i in (1..=last).rev() {
         let (lower, upper) = shard.delta.split_at_mut(i);
-        gemm(
-            T::one(),
-            &upper[0].view(),
-            &mlp.w[i].view(),
-            T::zero(),
-            &mut lower[i - 1],
+        matmul(
+            upper[0].view(),
+            w_rows[i].view(),
+            None,
+            lower[i - 1].view_mut(),
         );
         mlp.hidden
             .mul_derivative(shard.z[i - 1].view(), lower[i - 1].view_mut());
@@ -129,7 +127,9 @@ impl<T: Real> Backprop<T> {
             z: buf(),
             a: buf(),
             delta: buf(),
-            sparse: SparseRows::new(),
+            w_rows: mlp.w.iter().map(|w| Array2::zeros(w.raw_dim())).collect(),
+            sparse: Vec::new(),
+            cuts: Vec::new(),
             updates: None,
             kept: false,
         }
@@ -143,7 +143,8 @@ impl<T: Real> Backprop<T> {
         }
     }
 
-    /// Phase A over the whole batch (split over threads); returns the summed loss.
+    /// Phase A over the whole batch (split over threads); returns the summed
+    /// loss and whether the input took the sparse path.
     fn forward_backward(
         &mut self,
         mlp: &Mlp<T>,
@@ -152,9 +153,16 @@ impl<T: Real> Backprop<T> {
     ) -> (f64, bool) {
         let n = x.nrows();
         self.ensure_capacity(n);
-        let use_sparse = self.sparse.fill(x) < SPARSE_DENSITY;
-        let parts = PARTS.min(n.div_ceil(16)).max(1);
+        for i in 1..mlp.w.len() {
+            transpose_into(mlp.w[i].t(), self.w_rows[i].view_mut());
+        }
+        let use_sparse = density(x) < SPARSE_DENSITY;
+        let parts = parts_for(n);
         let cuts = bounds(n, parts);
+        self.cuts.clone_from(&cuts);
+        if self.sparse.len() < parts {
+            self.sparse.resize_with(parts, SparseRows::new);
+        }
         let z = split_rows(&mut self.z, Axis(0), &cuts);
         let a = split_rows(&mut self.a, Axis(0), &cuts);
         let delta = split_rows(&mut self.delta, Axis(0), &cuts);
@@ -162,17 +170,19 @@ impl<T: Real> Backprop<T> {
             .into_iter()
             .zip(a)
             .zip(delta)
+            .zip(self.sparse.iter_mut())
             .enumerate()
-            .map(|(p, ((z, a), delta))| RowShard {
+            .map(|(p, (((z, a), delta), sp))| RowShard {
                 first: cuts[p],
                 z,
                 a,
                 delta,
+                sparse: use_sparse.then_some(sp),
             })
             .collect();
-        let sparse_x = use_sparse.then_some(&self.sparse);
+        let w_rows = &self.w_rows;
         for_each_part(shards, |mut shard| {
-            forward_backward(mlp, x, y, sparse_x, &mut shard)
+            forward_backward(mlp, w_rows, x, y, &mut shard)
         });
         let last = mlp.w.len() - 1;
         let loss = mlp.output.loss(self.a[last].slice(s![..n, ..]), y).f64();
@@ -184,50 +194,29 @@ impl<T: Real> Backprop<T> {
     fn apply_sgd(&mut self, mlp: &mut Mlp<T>, x: ArrayView2<T>, use_sparse: bool) {
         let n = x.nrows();
         let scale = -self.learning_rate / T::of(n as f64);
-        let parts = PARTS;
-        // One job per (thread, layer slice): every thread takes a share of the
-        // output units of every layer.
-        type Job<'a, T> = (
-            usize,
-            ArrayViewMut2<'a, T>,
-            ArrayViewMut1<'a, T>,
-            usize,
-            usize,
-        );
-        let mut jobs: Vec<Vec<Job<'_, T>>> = (0..parts).map(|_| Vec::new()).collect();
-        for (i, (w, b)) in mlp.w.iter_mut().zip(mlp.b.iter_mut()).enumerate() {
-            let cuts = bounds(w.nrows(), parts);
-            let mut w_rest = w.view_mut();
-            let mut b_rest = b.view_mut();
-            for p in 0..parts {
-                let len = cuts[p + 1] - cuts[p];
-                let (w_head, w_tail) = w_rest.split_at(Axis(0), len);
-                let (b_head, b_tail) = b_rest.split_at(Axis(0), len);
-                jobs[p].push((i, w_head, b_head, cuts[p], cuts[p + 1]));
-                w_rest = w_tail;
-                b_rest = b_tail;
-            }
-        }
+        let row_cuts = &self.cuts;
+        let parts = crate::nn::linalg::threads().max(1);
+        let jobs = split_units(&mut mlp.w, &mut mlp.b, parts, |_| true);
         let (a, delta, sp) = (&self.a, &self.delta, &self.sparse);
         for_each_part(jobs, |jobs| {
-            for (i, mut w, mut b, lo, hi) in jobs {
-                if lo == hi {
-                    continue;
-                }
+            for (i, mut w, b, lo, hi) in jobs {
                 let d = delta[i].slice(s![..n, lo..hi]);
                 if i == 0 && use_sparse {
-                    sparse::outer_update(w.view_mut(), scale, d, sp);
+                    let segs: Vec<_> = row_cuts
+                        .windows(2)
+                        .zip(sp.iter())
+                        .map(|(c, sp)| (sp, d.slice(s![c[0]..c[1], ..])))
+                        .collect();
+                    sparse_rank_update(scale, &segs, Accum::Add, w.view_mut().reversed_axes());
                 } else {
                     let input = if i == 0 {
                         x.view()
                     } else {
                         a[i - 1].slice(s![..n, ..])
                     };
-                    gemm(scale, &d.t(), &input, T::one(), &mut w);
+                    rank_update(scale, &[(d, input)], Accum::Add, w);
                 }
-                for row in d.rows() {
-                    b.scaled_add(scale, &row);
-                }
+                column_sums(scale, &[d], Accum::Add, b);
             }
         });
     }

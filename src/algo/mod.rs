@@ -90,10 +90,55 @@ pub fn bounds(n: usize, parts: usize) -> Vec<usize> {
     (0..=parts).map(|p| p * n / parts).collect()
 }
 
-/// Work is always cut into this many parts, whatever the thread count, so
-/// every result is the same on one core and on many (the kernels' rounding
-/// depends on the block shapes they are given).
-pub const PARTS: usize = 2;
+/// Row blocks a batch of `rows` samples is cut into: one per thread, at
+/// least 8 rows each. The kernels give every row (and every output unit)
+/// the same bits however the batch is cut, so this only sets the speed.
+pub fn parts_for(rows: usize) -> usize {
+    crate::nn::linalg::threads().min(rows.div_ceil(8)).max(1)
+}
+
+/// A share of one layer's output units for the update phase:
+/// `(layer, rows lo..hi of W[l], the same entries of b[l], lo, hi)`.
+pub type UnitSlice<'a, T> = (
+    usize,
+    ndarray::ArrayViewMut2<'a, T>,
+    ndarray::ArrayViewMut1<'a, T>,
+    usize,
+    usize,
+);
+
+/// Cuts the output units of every layer `i` with `take(i)` into `parts`
+/// contiguous shares, one list of slices per part: the update phase gives
+/// each thread a share of every layer (each unit's update is its own
+/// reduction over the batch, so the split never changes a result).
+pub fn split_units<'a, T: Real>(
+    w: &'a mut [ndarray::Array2<T>],
+    b: &'a mut [ndarray::Array1<T>],
+    parts: usize,
+    take: impl Fn(usize) -> bool,
+) -> Vec<Vec<UnitSlice<'a, T>>> {
+    use ndarray::Axis;
+    let mut jobs: Vec<Vec<UnitSlice<'a, T>>> = (0..parts).map(|_| Vec::new()).collect();
+    for (i, (w, b)) in w.iter_mut().zip(b.iter_mut()).enumerate() {
+        if !take(i) {
+            continue;
+        }
+        let cuts = bounds(w.nrows(), parts);
+        let mut w_rest = w.view_mut();
+        let mut b_rest = b.view_mut();
+        for p in 0..parts {
+            let len = cuts[p + 1] - cuts[p];
+            let (w_head, w_tail) = w_rest.split_at(Axis(0), len);
+            let (b_head, b_tail) = b_rest.split_at(Axis(0), len);
+            if len > 0 {
+                jobs[p].push((i, w_head, b_head, cuts[p], cuts[p + 1]));
+            }
+            w_rest = w_tail;
+            b_rest = b_tail;
+        }
+    }
+    jobs
+}
 
 /// Runs `job(part)` for every part: on the rayon pool when threads are
 /// allowed, else one after the other.
@@ -102,7 +147,9 @@ pub fn for_each_part<W: Send>(parts: Vec<W>, job: impl Fn(W) + Sync) {
         parts.into_iter().for_each(job);
         return;
     }
-    rayon::scope(|scope| {
+    // In place: this thread runs the first part itself (no hand-off to a
+    // pool thread and back), the pool takes the others.
+    rayon::in_place_scope(|scope| {
         let job = &job;
         let mut parts = parts.into_iter();
         let own = parts.next();

@@ -4,6 +4,7 @@
 //! signal handling (`interrupt`). Writes run directories through the
 //! `Recorder` (DESIGN.md §6).
 
+pub mod bench;
 pub mod export;
 pub mod interrupt;
 pub mod report;

@@ -100,6 +100,15 @@ fn soft_lif_terms<F: num_traits::Float>(j: F, gamma: F, tau_ref: F, tau_rc: F) -
     (r, r * r * tau_rc * sig_over_q_q1)
 }
 
+crate::nn::simd::multiversion! {
+    fn relu_derivative<T: Real>(z: ArrayView2<T>, delta: ArrayViewMut2<T>) {
+        let zero = T::zero();
+        Zip::from(delta)
+            .and(&z)
+            .for_each(|d, &z| *d = if z <= zero { zero } else { *d });
+    }
+}
+
 fn sigmoid(x: f64) -> f64 {
     if x >= 0.0 {
         1.0 / (1.0 + (-x).exp())
@@ -207,13 +216,13 @@ impl Activation {
     /// `delta ← f'(z) ⊙ delta`, the step every backward pass and every PC
     /// value-node update needs.
     pub fn mul_derivative<T: Real>(&self, z: ArrayView2<T>, delta: ArrayViewMut2<T>) {
+        if self.kind == ActivationKind::Relu {
+            // A select, not a branch: the sign of z is unpredictable.
+            return relu_derivative(z, delta);
+        }
         let zip = Zip::from(delta).and(&z);
         match self.kind {
-            ActivationKind::Relu => zip.for_each(|d, &z| {
-                if z <= T::zero() {
-                    *d = T::zero()
-                }
-            }),
+            ActivationKind::Relu => {}
             ActivationKind::Linear => {}
             ActivationKind::Tanh => zip.for_each(|d, &z| {
                 let t = z.tanh();

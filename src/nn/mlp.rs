@@ -2,9 +2,9 @@
 //! initialisation, the affine map `u = a · Wᵀ + b`, batched inference, and
 //! `Updates`, the per-layer parameter changes every learning rule produces.
 
-use super::linalg::gemm;
+use super::kernels::{Accum, column_sums, matmul, rank_update};
 use super::{Activation, LossKind, Real};
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis, ShapeBuilder, s};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, ShapeBuilder, s};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
@@ -22,18 +22,21 @@ pub struct Mlp<T: Real> {
     pub output: LossKind,
 }
 
-/// `out ← a · wᵀ + b` without allocating.
+/// `out ← a · wᵀ + b` without allocating (fast when `w` is column-major,
+/// as `kaiming` makes it, so `wᵀ` has contiguous rows).
 pub fn affine_into<T: Real>(
     a: ArrayView2<T>,
     w: ArrayView2<T>,
     b: ArrayView1<T>,
-    mut out: ArrayViewMut2<T>,
+    out: ArrayViewMut2<T>,
 ) {
-    out.assign(
-        &b.broadcast(out.raw_dim())
-            .expect("bias matches layer width"),
-    );
-    gemm(T::one(), &a, &w.t(), T::one(), &mut out);
+    matmul(a, w.t(), Some(b), out);
+}
+
+/// A zero matrix with `like`'s shape and memory order.
+pub fn zeros_like<T: Real>(like: &Array2<T>) -> Array2<T> {
+    let column_major = like.ncols() > 1 && like.strides()[1] != 1;
+    Array2::zeros(like.raw_dim().set_f(column_major))
 }
 
 impl<T: Real> Mlp<T> {
@@ -143,25 +146,20 @@ pub struct Updates<T: Real> {
 impl<T: Real> Updates<T> {
     pub fn zeros_like(mlp: &Mlp<T>) -> Self {
         Self {
-            dw: mlp.w.iter().map(|w| Array2::zeros(w.raw_dim())).collect(),
+            dw: mlp.w.iter().map(zeros_like).collect(),
             db: mlp.b.iter().map(|b| Array1::zeros(b.raw_dim())).collect(),
         }
     }
 
     /// `dw ← scale · deltaᵀ · a_prev`, `db ← scale · Σ_rows delta` for layer `i`.
     pub fn set_layer(&mut self, i: usize, scale: T, delta: ArrayView2<T>, a_prev: ArrayView2<T>) {
-        gemm(
+        rank_update(
             scale,
-            &delta.t(),
-            &a_prev,
-            T::zero(),
-            &mut self.dw[i].view_mut(),
+            &[(delta.view(), a_prev)],
+            Accum::Set,
+            self.dw[i].view_mut(),
         );
-        let db = &mut self.db[i];
-        db.fill(T::zero());
-        for row in delta.axis_iter(Axis(0)) {
-            db.scaled_add(scale, &row);
-        }
+        column_sums(scale, &[delta], Accum::Set, self.db[i].view_mut());
     }
 
     /// Per layer `‖ΔW_self − ΔW_ref‖ / ‖ΔW_ref‖` (weights and biases together).

@@ -1,14 +1,18 @@
 //! Dense networks on ndarray: the scalar type, activations, losses, the
-//! multilayer perceptron's parameters and their initialisation.
+//! multilayer perceptron's parameters and their initialisation, and the
+//! kernels every learning rule computes with (`kernels`, `sparse`, with
+//! run-time SIMD dispatch in `simd`).
 //!
 //! Indexing convention (DESIGN.md §2): layers are numbered `l = 1..L`, layer 1
 //! is the input. `Mlp::w[i]` is `W[i + 2]`, the `(out, in)` matrix that maps
 //! layer `i + 1` to layer `i + 2`; `Mlp::b[i]` is `b[i + 2]`.
 
 pub mod activation;
+pub mod kernels;
 pub mod linalg;
 pub mod loss;
 pub mod mlp;
+pub mod simd;
 pub mod sparse;
 
 pub use activation::{Activation, ActivationKind};
@@ -20,7 +24,8 @@ use std::fmt::{Debug, Display};
 /// The floating-point type a run computes in (`f32` for speed, `f64` for
 /// equivalence work).
 pub trait Real:
-    ndarray::LinalgScalar
+    kernels::Element
+    + ndarray::LinalgScalar
     + ndarray::ScalarOperand
     + num_traits::Float
     + num_traits::FromPrimitive

@@ -17,7 +17,12 @@
 //! exceed `t_ref` (the refractory remainder is clamped at zero otherwise).
 //!
 //! State is kept in flat `f32` vectors; `step` does not allocate (the spike
-//! list's capacity is reserved once).
+//! list's capacity is reserved once). It runs in two passes: a vectorised one
+//! for the common cases (integrating without a spike, fully refractory),
+//! which flags the rest (a spike, a refractory period ending inside the
+//! step), and a scalar pass over the flagged neurons. Both evaluate exactly
+//! the expressions of the one-neuron rule (`step_one`), so the split changes
+//! no bit of the result.
 
 use crate::nn::activation::LifParams;
 
@@ -33,6 +38,9 @@ pub struct LifPopulation {
     dt: f32,
     /// `1 − e^{−dt/τ_RC}`, the full-step integration factor.
     full_step: f32,
+    /// Scratch: neurons the vector pass left to the scalar pass (1) or
+    /// finished (0), padded to a multiple of 8.
+    special: Vec<u8>,
 }
 
 impl LifPopulation {
@@ -45,6 +53,7 @@ impl LifPopulation {
             tau_ref: params.tau_ref as f32,
             dt: dt as f32,
             full_step: (-(-dt / params.tau_rc).exp_m1()) as f32,
+            special: vec![0; n.next_multiple_of(8)],
         }
     }
 
@@ -67,41 +76,106 @@ impl LifPopulation {
     /// spiked to `spikes` (which is not cleared).
     pub fn step(&mut self, j: &[f32], spikes: &mut Vec<u32>) {
         assert_eq!(j.len(), self.v.len(), "one current per neuron");
-        let (dt, tau_rc, tau_ref, full) = (self.dt, self.tau_rc, self.tau_ref, self.full_step);
-        for (i, ((v, r), &j)) in self
-            .v
-            .iter_mut()
-            .zip(self.refractory.iter_mut())
-            .zip(j)
-            .enumerate()
-        {
-            // Fraction of the step this neuron integrates.
-            let k = if *r <= 0.0 {
-                full
-            } else if *r >= dt {
-                *r -= dt;
-                continue;
-            } else {
-                let active = dt - *r;
-                *r = 0.0;
-                -(-active / tau_rc).exp_m1()
-            };
-            let dv = (j - *v) * k;
-            *v += dv;
-            if *v > 1.0 {
-                // v reached 1 at τ' before the end of the step.
-                let since_spike = -tau_rc * (-(*v - 1.0) / (j - 1.0)).ln_1p();
-                let since_spike = if since_spike.is_finite() {
-                    since_spike.clamp(0.0, dt)
-                } else {
-                    0.0
-                };
-                *v = 0.0;
-                *r = (tau_ref - since_spike).max(0.0);
-                spikes.push(i as u32);
-            } else if *v < 0.0 {
-                *v = 0.0;
+        let n = self.v.len();
+        if self.special.len() != n.next_multiple_of(8) {
+            self.special.resize(n.next_multiple_of(8), 0);
+        }
+        let any = common_cases(
+            &mut self.v,
+            &mut self.refractory,
+            j,
+            &mut self.special[..n],
+            self.dt,
+            self.full_step,
+        );
+        if !any {
+            return;
+        }
+        let consts = (self.dt, self.tau_rc, self.tau_ref, self.full_step);
+        // Flags are rare: skip them eight at a time.
+        for (c, flags) in self.special.chunks_exact(8).enumerate() {
+            let mut word = u64::from_le_bytes(flags.try_into().expect("8 flags"));
+            while word != 0 {
+                let i = c * 8 + (word.trailing_zeros() / 8) as usize;
+                word &= word - 1;
+                if step_one(consts, &mut self.v[i], &mut self.refractory[i], j[i]) {
+                    spikes.push(i as u32);
+                }
             }
         }
+    }
+}
+
+/// The rule for one neuron (`consts` = dt, τ_RC, t_ref, full-step factor);
+/// returns whether it spiked.
+#[inline]
+fn step_one(consts: (f32, f32, f32, f32), v: &mut f32, r: &mut f32, j: f32) -> bool {
+    let (dt, tau_rc, tau_ref, full) = consts;
+    {
+        // Fraction of the step this neuron integrates.
+        let k = if *r <= 0.0 {
+            full
+        } else if *r >= dt {
+            *r -= dt;
+            return false;
+        } else {
+            let active = dt - *r;
+            *r = 0.0;
+            -(-active / tau_rc).exp_m1()
+        };
+        let dv = (j - *v) * k;
+        *v += dv;
+        if *v > 1.0 {
+            // v reached 1 at τ' before the end of the step.
+            let since_spike = -tau_rc * (-(*v - 1.0) / (j - 1.0)).ln_1p();
+            let since_spike = if since_spike.is_finite() {
+                since_spike.clamp(0.0, dt)
+            } else {
+                0.0
+            };
+            *v = 0.0;
+            *r = (tau_ref - since_spike).max(0.0);
+            true
+        } else {
+            if *v < 0.0 {
+                *v = 0.0;
+            }
+            false
+        }
+    }
+}
+
+crate::nn::simd::multiversion! {
+    /// The vector pass of `step`: integrates the neurons that are not
+    /// refractory and do not spike, counts down fully refractory ones, and
+    /// flags (leaving untouched) every other neuron; returns whether any was
+    /// flagged.
+    fn common_cases(
+        v: &mut [f32],
+        refractory: &mut [f32],
+        j: &[f32],
+        special: &mut [u8],
+        dt: f32,
+        full: f32,
+    ) -> bool {
+        let mut any = false;
+        for (((v, r), &j), s) in v
+            .iter_mut()
+            .zip(refractory.iter_mut())
+            .zip(j)
+            .zip(special.iter_mut())
+        {
+            let (v0, r0) = (*v, *r);
+            let free = r0 <= 0.0;
+            let held = r0 >= dt;
+            let vn = v0 + (j - v0) * full;
+            let flag = (free && vn > 1.0) || (!free && !held);
+            let vn = if vn < 0.0 { 0.0 } else { vn };
+            *v = if free && !flag { vn } else { v0 };
+            *r = if held { r0 - dt } else { r0 };
+            *s = u8::from(flag);
+            any |= flag;
+        }
+        any
     }
 }

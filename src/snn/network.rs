@@ -282,18 +282,8 @@ impl SpikingNetwork {
             encoder.step(dt, &mut rng, &mut spikes[0]);
             out.spikes[0] += spikes[0].len() as u64;
             for i in 0..n_layers {
-                let n_out = self.sizes[i + 1];
                 let (below, above) = spikes.split_at_mut(i + 1);
-                let filter = &mut filters[i];
-                filter.decay();
-                let wt = &self.wt[i];
-                for &k in below[i].iter() {
-                    filter.add(&wt[k as usize * n_out..(k as usize + 1) * n_out]);
-                }
-                let y = filter.output();
-                for ((j, &y), &b) in current[i].iter_mut().zip(y).zip(&self.bias[i]) {
-                    *j = y + b;
-                }
+                filters[i].step_into(&self.wt[i], &below[i], &self.bias[i], &mut current[i]);
                 let fired = &mut above[0];
                 fired.clear();
                 neurons[i].step(&current[i], fired);

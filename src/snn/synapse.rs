@@ -89,6 +89,42 @@ impl SynapticFilter {
         }
     }
 
+    /// A whole step of a layer's synapses in one pass: the first stage
+    /// decays, each spike `k` adds its column `columns[k·n..(k+1)·n]`, the
+    /// remaining stages run, and `current ← output + bias`. The same
+    /// operations in the same order as `decay`, `add` per spike and
+    /// `output`, with the sums held in registers.
+    pub fn step_into(
+        &mut self,
+        columns: &[f32],
+        spikes: &[u32],
+        bias: &[f32],
+        current: &mut [f32],
+    ) {
+        let n = self.stage1.len();
+        assert!(
+            bias.len() == n && current.len() == n,
+            "one bias and current per neuron"
+        );
+        assert!(
+            spikes
+                .iter()
+                .all(|&k| (k as usize + 1) * n <= columns.len()),
+            "a spike without its weight column"
+        );
+        let alpha = self.kind == SynapseKind::Alpha;
+        filter_step(
+            &mut self.stage1,
+            &mut self.stage2,
+            alpha,
+            self.decay,
+            columns,
+            spikes,
+            bias,
+            current,
+        );
+    }
+
     /// Filters a single spike train (given as spike counts per step) and
     /// returns the output per step: a reference path for tests and plots.
     pub fn filter_counts(&mut self, counts: &[u32]) -> Vec<f32> {
@@ -100,5 +136,67 @@ impl SynapticFilter {
             out.push(self.output()[0]);
         }
         out
+    }
+}
+
+crate::nn::simd::multiversion! {
+    #[allow(clippy::too_many_arguments)]
+    fn filter_step(
+        stage1: &mut [f32],
+        stage2: &mut [f32],
+        alpha: bool,
+        a: f32,
+        columns: &[f32],
+        spikes: &[u32],
+        bias: &[f32],
+        current: &mut [f32],
+    ) {
+        const C: usize = 64;
+        let n = stage1.len();
+        let mut acc = [0.0f32; C];
+        for c0 in (0..n).step_by(C) {
+            let len = C.min(n - c0);
+            if len == C {
+                // Fixed length: the sums stay in registers across spikes.
+                let s1: &[f32; C] = stage1[c0..c0 + C].try_into().expect("a chunk");
+                for (y, &s1) in acc.iter_mut().zip(s1) {
+                    *y = s1 * a;
+                }
+                for &k in spikes {
+                    let start = k as usize * n + c0;
+                    let col: &[f32; C] = columns[start..start + C].try_into().expect("a column");
+                    for (y, &w) in acc.iter_mut().zip(col) {
+                        *y += w;
+                    }
+                }
+            } else {
+                for (y, &s1) in acc[..len].iter_mut().zip(&stage1[c0..c0 + len]) {
+                    *y = s1 * a;
+                }
+                for &k in spikes {
+                    let col = &columns[k as usize * n + c0..][..len];
+                    for (y, &w) in acc[..len].iter_mut().zip(col) {
+                        *y += w;
+                    }
+                }
+            }
+            let acc = &acc[..len];
+            let s1 = &mut stage1[c0..c0 + len];
+            let out = &mut current[c0..c0 + len];
+            let b = &bias[c0..c0 + len];
+            if alpha {
+                let s2 = &mut stage2[c0..c0 + len];
+                for ((((y2, y1), &y), j), &b) in s2.iter_mut().zip(s1).zip(acc).zip(out).zip(b) {
+                    *y1 = y;
+                    *y2 = a * *y2 + (1.0 - a) * y;
+                    *j = *y2 + b;
+                }
+            } else {
+                for (((y1, &y), j), &b) in s1.iter_mut().zip(acc).zip(out).zip(b) {
+                    *y1 = y;
+                    *j = y + b;
+                }
+            }
+        }
     }
 }

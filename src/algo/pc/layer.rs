@@ -45,6 +45,17 @@
 //! down-message of step `t` **before** applying its update (like BP, the error
 //! sent down uses the pre-update weights).
 //!
+//! # Row blocks
+//!
+//! Samples never interact inside a layer, so every rule that touches
+//! per-sample state is written once on a block of rows (`Rows`) against the
+//! layer's shared parameters (`Params`). `PcLayer`'s methods call them on
+//! all rows; the lockstep driver cuts the batch into one block per thread
+//! and relaxes each block on its own core. The kernels (`nn::kernels`) give
+//! a row the same bits whatever block it is in, and the one per-sample
+//! decision a rule makes (does an up-message change this row's prediction?)
+//! is taken row by row, so both drivers compute identical numbers.
+//!
 //! # The output layer
 //!
 //! The output layer's prediction is `u[L] = W[L] f(x[L−1]) + b[L]` (`mse`)
@@ -56,10 +67,18 @@
 //! the hidden dynamics are gradient descent on
 //! `E = Σ_hidden ½|ε[l]|² + β · loss(y, u[L])`.
 
+use crate::nn::kernels::{
+    Accum, column_sums, matmul, rank_update, sparse_matmul, sparse_rank_update, transpose_into,
+};
+use crate::nn::mlp::zeros_like;
+use crate::nn::simd::multiversion;
+use crate::nn::sparse::{SPARSE_DENSITY, SparseRows, density};
 use crate::nn::{Activation, ActivationKind, LossKind, Real};
 use anyhow::{Result, ensure};
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
+use ndarray::{
+    Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, ShapeBuilder, Zip,
+    s,
+};
 
 /// What a layer is: a hidden layer with its activation, or the output layer
 /// with its loss.
@@ -74,11 +93,13 @@ pub enum Role {
 pub struct PcLayer<T: Real> {
     index: usize,
     role: Role,
+    /// `W[l]`, kept column-major so `W[l]ᵀ` (the prediction's right operand)
+    /// has contiguous rows.
     w: Array2<T>,
-    /// `W[l]ᵀ` kept contiguous so the prediction's matrix product reads its
-    /// right operand row by row (packing a transposed view is several times
-    /// slower); refreshed whenever `W[l]` changes.
-    wt: Array2<T>,
+    /// `W[l]` row-major, for the down-message `ε·W[l]` (layers `l ≥ 3`; layer
+    /// 2 sends nothing down to the clamped input). Refreshed whenever `W[l]`
+    /// changes.
+    w_rows: Option<Array2<T>>,
     b: Array1<T>,
     feedback: Option<Array2<T>>,
     /// `u` no longer matches `input` (the weights changed since).
@@ -96,6 +117,210 @@ pub struct PcLayer<T: Real> {
     /// Output layer: target `y` and nudging β (0 = free).
     target: Array2<T>,
     beta: T,
+    /// The input is mostly zeros (a clamped MNIST batch): the prediction and
+    /// the update use its non-zeros only, one `SparseRows` per row block
+    /// (`sparse_cuts`).
+    sparse_input: bool,
+    sparse: Vec<SparseRows<T>>,
+    sparse_cuts: Vec<usize>,
+    /// Scratch: which rows the last up-message changed.
+    changed: Vec<bool>,
+    /// `w_rows` matches `w` (not after `swap_params` until `split`).
+    mirror_fresh: bool,
+}
+
+/// A layer's parameters and settings, shared by all its row blocks.
+pub(crate) struct Params<'a, T: Real> {
+    role: Role,
+    w: ArrayView2<'a, T>,
+    w_rows: Option<ArrayView2<'a, T>>,
+    b: ArrayView1<'a, T>,
+    feedback: Option<ArrayView2<'a, T>>,
+    beta: T,
+    sparse_input: bool,
+}
+
+/// One block of rows of a layer's per-sample state.
+pub(crate) struct Rows<'a, T: Real> {
+    x: ArrayViewMut2<'a, T>,
+    u: ArrayViewMut2<'a, T>,
+    eps: ArrayViewMut2<'a, T>,
+    fx: ArrayViewMut2<'a, T>,
+    input: ArrayViewMut2<'a, T>,
+    target: ArrayView2<'a, T>,
+    changed: &'a mut [bool],
+    sparse: &'a mut SparseRows<T>,
+    /// This block's copy of the layer's `u_stale`.
+    pub(crate) stale: bool,
+    /// Index of the block's first row in the batch.
+    first: usize,
+}
+
+impl<T: Real> Params<'_, T> {
+    pub(crate) fn role(&self) -> Role {
+        self.role
+    }
+
+    /// `u ← b + input · Wᵀ` (the sparse kernel for a sparse input, which
+    /// `init` indexed), then the output non-linearity.
+    fn predict(&self, r: &mut Rows<'_, T>) {
+        if self.sparse_input {
+            sparse_matmul(r.sparse, 0, self.w.t(), self.b, r.u.view_mut());
+        } else {
+            matmul(r.input.view(), self.w.t(), Some(self.b), r.u.view_mut());
+        }
+        r.stale = false;
+        if let Role::Output(loss) = self.role {
+            loss.output_inplace(r.u.view_mut());
+        }
+    }
+
+    /// First up-message of a batch: `input ← below`, `u`, then `x ← u`
+    /// (feedforward) or `x ← 0` (at rest), `f(x)` and `ε`.
+    pub(crate) fn init(&self, r: &mut Rows<'_, T>, below: ArrayView2<T>, at_rest: bool) {
+        r.input.assign(&below);
+        if self.sparse_input {
+            r.sparse.fill(r.input.view());
+        }
+        self.predict(r);
+        if at_rest {
+            r.x.fill(T::zero());
+        } else {
+            r.x.assign(&r.u);
+        }
+        if let Role::Hidden(act) = self.role {
+            act.apply_into(r.x.view(), r.fx.view_mut());
+        }
+        r.changed.fill(true);
+        self.refresh_error(r);
+    }
+
+    /// A new up-message: rows whose input changed (all of them if the
+    /// weights did) get a new prediction and error; the others keep theirs,
+    /// including an error that Euler steps moved (recomputing it as `x − u`
+    /// would round differently, see `on_feedback`).
+    pub(crate) fn activity(&self, r: &mut Rows<'_, T>, below: ArrayView2<T>) {
+        let mut any = false;
+        for (i, changed) in r.changed.iter_mut().enumerate() {
+            *changed = r.stale || r.input.row(i) != below.row(i);
+            if *changed {
+                r.input.row_mut(i).assign(&below.row(i));
+                any = true;
+            }
+        }
+        if !any {
+            return;
+        }
+        if self.sparse_input {
+            r.sparse.fill(r.input.view());
+        }
+        self.predict(r);
+        self.refresh_error(r);
+    }
+
+    /// Hidden layers: one Euler step from the down-message (see
+    /// `PcLayer::on_feedback`).
+    pub(crate) fn feedback(&self, r: &mut Rows<'_, T>, above: ArrayView2<T>, gamma: T) {
+        if let Role::Hidden(act) = self.role {
+            euler_step(
+                &act,
+                gamma,
+                above,
+                r.x.view_mut(),
+                r.eps.view_mut(),
+                r.fx.view_mut(),
+                None,
+            );
+        }
+    }
+
+    /// `out ← ε · W` (or `ε · B`) for a block of rows.
+    pub(crate) fn error_down(&self, eps: ArrayView2<T>, mut out: ArrayViewMut2<T>) {
+        if eps.iter().all(|&e| e == T::zero()) {
+            out.fill(T::zero());
+            return;
+        }
+        let m = match (self.feedback, self.w_rows) {
+            (Some(f), _) => f,
+            (None, Some(w)) => w,
+            // Layer 2 has no row-major copy; the kernel copies W (rare).
+            (None, None) => self.w,
+        };
+        matmul(eps, m, None, out);
+    }
+
+    /// `ε` of the rows marked in `changed` from `x`, `u` (and the target).
+    fn refresh_error(&self, r: &mut Rows<'_, T>) {
+        for i in 0..r.changed.len() {
+            if !r.changed[i] {
+                continue;
+            }
+            let (mut e, mut x, u) = (r.eps.row_mut(i), r.x.row_mut(i), r.u.row(i));
+            match self.role {
+                Role::Hidden(_) => Zip::from(&mut e)
+                    .and(&x)
+                    .and(&u)
+                    .for_each(|e, &x, &u| *e = x - u),
+                Role::Output(_) => {
+                    let beta = self.beta;
+                    if beta == T::zero() {
+                        e.fill(T::zero());
+                        x.assign(&u);
+                        continue;
+                    }
+                    let y = r.target.row(i);
+                    // ε = β(y − u) computed directly rather than as x − u, so a
+                    // full clamp gives exactly y − u (BP's −δ[L]) bit for bit.
+                    Zip::from(&mut e).and(&y).and(&u).for_each(|e, &y, &u| {
+                        *e = if beta == T::one() {
+                            y - u
+                        } else {
+                            beta * (y - u)
+                        }
+                    });
+                    if beta == T::one() {
+                        x.assign(&y);
+                    } else {
+                        Zip::from(&mut x)
+                            .and(&u)
+                            .and(&e)
+                            .for_each(|x, &u, &e| *x = u + e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<'a, T: Real> Rows<'a, T> {
+    pub(crate) fn first(&self) -> usize {
+        self.first
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.x.nrows()
+    }
+    pub(crate) fn eps(&self) -> ArrayView2<'_, T> {
+        self.eps.view()
+    }
+    /// The up-message this block sends: `f(x)` (hidden) or `x` (output).
+    pub(crate) fn activity_up(&self, role: Role) -> ArrayView2<'_, T> {
+        match role {
+            Role::Hidden(_) => self.fx.view(),
+            Role::Output(_) => self.x.view(),
+        }
+    }
+}
+
+/// Cuts the first `cuts[last]` rows of `a` into the blocks `cuts`.
+pub(crate) fn split_mut<'a, T>(a: &'a mut Array2<T>, cuts: &[usize]) -> Vec<ArrayViewMut2<'a, T>> {
+    let mut out = Vec::with_capacity(cuts.len() - 1);
+    let mut rest = a.view_mut();
+    for c in cuts.windows(2) {
+        let (head, tail) = rest.split_at(Axis(0), c[1] - c[0]);
+        out.push(head);
+        rest = tail;
+    }
+    out
 }
 
 impl<T: Real> PcLayer<T> {
@@ -127,14 +352,15 @@ impl<T: Real> PcLayer<T> {
             );
         }
         let (n, n_in) = w.dim();
-        let wt = w.t().as_standard_layout().into_owned();
-        Ok(Self {
+        let mut cm = Array2::zeros((n, n_in).f());
+        cm.assign(&w);
+        let mut layer = Self {
             index,
             role,
-            w,
-            wt,
+            w: cm,
+            w_rows: (index >= 3).then(|| Array2::zeros((n, n_in))),
             b,
-            feedback,
+            feedback: feedback.map(|f| f.as_standard_layout().into_owned()),
             u_stale: true,
             x: Array2::zeros((0, n)),
             u: Array2::zeros((0, n)),
@@ -143,7 +369,14 @@ impl<T: Real> PcLayer<T> {
             input: Array2::zeros((0, n_in)),
             target: Array2::zeros((0, n)),
             beta: T::zero(),
-        })
+            sparse_input: false,
+            sparse: Vec::new(),
+            sparse_cuts: vec![0, 0],
+            changed: Vec::new(),
+            mirror_fresh: false,
+        };
+        layer.refresh_mirror();
+        Ok(layer)
     }
 
     /// `l` in DESIGN.md's numbering.
@@ -200,9 +433,43 @@ impl<T: Real> PcLayer<T> {
     pub fn load_params(&mut self, w: ArrayView2<T>, b: ArrayView1<T>) {
         debug_assert_eq!(w.dim(), self.w.dim());
         self.w.assign(&w);
-        self.wt.assign(&w.t());
         self.b.assign(&b);
+        self.weights_changed();
+    }
+
+    /// Exchanges `W[l]`, `b[l]` with the given arrays (no copy): a driver
+    /// that keeps the parameters elsewhere lends them to the layer for a
+    /// batch and takes them back after. `w` should be column-major (as
+    /// `Mlp::kaiming` makes it); another layout works, slower.
+    pub fn swap_params(&mut self, w: &mut Array2<T>, b: &mut Array1<T>) {
+        assert_eq!(w.dim(), self.w.dim(), "layer {}: W shape", self.index);
+        assert_eq!(b.len(), self.b.len(), "layer {}: b shape", self.index);
+        std::mem::swap(&mut self.w, w);
+        std::mem::swap(&mut self.b, b);
+        // The row-major copy is rebuilt when the next rule needs it.
+        self.mirror_fresh = false;
         self.u_stale = true;
+    }
+
+    fn weights_changed(&mut self) {
+        self.refresh_mirror();
+        self.u_stale = true;
+    }
+
+    fn refresh_mirror(&mut self) {
+        if let Some(m) = &mut self.w_rows {
+            transpose_into(self.w.t(), m.view_mut());
+        }
+        self.mirror_fresh = true;
+    }
+
+    /// The row-major copy of `W[l]` if it is current (else `ε·W` reads `W`
+    /// through a slower path).
+    fn mirror(&self) -> Option<ArrayView2<'_, T>> {
+        self.w_rows
+            .as_ref()
+            .filter(|_| self.mirror_fresh)
+            .map(|w| w.view())
     }
 
     /// Buffers follow the batch size; they reallocate only when it changes
@@ -214,8 +481,106 @@ impl<T: Real> PcLayer<T> {
                 *buf = Array2::zeros((rows, n));
             }
             self.input = Array2::zeros((rows, n_in));
+            self.changed = vec![true; rows];
             self.u_stale = true;
         }
+    }
+
+    /// The shared parameters and the state cut into the row blocks `cuts`
+    /// (which must cover `0..rows()`); `u_stale` is cleared when the blocks
+    /// report, through `finish_blocks`, that they predicted.
+    pub(crate) fn split(&mut self, cuts: &[usize]) -> (Params<'_, T>, Vec<Rows<'_, T>>) {
+        if !self.mirror_fresh {
+            self.refresh_mirror();
+        }
+        let parts = cuts.len() - 1;
+        if self.sparse.len() < parts {
+            self.sparse.resize_with(parts, SparseRows::new);
+        }
+        if self.sparse_cuts != cuts {
+            // The sparse input was indexed for other blocks (another thread
+            // count): index it again for these.
+            if self.sparse_input {
+                for (sp, c) in self.sparse.iter_mut().zip(cuts.windows(2)) {
+                    sp.fill(self.input.slice(s![c[0]..c[1], ..]));
+                }
+            }
+            self.sparse_cuts.clear();
+            self.sparse_cuts.extend_from_slice(cuts);
+        }
+        let params = Params {
+            role: self.role,
+            w: self.w.view(),
+            w_rows: self.w_rows.as_ref().map(|w| w.view()),
+            b: self.b.view(),
+            feedback: self.feedback.as_ref().map(|f| f.view()),
+            beta: self.beta,
+            sparse_input: self.sparse_input,
+        };
+        let stale = self.u_stale;
+        let target_rows = self.target.nrows() == self.x.nrows();
+        let mut targets = Vec::with_capacity(parts);
+        for c in cuts.windows(2) {
+            targets.push(if target_rows {
+                self.target.slice(s![c[0]..c[1], ..])
+            } else {
+                self.target.slice(s![0..0, ..])
+            });
+        }
+        let mut changed = Vec::with_capacity(parts);
+        let mut rest: &mut [bool] = &mut self.changed;
+        for c in cuts.windows(2) {
+            let (head, tail) = rest.split_at_mut(c[1] - c[0]);
+            changed.push(head);
+            rest = tail;
+        }
+        let rows = split_mut(&mut self.x, cuts)
+            .into_iter()
+            .zip(split_mut(&mut self.u, cuts))
+            .zip(split_mut(&mut self.eps, cuts))
+            .zip(split_mut(&mut self.fx, cuts))
+            .zip(split_mut(&mut self.input, cuts))
+            .zip(targets)
+            .zip(changed)
+            .zip(self.sparse.iter_mut())
+            .zip(cuts.iter().copied())
+            .map(
+                |((((((((x, u), eps), fx), input), target), changed), sparse), first)| Rows {
+                    x,
+                    u,
+                    eps,
+                    fx,
+                    input,
+                    target,
+                    changed,
+                    sparse,
+                    stale,
+                    first,
+                },
+            )
+            .collect();
+        (params, rows)
+    }
+
+    /// Prepares a batch whose first up-message is `below` (the whole batch):
+    /// buffers, and whether the input takes the sparse path — layer 2 only,
+    /// whose input is the clamped data (hidden activities stay dense), so
+    /// every driver decides alike.
+    pub(crate) fn prepare(&mut self, below: ArrayView2<T>) {
+        self.ensure_rows(below.nrows());
+        self.sparse_input = self.index == 2 && density(below) < SPARSE_DENSITY;
+    }
+
+    /// `prepare` for a layer above 2, before its input exists.
+    pub(crate) fn prepare_rows(&mut self, rows: usize) {
+        debug_assert!(self.index > 2);
+        self.ensure_rows(rows);
+        self.sparse_input = false;
+    }
+
+    /// After the row blocks ran: whether they left the prediction current.
+    pub(crate) fn set_stale(&mut self, stale: bool) {
+        self.u_stale = stale;
     }
 
     /// Rule (output layer, before a batch): clamp the output towards the
@@ -238,36 +603,45 @@ impl<T: Real> PcLayer<T> {
         self.beta = T::zero();
     }
 
+    /// Runs `f` on all rows as one block.
+    fn whole<R>(&mut self, f: impl FnOnce(&Params<'_, T>, &mut Rows<'_, T>) -> R) -> R {
+        let rows = self.rows();
+        let (params, mut blocks) = self.split(&[0, rows]);
+        let out = f(&params, &mut blocks[0]);
+        let stale = blocks[0].stale;
+        drop(blocks);
+        self.u_stale = stale;
+        out
+    }
+
     /// Rule: first up-message of a batch; start from the feedforward pass
     /// (`x ← u`, so hidden errors are 0; the output applies its clamp).
     pub fn init_feedforward(&mut self, below: ArrayView2<T>) {
-        self.ensure_rows(below.nrows());
-        self.input.assign(&below);
-        self.predict();
-        self.x.assign(&self.u);
-        self.refresh();
+        self.prepare(below);
+        self.whole(|p, r| p.init(r, below, false));
     }
 
     /// Rule: first up-message of a batch; value nodes start at rest (`x ← 0`).
     pub fn init_at_rest(&mut self, below: ArrayView2<T>) {
-        self.ensure_rows(below.nrows());
-        self.input.assign(&below);
-        self.predict();
-        self.x.fill(T::zero());
-        self.refresh();
+        self.prepare(below);
+        self.whole(|p, r| p.init(r, below, true));
     }
 
-    /// Rule: a new up-message `f(x[l−1])` arrived; recompute `u[l]` and `ε[l]`.
-    /// A message equal to the last one with unchanged weights leaves `u[l]`
-    /// and `ε[l]` as they are (no matrix product, and no needless
-    /// recomputation of `ε` as the difference `x − u`, see `on_feedback`).
+    /// Rule: a new up-message `f(x[l−1])` arrived; recompute `u[l]` and `ε[l]`
+    /// of every sample (row) whose input changed, or of all when the weights
+    /// changed. A row whose input is unchanged keeps its prediction and its
+    /// error (no needless recomputation of `ε` as the difference `x − u`,
+    /// see `on_feedback`).
     pub fn on_activity(&mut self, below: ArrayView2<T>) {
-        if self.u_stale || self.input.dim() != below.dim() || self.input != below {
-            self.ensure_rows(below.nrows());
-            self.input.assign(&below);
-            self.predict();
-            self.refresh_error();
+        if self.input.dim() != below.dim() {
+            self.prepare(below);
+            self.whole(|p, r| {
+                r.stale = true;
+                p.activity(r, below)
+            });
+            return;
         }
+        self.whole(|p, r| p.activity(r, below));
     }
 
     /// Rule (hidden layers): a down-message `e = ε[l+1]·W[l+1]` arrived; one
@@ -279,18 +653,7 @@ impl<T: Real> PcLayer<T> {
     /// exactly, which keeps f32 runs on BP's trajectory).
     /// On the output layer this does nothing (its value nodes follow the nudge).
     pub fn on_feedback(&mut self, above: ArrayView2<T>, gamma: T) {
-        let Role::Hidden(act) = self.role else {
-            return;
-        };
-        euler_step(
-            &act,
-            gamma,
-            above,
-            self.x.view_mut(),
-            self.eps.view_mut(),
-            self.fx.view_mut(),
-            None,
-        );
+        self.whole(|p, r| p.feedback(r, above, gamma));
     }
 
     /// Rule (error nodes of a hidden layer whose value nodes are another
@@ -320,17 +683,24 @@ impl<T: Real> PcLayer<T> {
         out.assign(&self.activity_up());
     }
 
+    fn params(&self) -> Params<'_, T> {
+        Params {
+            role: self.role,
+            w: self.w.view(),
+            w_rows: self.mirror(),
+            b: self.b.view(),
+            feedback: self.feedback.as_ref().map(|f| f.view()),
+            beta: self.beta,
+            sparse_input: self.sparse_input,
+        }
+    }
+
     /// `out ← ε[l]·W[l]` (or `ε[l]·B[l]`), shape `(rows, n[l−1])`, with the
     /// current (not yet updated) weights.
     /// All-zero errors (a hidden layer right after the feedforward
     /// initialisation) give a zero message without the matrix product.
-    pub fn error_down_into(&self, mut out: ArrayViewMut2<T>) {
-        if self.eps.iter().all(|&e| e == T::zero()) {
-            out.fill(T::zero());
-            return;
-        }
-        let m = self.feedback.as_ref().unwrap_or(&self.w);
-        general_mat_mul(T::one(), &self.eps, m, T::zero(), &mut out);
+    pub fn error_down_into(&self, out: ArrayViewMut2<T>) {
+        self.params().error_down(self.eps.view(), out);
     }
 
     /// Owned down-message, to be moved into a message.
@@ -340,35 +710,53 @@ impl<T: Real> PcLayer<T> {
         out
     }
 
-    /// `w += s · ε[l]ᵀ f(x[l−1])`, `b += s · Σ_rows ε[l]` accumulated straight
-    /// into the given parameters (one fused product, no ΔW buffer): the
-    /// plain-SGD fast path of a driver that keeps the parameters elsewhere
-    /// (an `Mlp`). Its rounding matches `Backprop`'s fused SGD path, so Z-IL
-    /// and BP stay on the same f32 trajectory. The layer's own `W[l]` is not
-    /// touched.
-    pub fn add_weight_update_to(&self, scale: T, mut w: ArrayViewMut2<T>, mut b: ArrayViewMut1<T>) {
-        general_mat_mul(scale, &self.eps.t(), &self.input, T::one(), &mut w);
-        for row in self.eps.axis_iter(Axis(0)) {
-            b.scaled_add(scale, &row);
+    /// `w ← [w +] s · ε[l]ᵀ f(x[l−1])`, `b ← [b +] s · Σ_rows ε[l]` for the
+    /// output units `units` (the rows of `w`, `b`): the one place the PC
+    /// weight update is computed (sparse input: its non-zeros only).
+    pub(crate) fn update_units(
+        &self,
+        scale: T,
+        units: std::ops::Range<usize>,
+        mode: Accum,
+        w: ArrayViewMut2<T>,
+        b: ArrayViewMut1<T>,
+    ) {
+        let eps = self.eps.slice(s![.., units]);
+        if self.sparse_input {
+            let segs: Vec<_> = self
+                .sparse_cuts
+                .windows(2)
+                .zip(&self.sparse)
+                .map(|(c, sp)| (sp, eps.slice(s![c[0]..c[1], ..])))
+                .collect();
+            sparse_rank_update(scale, &segs, mode, w.reversed_axes());
+        } else {
+            rank_update(scale, &[(eps, self.input.view())], mode, w);
         }
+        column_sums(scale, &[eps], mode, b);
+    }
+
+    /// `w += s · ε[l]ᵀ f(x[l−1])`, `b += s · Σ_rows ε[l]` accumulated straight
+    /// into the given parameters (no ΔW buffer): the plain-SGD fast path of a
+    /// driver that keeps the parameters elsewhere (an `Mlp`). It rounds like
+    /// `weight_update_into` followed by `W += ΔW`, and like `Backprop`'s
+    /// update, so Z-IL and BP stay on the same f32 trajectory. The layer's
+    /// own `W[l]` is not touched.
+    pub fn add_weight_update_to(&self, scale: T, w: ArrayViewMut2<T>, b: ArrayViewMut1<T>) {
+        self.update_units(scale, 0..self.width(), Accum::Add, w, b);
     }
 
     /// `dw ← s · ε[l]ᵀ f(x[l−1])`, `db ← s · Σ_rows ε[l]` (the driver picks
     /// `s = α / (β · rows)`).
-    pub fn weight_update_into(&self, scale: T, mut dw: ArrayViewMut2<T>, mut db: ArrayViewMut1<T>) {
-        general_mat_mul(scale, &self.eps.t(), &self.input, T::zero(), &mut dw);
-        db.fill(T::zero());
-        for row in self.eps.axis_iter(Axis(0)) {
-            db.scaled_add(scale, &row);
-        }
+    pub fn weight_update_into(&self, scale: T, dw: ArrayViewMut2<T>, db: ArrayViewMut1<T>) {
+        self.update_units(scale, 0..self.width(), Accum::Set, dw, db);
     }
 
     /// `W[l] += dw`, `b[l] += db`.
     pub fn apply_update(&mut self, dw: ArrayView2<T>, db: ArrayView1<T>) {
         self.w += &dw;
-        self.wt += &dw.t();
         self.b += &db;
-        self.u_stale = true;
+        self.weights_changed();
     }
 
     /// This layer's share of the energy, summed over the batch:
@@ -387,63 +775,9 @@ impl<T: Real> PcLayer<T> {
         }
     }
 
-    fn predict(&mut self) {
-        self.u.assign(
-            &self
-                .b
-                .broadcast(self.u.raw_dim())
-                .expect("b matches the width"),
-        );
-        general_mat_mul(T::one(), &self.input, &self.wt, T::one(), &mut self.u);
-        self.u_stale = false;
-        if let Role::Output(loss) = self.role {
-            loss.output_inplace(self.u.view_mut());
-        }
-    }
-
-    /// After `x` changed: `f(x)` and `ε`.
-    fn refresh(&mut self) {
-        if let Role::Hidden(act) = self.role {
-            act.apply_into(self.x.view(), self.fx.view_mut());
-        }
-        self.refresh_error();
-    }
-
-    fn refresh_error(&mut self) {
-        match self.role {
-            Role::Hidden(_) => Zip::from(&mut self.eps)
-                .and(&self.x)
-                .and(&self.u)
-                .for_each(|e, &x, &u| *e = x - u),
-            Role::Output(_) => {
-                let beta = self.beta;
-                if beta == T::zero() {
-                    self.eps.fill(T::zero());
-                    self.x.assign(&self.u);
-                    return;
-                }
-                // ε = β(y − u) computed directly rather than as x − u, so a
-                // full clamp gives exactly y − u (BP's −δ[L]) bit for bit.
-                Zip::from(&mut self.eps)
-                    .and(&self.target)
-                    .and(&self.u)
-                    .for_each(|e, &y, &u| {
-                        *e = if beta == T::one() {
-                            y - u
-                        } else {
-                            beta * (y - u)
-                        }
-                    });
-                if beta == T::one() {
-                    self.x.assign(&self.target);
-                } else {
-                    Zip::from(&mut self.x)
-                        .and(&self.u)
-                        .and(&self.eps)
-                        .for_each(|x, &u, &e| *x = u + e);
-                }
-            }
-        }
+    /// A zero update buffer shaped (and laid out) like `W[l]`.
+    pub fn zeros_like_weights(&self) -> Array2<T> {
+        zeros_like(&self.w)
     }
 }
 
@@ -452,10 +786,12 @@ impl<T: Real> PcLayer<T> {
 /// once, outside the loop, and ReLU's derivative is a select rather than a
 /// branch (a mispredicted branch per node cost as much as the matrix
 /// products). Each `f`/`f'` repeats `Activation`'s arithmetic exactly, so
-/// Z-IL's errors are BP's deltas bit for bit.
+/// Z-IL's errors are BP's deltas bit for bit. γ is an argument so a
+/// per-layer step size is a caller's choice.
+///
 /// With `step_out`, the step Δ is written there too (a value-node actor
-/// sends it to its error nodes).
-pub(crate) fn euler_step<T: Real>(
+/// sends it to its error nodes, `runtime.granularity = "nodes"`).
+pub fn euler_step<T: Real>(
     act: &Activation,
     gamma: T,
     above: ArrayView2<T>,
@@ -465,19 +801,9 @@ pub(crate) fn euler_step<T: Real>(
     step_out: Option<ArrayViewMut2<T>>,
 ) {
     let one = T::one();
-    let zero = T::zero();
     let sigmoid = move |v: T| one / (one + (-v).exp());
     match act.kind {
-        ActivationKind::Relu => fused(
-            gamma,
-            above,
-            x,
-            eps,
-            fx,
-            step_out,
-            |x, d| if x <= zero { zero } else { d },
-            |v| v.max(zero),
-        ),
+        ActivationKind::Relu => euler_relu(gamma, above, x, eps, fx, step_out),
         ActivationKind::Linear => fused(gamma, above, x, eps, fx, step_out, |_, d| d, |v| v),
         ActivationKind::Tanh => fused(
             gamma,
@@ -515,6 +841,29 @@ pub(crate) fn euler_step<T: Real>(
             |x, d| d * T::of(act.derivative(x.f64())),
             |v| T::of(act.value(v.f64())),
         ),
+    }
+}
+
+multiversion! {
+    fn euler_relu<T: Real>(
+        gamma: T,
+        above: ArrayView2<T>,
+        x: ArrayViewMut2<T>,
+        eps: ArrayViewMut2<T>,
+        fx: ArrayViewMut2<T>,
+        step_out: Option<ArrayViewMut2<T>>,
+    ) {
+        let zero = T::zero();
+        fused(
+            gamma,
+            above,
+            x,
+            eps,
+            fx,
+            step_out,
+            |x, d| if x <= zero { zero } else { d },
+            |v| v.max(zero),
+        )
     }
 }
 

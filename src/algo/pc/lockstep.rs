@@ -13,14 +13,21 @@
 //! clamped), so its prediction `W[2] x[1] + b[2]` — the largest matrix
 //! product — is computed once per batch.
 //!
+//! The batch is cut into one block of rows per thread; samples relax
+//! independently, so each block runs all of its inference steps on its own
+//! core and only the weight update (a sum over all samples, split by output
+//! unit) joins them. The kernels make every number independent of the cut
+//! (see `layer.rs`), so results are bit-identical for any thread count.
+//!
 //! The trainers `Il` and `Zil` (the `Trainer` implementations) live here too.
 
 use super::PcConfig;
-use super::layer::{PcLayer, Role};
-use crate::algo::{Momentum, Trainer};
+use super::layer::{Params, PcLayer, Role, Rows, split_mut};
+use crate::algo::{Momentum, Trainer, bounds, for_each_part, parts_for, split_units};
+use crate::nn::kernels::Accum;
 use crate::nn::{Mlp, Real, Updates};
 use anyhow::Result;
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2};
 
 /// The layers `2..=L` of a PC network, driven in lockstep.
 #[derive(Clone, Debug)]
@@ -29,6 +36,43 @@ pub struct PcNet<T: Real> {
     pub layers: Vec<PcLayer<T>>,
     /// `down[i]`: the down-message for `layers[i]` from `layers[i + 1]`.
     down: Vec<Array2<T>>,
+}
+
+/// One thread's rows of every layer, and of the down-message buffers.
+struct Block<'a, T: Real> {
+    rows: Vec<Rows<'a, T>>,
+    down: Vec<ArrayViewMut2<'a, T>>,
+}
+
+impl<T: Real> Block<'_, T> {
+    /// Step 1 for the layers `i` with `active(i)`: `down[i] ← ε[i+1]·W[i+2]`.
+    fn send_down(&mut self, params: &[Params<'_, T>], active: impl Fn(usize) -> bool) {
+        for i in 0..self.down.len() {
+            if active(i) {
+                params[i + 1].error_down(self.rows[i + 1].eps(), self.down[i].view_mut());
+            }
+        }
+    }
+
+    /// Steps 3 and 4 for the layers with `active(i)`: Euler steps from the
+    /// down-messages, then the new up-messages bottom-up.
+    fn relax_only(&mut self, params: &[Params<'_, T>], gamma: T, active: impl Fn(usize) -> bool) {
+        let n = self.rows.len();
+        for (i, (rows, down)) in self.rows.iter_mut().zip(&self.down).enumerate() {
+            if active(i) {
+                params[i].feedback(rows, down.view(), gamma);
+            }
+        }
+        for i in 1..n {
+            if active(i) {
+                let (lower, upper) = self.rows.split_at_mut(i);
+                params[i].activity(
+                    &mut upper[0],
+                    lower[i - 1].activity_up(params[i - 1].role()),
+                );
+            }
+        }
+    }
 }
 
 impl<T: Real> PcNet<T> {
@@ -61,8 +105,67 @@ impl<T: Real> PcNet<T> {
         }
     }
 
+    /// Exchanges the layers' parameters with `mlp`'s (no copy): call once to
+    /// lend `mlp`'s weights to the layers for a batch, once more to give
+    /// them back. In between, `mlp` holds the layers' old arrays.
+    pub fn swap_params(&mut self, mlp: &mut Mlp<T>) {
+        for (layer, (w, b)) in self
+            .layers
+            .iter_mut()
+            .zip(mlp.w.iter_mut().zip(mlp.b.iter_mut()))
+        {
+            layer.swap_params(w, b);
+        }
+    }
+
     pub fn output(&self) -> &PcLayer<T> {
         self.layers.last().expect("a network has an output layer")
+    }
+
+    /// Runs `f` on every block of rows of the current batch, one block per
+    /// thread.
+    fn blocks(&mut self, f: impl Fn(&[Params<'_, T>], &mut Block<'_, T>) + Sync) {
+        let rows = self.layers[0].rows();
+        let cuts = bounds(rows, parts_for(rows));
+        let mut params = Vec::with_capacity(self.layers.len());
+        let mut per_layer = Vec::with_capacity(self.layers.len());
+        for layer in self.layers.iter_mut() {
+            let (p, r) = layer.split(&cuts);
+            params.push(p);
+            per_layer.push(r.into_iter());
+        }
+        let mut downs: Vec<_> = self
+            .down
+            .iter_mut()
+            .map(|d| split_mut(d, &cuts).into_iter())
+            .collect();
+        let blocks: Vec<Block<'_, T>> = (0..cuts.len() - 1)
+            .map(|_| Block {
+                rows: per_layer
+                    .iter_mut()
+                    .map(|r| r.next().expect("a block per cut"))
+                    .collect(),
+                down: downs
+                    .iter_mut()
+                    .map(|d| d.next().expect("a block per cut"))
+                    .collect(),
+            })
+            .collect();
+        let stale: Vec<std::sync::atomic::AtomicBool> = (0..params.len())
+            .map(|_| std::sync::atomic::AtomicBool::new(false))
+            .collect();
+        for_each_part(blocks, |mut block| {
+            f(&params, &mut block);
+            for (s, r) in stale.iter().zip(&block.rows) {
+                if r.stale {
+                    s.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        drop(params);
+        for (layer, s) in self.layers.iter_mut().zip(stale) {
+            layer.set_stale(s.into_inner());
+        }
     }
 
     /// Starts a batch: the output is clamped/nudged towards `target = (y, β)`
@@ -77,25 +180,32 @@ impl<T: Real> PcNet<T> {
             Some((y, beta)) => out.set_target(y, beta),
             None => out.free_output(),
         }
-        for i in 0..self.layers.len() {
-            let (lower, upper) = self.layers.split_at_mut(i);
-            let below = if i == 0 {
-                x.view()
-            } else {
-                lower[i - 1].activity_up()
-            };
-            if at_rest {
-                upper[0].init_at_rest(below);
-            } else {
-                upper[0].init_feedforward(below);
-            }
-        }
+        self.layers[0].prepare(x);
         let rows = x.nrows();
+        for layer in &mut self.layers[1..] {
+            layer.prepare_rows(rows);
+        }
         for d in &mut self.down {
             if d.nrows() != rows {
                 *d = Array2::zeros((rows, d.ncols()));
             }
         }
+        self.blocks(|params, block| {
+            for i in 0..block.rows.len() {
+                let (lower, upper) = block.rows.split_at_mut(i);
+                if i == 0 {
+                    let first = upper[0].first();
+                    let x_rows = x.slice(ndarray::s![first..first + upper[0].len(), ..]);
+                    params[0].init(&mut upper[0], x_rows, at_rest);
+                } else {
+                    params[i].init(
+                        &mut upper[0],
+                        lower[i - 1].activity_up(params[i - 1].role()),
+                        at_rest,
+                    );
+                }
+            }
+        });
     }
 
     /// One inference step (see the module docs). Layers `i` with
@@ -122,36 +232,67 @@ impl<T: Real> PcNet<T> {
 
     /// One inference step with no weight update.
     pub fn relax(&mut self, gamma: T) {
-        self.send_down();
-        self.relax_only(gamma);
+        self.relax_steps(gamma, 1);
+    }
+
+    /// `steps` inference steps with no weight update, each block of rows on
+    /// its own thread from start to end (equal to calling `relax` `steps`
+    /// times).
+    pub fn relax_steps(&mut self, gamma: T, steps: usize) {
+        self.blocks(|params, block| {
+            for _ in 0..steps {
+                block.send_down(params, |_| true);
+                block.relax_only(params, gamma, |_| true);
+            }
+        });
     }
 
     /// Step 1: every layer `l ≥ 3` writes its down-message `ε[l]·W[l]`.
     pub fn send_down(&mut self) {
-        for i in 0..self.layers.len() - 1 {
-            self.layers[i + 1].error_down_into(self.down[i].view_mut());
-        }
+        self.blocks(|params, block| block.send_down(params, |_| true));
     }
 
     /// Steps 3 and 4 (after `send_down`): Euler steps from the down-messages,
     /// then the new up-messages bottom-up.
     pub fn relax_only(&mut self, gamma: T) {
+        self.blocks(|params, block| block.relax_only(params, gamma, |_| true));
+    }
+
+    /// Z-IL's relaxation with the exact schedule `t[i] = L − (i + 2)` (γ = 1),
+    /// computing only what reaches an update: a layer's rule stops after its
+    /// update step, and the update itself is left to `updates_into`, which
+    /// then reads each layer's error and input exactly as they were at its
+    /// update step. (Weights do not change during the sweep; with this
+    /// schedule no changed weight could reach a later update anyway.)
+    pub fn zil_sweep(&mut self) {
         let n = self.layers.len();
-        for i in 0..n - 1 {
-            self.layers[i].on_feedback(self.down[i].view(), gamma);
-        }
-        for i in 1..n {
-            let (lower, upper) = self.layers.split_at_mut(i);
-            upper[0].on_activity(lower[i - 1].activity_up());
-        }
+        // Layer i (index i + 2) updates at step n − 1 − i and is live before.
+        let live = move |i: usize, t: usize| t + 1 + i < n;
+        self.blocks(|params, block| {
+            for t in 0..n.saturating_sub(1) {
+                block.send_down(params, |i| live(i, t));
+                block.relax_only(params, T::one(), |i| live(i, t));
+            }
+        });
     }
 
     /// Every layer computes its update `scale · εᵀ f(x_prev)` from the current
     /// state (IL's update after relaxing), without applying it.
     pub fn collect_updates(&self, scale: T, updates: &mut Updates<T>) {
-        for (i, layer) in self.layers.iter().enumerate() {
-            layer.weight_update_into(scale, updates.dw[i].view_mut(), updates.db[i].view_mut());
-        }
+        self.updates_into(scale, Accum::Set, &mut updates.dw, &mut updates.db);
+    }
+
+    /// `w[i] ← [w[i] +] scale · ε[i]ᵀ f(x_prev)`, `b[i]` likewise, for every
+    /// layer from its current state, split over threads by output unit.
+    pub fn updates_into(&self, scale: T, mode: Accum, w: &mut [Array2<T>], b: &mut [Array1<T>]) {
+        let parts = crate::nn::linalg::threads().max(1);
+        let jobs = split_units(w, b, parts, |_| true);
+        let layers = &self.layers;
+        for_each_part(jobs, |jobs| {
+            for (i, w, b, lo, hi) in jobs {
+                layers[i].update_units(scale, lo..hi, mode, w, b);
+            }
+        });
     }
 
     /// Energy `E = Σ_hidden ½|ε|² + β · loss(y, u[L])`, summed over the batch.
@@ -193,12 +334,28 @@ impl<T: Real> Common<T> {
         })
     }
 
-    /// Loads the parameters and starts the batch from the feedforward pass
-    /// with the target clamped/nudged; returns the feedforward loss.
-    fn start(&mut self, mlp: &Mlp<T>, x: ArrayView2<T>, y: ArrayView2<T>, beta: T) -> f64 {
-        self.net.load_params(mlp);
+    /// Lends `mlp`'s parameters to the layers (`give_back` returns them)
+    /// and starts the batch from the feedforward pass with the target
+    /// clamped/nudged; returns the feedforward loss.
+    fn start(&mut self, mlp: &mut Mlp<T>, x: ArrayView2<T>, y: ArrayView2<T>, beta: T) -> f64 {
+        self.net.swap_params(mlp);
         self.net.start(x, Some((y, beta)), false);
         mlp.output.loss(self.net.output().u(), y).f64()
+    }
+
+    /// Returns the parameters to `mlp` and applies the batch's update from
+    /// the layers' current state: added straight into the parameters (plain
+    /// SGD, as `Backprop` does) or through the ΔW buffers and the optimizer.
+    fn give_back_and_update(&mut self, mlp: &mut Mlp<T>, scale: T, keep_updates: bool) {
+        self.net.swap_params(mlp);
+        if self.fused(keep_updates) {
+            self.net
+                .updates_into(scale, Accum::Add, &mut mlp.w, &mut mlp.b);
+            self.kept = false;
+        } else {
+            self.net.collect_updates(scale, &mut self.updates);
+            self.finish(mlp, keep_updates);
+        }
     }
 
     /// Plain SGD with no update to keep: add the updates straight into the
@@ -222,10 +379,7 @@ impl<T: Real> Common<T> {
         };
         eval.load_params(mlp);
         eval.start(x, None, true);
-        let gamma = T::of(self.cfg.gamma);
-        for _ in 0..self.cfg.predict_steps {
-            eval.relax(gamma);
-        }
+        eval.relax_steps(T::of(self.cfg.gamma), self.cfg.predict_steps);
         Ok(eval.output().u().to_owned())
     }
 }
@@ -262,20 +416,9 @@ impl<T: Real> Trainer<T> for Il<T> {
         let c = &mut self.c;
         let beta = T::of(c.cfg.beta);
         let loss = c.start(mlp, x, y, beta);
-        let gamma = T::of(c.cfg.gamma);
-        for _ in 0..c.cfg.steps {
-            c.net.relax(gamma);
-        }
+        c.net.relax_steps(T::of(c.cfg.gamma), c.cfg.steps);
         let scale = super::update_scale(c.learning_rate, beta, x.nrows());
-        if c.fused(keep_updates) {
-            for (i, layer) in c.net.layers.iter().enumerate() {
-                layer.add_weight_update_to(scale, mlp.w[i].view_mut(), mlp.b[i].view_mut());
-            }
-            c.kept = false;
-            return loss;
-        }
-        c.net.collect_updates(scale, &mut c.updates);
-        c.finish(mlp, keep_updates);
+        c.give_back_and_update(mlp, scale, keep_updates);
         loss
     }
 
@@ -301,6 +444,8 @@ pub struct Zil<T: Real> {
     c: Common<T>,
     /// `schedule[i]`: the step at which layer `i + 2` updates.
     schedule: Vec<usize>,
+    /// The schedule is Z-IL's `t = L − l`: the fast sweep applies.
+    exact: bool,
 }
 
 impl<T: Real> Zil<T> {
@@ -330,9 +475,15 @@ impl<T: Real> Zil<T> {
             mlp.w.len()
         );
         let cfg = super::zil_config(cfg, schedule.iter().max().map_or(1, |&t| t + 1));
+        let depth = mlp.depth();
+        let exact = schedule
+            .iter()
+            .enumerate()
+            .all(|(i, &t)| t + i + 2 == depth);
         Ok(Self {
             c: Common::new(mlp, cfg, learning_rate, momentum)?,
             schedule,
+            exact,
         })
     }
 
@@ -350,10 +501,19 @@ impl<T: Real> Trainer<T> for Zil<T> {
         keep_updates: bool,
     ) -> f64 {
         let c = &mut self.c;
-        let loss = c.start(mlp, x, y, T::one());
         let scale = super::update_scale(c.learning_rate, T::one(), x.nrows());
+        if self.exact {
+            let loss = c.start(mlp, x, y, T::one());
+            c.net.zil_sweep();
+            c.give_back_and_update(mlp, scale, keep_updates);
+            return loss;
+        }
+        // Any other schedule: the reference order, step by step, on copies
+        // of the parameters (a layer's update changes its own copy at once).
+        c.net.load_params(mlp);
+        c.net.start(x, Some((y, T::one())), false);
+        let loss = mlp.output.loss(c.net.output().u(), y).f64();
         let last = c.cfg.steps - 1;
-        let fused = c.fused(keep_updates);
         for t in 0..=last {
             // Down-messages first: they use the pre-update weights.
             if t < last {
@@ -361,29 +521,18 @@ impl<T: Real> Trainer<T> for Zil<T> {
             }
             for i in (0..c.net.layers.len()).filter(|&i| self.schedule[i] == t) {
                 let layer = &mut c.net.layers[i];
-                if fused {
-                    // Nothing later in this batch reads W[l] in a way that
-                    // reaches an update, so the driver's copy is updated
-                    // now and the layer's own at the next `load_params`.
-                    layer.add_weight_update_to(scale, mlp.w[i].view_mut(), mlp.b[i].view_mut());
-                } else {
-                    layer.weight_update_into(
-                        scale,
-                        c.updates.dw[i].view_mut(),
-                        c.updates.db[i].view_mut(),
-                    );
-                    layer.apply_update(c.updates.dw[i].view(), c.updates.db[i].view());
-                }
+                layer.weight_update_into(
+                    scale,
+                    c.updates.dw[i].view_mut(),
+                    c.updates.db[i].view_mut(),
+                );
+                layer.apply_update(c.updates.dw[i].view(), c.updates.db[i].view());
             }
             // Nothing after the last update can change an update: skip the
             // relaxation that would follow it.
             if t < last {
                 c.net.relax_only(T::one());
             }
-        }
-        if fused {
-            c.kept = false;
-            return loss;
         }
         c.finish(mlp, keep_updates);
         loss

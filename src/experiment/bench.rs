@@ -1,0 +1,389 @@
+//! `pcsim bench`: how fast this machine runs pcsim, measured the way a user
+//! runs it. Prints the FMA peak (a probe with 12 independent accumulators
+//! per thread, at 1 thread and at all threads), then one-epoch times of BP,
+//! IL (T = 20) and Z-IL on 784-256-256-10 (batch 64, f32, plain SGD, the
+//! settings of the shipped MNIST scenarios) at 1 and at all threads, with
+//! the rate of the matrix products in GFLOP/s and as a share of the peak,
+//! and the spiking evaluation's synaptic events per second.
+//!
+//! Data: MNIST from `--data` when it is there, else an MNIST-shaped
+//! synthetic stream (784 inputs, ≈ 19 % non-zero pixels in [0, 1], 10
+//! classes) — the report says which. FLOPs count 2 per multiply-add of the
+//! products the algorithm performs (the sparse first layer counts its
+//! non-zero inputs only; elementwise work is not counted).
+
+use crate::algo::Trainer;
+use crate::algo::bp::Backprop;
+use crate::algo::pc::{Il, PcConfig, Zil};
+use crate::data::gather_rows;
+use crate::nn::activation::{Activation, ActivationKind, LifParams};
+use crate::nn::simd;
+use crate::nn::{LossKind, Mlp};
+use crate::snn::{Readout, SpikingConfig, SpikingNetwork, SynapseKind};
+use anyhow::Result;
+use ndarray::{Array2, s};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// MNIST directory (IDX files); missing → synthetic stream.
+    pub data: PathBuf,
+    /// Repetitions of each timing (min and median are reported).
+    pub rounds: usize,
+    /// Threads for the "all threads" rows (default: all cores).
+    pub threads: usize,
+    /// Fraction of an epoch to time (1 = the full 938 batches).
+    pub epoch_fraction: f64,
+    /// Images for the spiking evaluation (1 s presentation each).
+    pub snn_images: usize,
+}
+
+const SIZES: [usize; 4] = [784, 256, 256, 10];
+const BATCH: usize = 64;
+
+/// FMA throughput of one thread running for `seconds`, in GFLOP/s.
+fn fma_probe_thread(seconds: f64) -> f64 {
+    let mut flops = 0.0;
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < seconds {
+        flops += fma_burst();
+    }
+    flops / start.elapsed().as_secs_f64() / 1e9
+}
+
+/// A burst of independent FMA chains (12 accumulators, enough to cover the
+/// FMA latency on current cores) at the best SIMD level; returns its FLOPs.
+fn fma_burst() -> f64 {
+    const ITERS: usize = 200_000;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        #[target_feature(enable = "avx512f")]
+        unsafe fn v4() -> f32 {
+            let mut acc = [_mm512_set1_ps(0.0); 12];
+            let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+            for _ in 0..ITERS {
+                for x in acc.iter_mut() {
+                    *x = _mm512_fmadd_ps(*x, a, b);
+                }
+            }
+            acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn v3() -> f32 {
+            let mut acc = [_mm256_set1_ps(0.0); 12];
+            let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+            for _ in 0..ITERS {
+                for x in acc.iter_mut() {
+                    *x = _mm256_fmadd_ps(*x, a, b);
+                }
+            }
+            let mut out = [0.0f32; 8];
+            for v in acc {
+                let mut lanes = [0.0f32; 8];
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+                out.iter_mut().zip(lanes).for_each(|(o, l)| *o += l);
+            }
+            out.iter().sum()
+        }
+        // SAFETY: each variant runs only where the CPU has its features.
+        match simd::level() {
+            simd::Level::Avx512 => {
+                std::hint::black_box(unsafe { v4() });
+                return (ITERS * 12 * 16 * 2) as f64;
+            }
+            simd::Level::Avx2 => {
+                std::hint::black_box(unsafe { v3() });
+                return (ITERS * 12 * 8 * 2) as f64;
+            }
+            simd::Level::Scalar => {}
+        }
+    }
+    let mut acc = [0.0f32; 12];
+    for _ in 0..ITERS {
+        for x in acc.iter_mut() {
+            *x = x.mul_add(0.999_999, 1e-7);
+        }
+    }
+    std::hint::black_box(acc);
+    (ITERS * 12 * 2) as f64
+}
+
+/// Total FMA throughput of `threads` threads probing at once.
+fn fma_probe(threads: usize, seconds: f64) -> f64 {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|_| s.spawn(|| fma_probe_thread(seconds)))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("probe thread"))
+            .sum()
+    })
+}
+
+/// Training images in [0, 1] (rows) and one-hot targets.
+struct Stream {
+    x: Array2<f32>,
+    y: Array2<f32>,
+    what: String,
+}
+
+fn stream(opts: &BenchOptions) -> Stream {
+    if let Ok(split) = crate::data::mnist::load(&opts.data) {
+        let (x, y) = split.train.to_real::<f32>();
+        return Stream {
+            x,
+            y,
+            what: format!("MNIST from {}", opts.data.display()),
+        };
+    }
+    let n = 60_000;
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let x = Array2::from_shape_simple_fn((n, 784), || {
+        if rng.gen_bool(0.19) {
+            rng.r#gen::<f32>()
+        } else {
+            0.0
+        }
+    });
+    let mut y = Array2::zeros((n, 10));
+    for r in 0..n {
+        y[(r, rng.gen_range(0..10))] = 1.0;
+    }
+    Stream {
+        x,
+        y,
+        what: format!(
+            "synthetic MNIST-shaped stream (no MNIST at {}): 60 000 × 784, 19 % non-zero",
+            opts.data.display()
+        ),
+    }
+}
+
+fn network(hidden: ActivationKind) -> Mlp<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    Mlp::kaiming(
+        &SIZES,
+        Activation::new(hidden),
+        LossKind::SoftmaxCe,
+        &mut rng,
+    )
+}
+
+/// Which algorithm an epoch row runs.
+#[derive(Clone, Copy, Debug)]
+enum Algo {
+    Bp,
+    Il,
+    Zil,
+}
+
+impl Algo {
+    fn name(self) -> &'static str {
+        match self {
+            Algo::Bp => "BP",
+            Algo::Il => "IL (T = 20)",
+            Algo::Zil => "Z-IL",
+        }
+    }
+
+    fn trainer(self, mlp: &Mlp<f32>) -> Box<dyn Trainer<f32>> {
+        match self {
+            Algo::Bp => Box::new(Backprop::new(mlp, 0.3, 0.0, BATCH)),
+            Algo::Il => Box::new(
+                Il::new(
+                    mlp,
+                    PcConfig {
+                        gamma: 0.2,
+                        steps: 20,
+                        beta: 0.1,
+                        ..PcConfig::default()
+                    },
+                    0.05,
+                    0.0,
+                )
+                .expect("valid settings"),
+            ),
+            Algo::Zil => {
+                Box::new(Zil::new(mlp, PcConfig::default(), 0.3, 0.0).expect("valid settings"))
+            }
+        }
+    }
+
+    /// FLOPs of one batch of `rows` samples with `nnz` non-zero inputs.
+    fn flops(self, rows: usize, nnz: usize) -> f64 {
+        let (n1, n2, n3) = (SIZES[1], SIZES[2], SIZES[3]);
+        let (b, nnz) = (rows as f64, nnz as f64);
+        let dense = |i: usize, o: usize| 2.0 * b * (i * o) as f64;
+        let sparse = 2.0 * nnz * n1 as f64;
+        let forward = sparse + dense(n1, n2) + dense(n2, n3);
+        let updates = sparse + dense(n1, n2) + dense(n2, n3);
+        let backward = dense(n3, n2) + dense(n2, n1);
+        match self {
+            Algo::Bp | Algo::Zil => forward + backward + updates,
+            // Each step: ε·W down and the new prediction up for layers 3
+            // and 4; at the first step layer 3's ε is 0 (no product).
+            Algo::Il => {
+                let step = 2.0 * (dense(n2, n1) + dense(n3, n2));
+                forward + 20.0 * step - dense(n2, n1) + updates
+            }
+        }
+    }
+}
+
+/// Seconds of one (partial) epoch and its FLOPs.
+fn epoch(algo: Algo, data: &Stream, fraction: f64, threads: usize) -> (f64, f64) {
+    crate::nn::linalg::set_threads(threads);
+    let mut mlp = network(ActivationKind::Relu);
+    let mut trainer = algo.trainer(&mlp);
+    let n = data.x.nrows();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(2));
+    let steps = ((n.div_ceil(BATCH) as f64 * fraction).ceil() as usize).max(1);
+    let mut bx = Array2::<f32>::zeros((BATCH, 784));
+    let mut by = Array2::<f32>::zeros((BATCH, 10));
+    let mut flops = 0.0;
+    let start = Instant::now();
+    for chunk in order.chunks(BATCH).take(steps) {
+        let k = chunk.len();
+        gather_rows(data.x.view(), chunk, bx.view_mut());
+        gather_rows(data.y.view(), chunk, by.view_mut());
+        let x = bx.slice(s![..k, ..]);
+        trainer.train_batch(&mut mlp, x, by.slice(s![..k, ..]), false);
+        flops += algo.flops(k, x.iter().filter(|&&v| v != 0.0).count());
+    }
+    let seconds = start.elapsed().as_secs_f64() / fraction.min(1.0);
+    (seconds, flops / fraction.min(1.0))
+}
+
+fn min_median(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[0], v[v.len() / 2])
+}
+
+/// Runs the benchmark and prints the report.
+pub fn run(opts: &BenchOptions) -> Result<()> {
+    let threads = opts.threads.max(1);
+    let rounds = opts.rounds.max(1);
+    println!(
+        "pcsim bench: {} thread(s), SIMD {} (CPU has {})",
+        threads,
+        simd::level().name(),
+        simd::detected().name()
+    );
+    let peak1 = fma_probe(1, 0.5);
+    let peak_all = fma_probe(threads, 0.5);
+    println!(
+        "FMA peak probe (12 independent accumulators per thread, f32): 1 thread {peak1:.1} GFLOP/s, {threads} threads {peak_all:.1} GFLOP/s"
+    );
+    let data = stream(opts);
+    println!("data: {}", data.what);
+    println!(
+        "784-256-256-10, ReLU, softmax CE, batch 64, f32, plain SGD; one epoch = 938 batches{}; min / median of {rounds}",
+        if opts.epoch_fraction < 1.0 {
+            format!(
+                " (timed on {:.0} % of it, scaled)",
+                100.0 * opts.epoch_fraction
+            )
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "{:<12} {:>7} {:>20} {:>12} {:>9} {:>10}",
+        "", "threads", "s/epoch min / med", "GFLOP/epoch", "GFLOP/s", "% of peak"
+    );
+    let thread_counts: Vec<usize> = if threads > 1 {
+        vec![1, threads]
+    } else {
+        vec![1]
+    };
+    for algo in [Algo::Bp, Algo::Il, Algo::Zil] {
+        for &t in &thread_counts {
+            let mut secs = Vec::new();
+            let mut flops = 0.0;
+            for _ in 0..rounds {
+                let (s, f) = epoch(algo, &data, opts.epoch_fraction, t);
+                secs.push(s);
+                flops = f;
+            }
+            let (min, med) = min_median(secs);
+            let rate = flops / min / 1e9;
+            let peak = if t == 1 { peak1 } else { peak_all };
+            println!(
+                "{:<12} {:>7} {:>9.3} / {:<8.3} {:>12.1} {:>9.1} {:>9.0} %",
+                algo.name(),
+                t,
+                min,
+                med,
+                flops / 1e9,
+                rate,
+                100.0 * rate / peak
+            );
+        }
+    }
+    crate::nn::linalg::set_threads(threads);
+    snn(opts, &data, &thread_counts)
+}
+
+/// Spiking evaluation: a soft-LIF network (random Kaiming weights, hidden
+/// biases at the threshold as in snn-shadow-mnist) run with LIF spikes for
+/// 1 s per image at dt = 1 ms, alpha synapse τ_s = 5 ms.
+fn snn(opts: &BenchOptions, data: &Stream, counts: &[usize]) -> Result<()> {
+    let mut mlp = network(ActivationKind::SoftLif);
+    mlp.hidden = Activation::with_lif(
+        ActivationKind::SoftLif,
+        LifParams {
+            smoothing: 0.1,
+            ..LifParams::default()
+        },
+    );
+    let hidden = mlp.b.len() - 1;
+    for b in &mut mlp.b[..hidden] {
+        b.fill(1.0);
+    }
+    let cfg = SpikingConfig {
+        dt: 1e-3,
+        presentation_time: 1.0,
+        synapse: SynapseKind::Alpha,
+        tau_s: 5e-3,
+        readout: Readout::SpikeCount,
+        checkpoints: Vec::new(),
+        seed: 4,
+    };
+    let net = SpikingNetwork::from_mlp(&mlp, cfg)?;
+    let n = opts.snn_images.min(data.x.nrows()).max(1);
+    let x = data.x.slice(s![..n, ..]);
+    let labels: Vec<u8> = data
+        .y
+        .slice(s![..n, ..])
+        .rows()
+        .into_iter()
+        .map(|r| crate::nn::loss::argmax(r.iter().copied()) as u8)
+        .collect();
+    println!(
+        "spiking evaluation: {n} images × 1 s at dt = 1 ms (784-256-256-10 LIF, random weights, alpha synapse 5 ms)"
+    );
+    for &t in counts {
+        let mut secs = Vec::new();
+        let mut events = 0.0;
+        for _ in 0..opts.rounds.max(1) {
+            let r = crate::snn::evaluate(&net, x, &labels, t)?;
+            secs.push(r.wall_seconds);
+            events = r.synaptic_events_per_image;
+        }
+        let (min, med) = min_median(secs);
+        println!(
+            "  {t} thread(s): {min:.3} / {med:.3} s (min / med), {:.2e} synaptic events/image, {:.2e} events/s, {:.1} s per 10 000 images",
+            events,
+            events * n as f64 / min,
+            min / n as f64 * 10_000.0
+        );
+    }
+    Ok(())
+}
