@@ -157,6 +157,7 @@ fn report_numbers_equal_the_runs_summaries_and_broken_runs_show() {
         &ReportOptions {
             out_dir: out.clone(),
             force: false,
+            command: None,
         },
     )
     .unwrap();
@@ -276,6 +277,7 @@ fn report_numbers_equal_the_runs_summaries_and_broken_runs_show() {
         &ReportOptions {
             out_dir: out.clone(),
             force: false,
+            command: None,
         },
     );
     assert!(format!("{:#}", again.unwrap_err()).contains("--force"));
@@ -285,6 +287,7 @@ fn report_numbers_equal_the_runs_summaries_and_broken_runs_show() {
         &ReportOptions {
             out_dir: out,
             force: true,
+            command: None,
         },
     )
     .unwrap();
@@ -297,6 +300,7 @@ fn inputs_without_runs_are_errors_naming_them() {
     let opts = ReportOptions {
         out_dir: tmp.path().join("out"),
         force: false,
+        command: None,
     };
     let missing = tmp.path().join("nope");
     let e = format!("{:#}", report(&[missing], &opts).unwrap_err());
@@ -333,6 +337,7 @@ fn unreadable_and_newer_files_are_tolerated() {
         &ReportOptions {
             out_dir: tmp.path().join("out"),
             force: false,
+            command: None,
         },
     )
     .unwrap();
