@@ -10,26 +10,8 @@ use pcsim::experiment::{RunOptions, run};
 use pcsim::scenario;
 use std::path::{Path, PathBuf};
 
-const TINY: &str = r#"
-name = "tiny"
-seed = 1
-
-[network]
-layers = [6, 12, 3]
-activation = "relu"
-output = "softmax_ce"
-
-[data.synthetic]
-n_train = 240
-n_test = 120
-n_features = 6
-n_classes = 3
-
-[training]
-epochs = 3
-batch_size = 24
-learning_rate = 0.1
-"#;
+mod common;
+use common::TINY;
 
 fn run_tiny(root: &Path, dir: &str, overrides: &[&str]) -> anyhow::Result<serde_json::Value> {
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();

@@ -50,29 +50,13 @@ fn fails(args: &[&str], cwd: &Path, needles: &[&str]) {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-const TINY: &str = r#"
-name = "tiny"
-seed = 1
+mod common;
+use common::TINY;
 
-[network]
-layers = [6, 12, 3]
-activation = "relu"
-output = "softmax_ce"
-
-[data.synthetic]
-n_train = 240
-n_test = 120
-n_features = 6
-n_classes = 3
-
-[training]
-epochs = 3
-batch_size = 24
-learning_rate = 0.1
-
-[output]
-plots = false
-"#;
+/// `TINY` without plots (they would only cost time here).
+fn tiny() -> String {
+    format!("{TINY}\n[output]\nplots = false\n")
+}
 
 const SUITE: &str = r#"
 name = "test-suite"
@@ -111,7 +95,7 @@ const DIRS: [&str; 7] = [
 
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("tiny.toml"), TINY).unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), tiny()).unwrap();
     std::fs::write(dir.path().join("t.suite.toml"), SUITE).unwrap();
     dir
 }
@@ -420,11 +404,14 @@ fn a_directory_of_scenarios_is_a_suite() {
     let cwd = tmp.path();
     let dir = cwd.join("scen");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("a.toml"), TINY).unwrap();
+    std::fs::write(dir.join("a.toml"), tiny()).unwrap();
     std::fs::write(
         dir.join("b.toml"),
-        format!("{TINY}\n[sweep]\n\"training.learning_rate\" = [0.05, 0.1]\n")
-            .replace("seed = 1", "seed = 5"),
+        format!(
+            "{}\n[sweep]\n\"training.learning_rate\" = [0.05, 0.1]\n",
+            tiny()
+        )
+        .replace("seed = 1", "seed = 5"),
     )
     .unwrap();
     std::fs::write(dir.join("ignored.suite.toml"), "not = \"a scenario\"").unwrap();
@@ -567,7 +554,8 @@ fn an_interrupted_suite_writes_its_table_and_resumes() {
     let cwd = tmp.path();
     std::fs::write(
         cwd.join("long.toml"),
-        TINY.replace("epochs = 3", "epochs = 100000")
+        tiny()
+            .replace("epochs = 3", "epochs = 100000")
             .replace("n_train = 240", "n_train = 2400"),
     )
     .unwrap();
