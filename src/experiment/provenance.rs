@@ -39,6 +39,9 @@ pub fn shell_quote(a: &str) -> String {
 pub struct Machine {
     /// CPU model name (`/proc/cpuinfo`), or `unknown`.
     pub cpu: String,
+    /// Family and model numbers and the widest vector extension, since
+    /// virtual machines often report a bare model name (`AMD EPYC`).
+    pub cpu_details: Option<String>,
     /// Logical CPUs of the machine.
     pub logical_cpus: Option<usize>,
     /// CPUs this process may use (affinity, cgroup quota).
@@ -61,6 +64,26 @@ impl Machine {
             .lines()
             .find_map(|l| field(l, "model name"))
             .unwrap_or_else(|| "unknown".into());
+        let first = |name: &str| cpuinfo.lines().find_map(|l| field(l, name));
+        let simd = first("flags").and_then(|flags| {
+            let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+            [
+                ("avx512f", "AVX-512"),
+                ("avx2", "AVX2"),
+                ("sse4_2", "SSE4.2"),
+            ]
+            .into_iter()
+            .find(|(f, _)| has(f))
+            .map(|(_, name)| name.to_string())
+        });
+        let numbers = match (first("cpu family"), first("model")) {
+            (Some(f), Some(m)) => Some(format!("family {f}, model {m}")),
+            _ => None,
+        };
+        let cpu_details = match (numbers, simd) {
+            (Some(n), Some(s)) => Some(format!("{n}; {s}")),
+            (a, b) => a.or(b),
+        };
         let logical = cpuinfo
             .lines()
             .filter(|l| field(l, "processor").is_some())
@@ -76,6 +99,7 @@ impl Machine {
             .map(|kb| kb * 1024);
         Self {
             cpu,
+            cpu_details,
             logical_cpus: (logical > 0).then_some(logical),
             available_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             memory_bytes,
@@ -83,7 +107,8 @@ impl Machine {
         }
     }
 
-    /// `AMD EPYC 9R14, 2 CPUs (2 available), 23.4 GiB memory, linux x86_64`.
+    /// `AMD EPYC (family 25, model 17; AVX-512), 2 CPUs, 23.5 GiB memory,
+    /// linux x86_64`.
     pub fn describe(&self) -> String {
         let cpus = match self.logical_cpus {
             Some(n) if n != self.available_cpus => {
@@ -95,7 +120,11 @@ impl Machine {
         let memory = self.memory_bytes.map_or("memory unknown".into(), |b| {
             format!("{:.1} GiB memory", b as f64 / (1u64 << 30) as f64)
         });
-        format!("{}, {cpus}, {memory}, {}", self.cpu, self.os)
+        let cpu = match &self.cpu_details {
+            Some(d) => format!("{} ({d})", self.cpu),
+            None => self.cpu.clone(),
+        };
+        format!("{cpu}, {cpus}, {memory}, {}", self.os)
     }
 }
 
