@@ -510,6 +510,28 @@ fn suite_errors_name_the_entry_and_the_key_and_run_nothing() {
         &["mine", "not the output of a suite"],
     );
     assert!(cwd.join("mine/notes.txt").is_file());
+    // Nor is another suite's output resumed.
+    ok(
+        &["suite", "t.suite.toml", "--out", "out", "--jobs", "2"],
+        cwd,
+    );
+    std::fs::write(
+        cwd.join("other.suite.toml"),
+        SUITE.replace("test-suite", "other-suite"),
+    )
+    .unwrap();
+    fails(
+        &["suite", "other.suite.toml", "--out", "out"],
+        cwd,
+        &["holds the runs of suite `test-suite`, not of `other-suite`"],
+    );
+    ok(
+        &["suite", "other.suite.toml", "--out", "out", "--force"],
+        cwd,
+    );
+    let record = read_json(&cwd.join("out/suite.json"));
+    assert_eq!(record["suite"], "other-suite");
+    assert_eq!(record["invocations"].as_array().unwrap().len(), 1);
 }
 
 /// Every suite in scenarios/rq and the directory of example scenarios

@@ -422,24 +422,39 @@ fn cost(s: &Scenario) -> u64 {
     ((work + start) / 1e6).clamp(1.0, 1e15) as u64
 }
 
+/// The names of the suites whose records (`suite*.json`) are in `out`.
+fn recorded_suites(out: &Path) -> BTreeSet<String> {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return BTreeSet::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("suite") && n.ends_with(".json")
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .filter_map(|v| v["suite"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// Prepares the output directory: a new or empty one is created; one an
-/// earlier invocation of a suite wrote is resumed; any other is refused
-/// (or, with `force`, emptied when pcsim wrote it).
-fn prepare(out: &Path, force: bool) -> Result<Recorder> {
-    let is_suite = out.join(crate::metrics::MARKER).is_file()
-        && std::fs::read_dir(out).is_ok_and(|d| {
-            d.flatten().any(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                n.starts_with("suite") && n.ends_with(".json")
-            })
-        });
-    if is_suite {
+/// earlier invocation of the same suite wrote is resumed; any other is
+/// refused (or, with `force`, emptied when pcsim wrote it).
+fn prepare(out: &Path, name: &str, force: bool) -> Result<Recorder> {
+    let suites = recorded_suites(out);
+    if out.join(crate::metrics::MARKER).is_file() && suites.iter().any(|s| s == name) {
         return Recorder::open(out);
     }
     let empty = std::fs::read_dir(out).map_or(true, |mut d| d.next().is_none());
     if !empty && !force {
+        let what = match suites.iter().next() {
+            Some(other) => format!("holds the runs of suite `{other}`, not of `{name}`"),
+            None => "is not the output of a suite (it has no suite.json)".into(),
+        };
         bail!(
-            "output directory {} is not empty and is not the output of a suite (it has no suite.json), so it cannot be resumed; choose another --out, or pass --force to replace it",
+            "output directory {} is not empty and {what}, so it cannot be resumed; choose another --out, or pass --force to replace it",
             out.display()
         );
     }
@@ -463,7 +478,7 @@ pub fn suite_with(input: &Path, opts: &SuiteOptions, runner: &Runner) -> Result<
     let started = std::time::Instant::now();
     let plan = plan(input, &opts.overrides)?;
     let shard = opts.shard();
-    let rec = prepare(&opts.out_dir, opts.force)?;
+    let rec = prepare(&opts.out_dir, &plan.name, opts.force)?;
     let stem = stem(shard);
     if let Some(text) = &plan.text {
         rec.write_text("suite.toml", text)?;
