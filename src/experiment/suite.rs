@@ -471,6 +471,75 @@ fn stem(shard: (usize, usize)) -> String {
     }
 }
 
+/// `suite.json` (per shard: `suite.shard-i-of-n.json`): the suite's name
+/// and source, and every invocation — command, pcsim version, machine,
+/// jobs, start, end and what it did — so a report can name what produced
+/// the runs, not only the last (perhaps all-skipping) invocation.
+struct Record<'a> {
+    rec: &'a Recorder,
+    file: String,
+    head: serde_json::Value,
+    invocations: Vec<serde_json::Value>,
+}
+
+impl<'a> Record<'a> {
+    /// Appends this invocation to the record (started, not finished).
+    fn start(rec: &'a Recorder, file: &str, plan: &Plan, opts: &SuiteOptions) -> Result<Self> {
+        let mut invocations: Vec<serde_json::Value> = std::fs::read_to_string(rec.path(file))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["invocations"].as_array().cloned())
+            .unwrap_or_default();
+        let machine = Machine::this();
+        let shard = opts.shard();
+        invocations.push(serde_json::json!({
+            "command": opts.command,
+            "pcsim": provenance::version(),
+            "machine": machine,
+            "machine_text": machine.describe(),
+            "jobs": super::runner::jobs_or_cores(opts.jobs),
+            "shard": [shard.0, shard.1],
+            "started": provenance::now(),
+            "finished": null,
+        }));
+        let record = Self {
+            rec,
+            file: file.to_string(),
+            head: serde_json::json!({
+                "suite": plan.name,
+                "source": plan.source.display().to_string(),
+                "runs": plan.runs.len(),
+            }),
+            invocations,
+        };
+        record.write()?;
+        Ok(record)
+    }
+
+    fn finish(
+        &mut self,
+        seconds: f64,
+        ran: usize,
+        skipped: usize,
+        not_completed: usize,
+    ) -> Result<()> {
+        if let Some(last) = self.invocations.last_mut() {
+            last["finished"] = provenance::now().into();
+            last["wall_seconds"] = seconds.into();
+            last["ran"] = ran.into();
+            last["skipped"] = skipped.into();
+            last["not_completed"] = not_completed.into();
+        }
+        self.write()
+    }
+
+    fn write(&self) -> Result<()> {
+        let mut v = self.head.clone();
+        v["invocations"] = self.invocations.clone().into();
+        self.rec.write_json(&self.file, &v)
+    }
+}
+
 /// Runs this shard of the suite with `runner` (see the module doc) and
 /// writes `suite.csv` (rewritten as runs end) and `suite.json`. A suite
 /// stopped by a signal returns `Interrupted` after writing them.
@@ -483,38 +552,7 @@ pub fn suite_with(input: &Path, opts: &SuiteOptions, runner: &Runner) -> Result<
     if let Some(text) = &plan.text {
         rec.write_text("suite.toml", text)?;
     }
-    // suite.json keeps every invocation, so a report can name the
-    // commands and machines that produced the runs, not only the last
-    // (perhaps all-skipping) one.
-    let meta_file = format!("{stem}.json");
-    let mut invocations: Vec<serde_json::Value> = std::fs::read_to_string(rec.path(&meta_file))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["invocations"].as_array().cloned())
-        .unwrap_or_default();
-    let machine = Machine::this();
-    invocations.push(serde_json::json!({
-        "command": opts.command,
-        "pcsim": provenance::version(),
-        "machine": machine,
-        "machine_text": machine.describe(),
-        "jobs": super::runner::jobs_or_cores(opts.jobs),
-        "shard": [shard.0, shard.1],
-        "started": provenance::now(),
-        "finished": null,
-    }));
-    let write_meta = |invocations: &[serde_json::Value]| {
-        rec.write_json(
-            &meta_file,
-            &serde_json::json!({
-                "suite": plan.name,
-                "source": plan.source.display().to_string(),
-                "runs": plan.runs.len(),
-                "invocations": invocations,
-            }),
-        )
-    };
-    write_meta(&invocations)?;
+    let mut record = Record::start(&rec, &format!("{stem}.json"), &plan, opts)?;
 
     let mine: Vec<&PlannedRun> = plan
         .runs
@@ -622,14 +660,7 @@ pub fn suite_with(input: &Path, opts: &SuiteOptions, runner: &Runner) -> Result<
     write_table(&rows)?;
     let not_completed = rows.iter().filter(|r| r[4] != "completed").count();
     let ran = outcomes.iter().filter(|o| o.status != "not run").count();
-    if let Some(last) = invocations.last_mut() {
-        last["finished"] = provenance::now().into();
-        last["wall_seconds"] = started.elapsed().as_secs_f64().into();
-        last["ran"] = ran.into();
-        last["skipped"] = skipped.into();
-        last["not_completed"] = not_completed.into();
-    }
-    write_meta(&invocations)?;
+    record.finish(started.elapsed().as_secs_f64(), ran, skipped, not_completed)?;
     let table = Table { header, rows };
     if let Some(signal) = interrupt::requested() {
         return Err(interrupt::Interrupted {
