@@ -1,7 +1,7 @@
 //! The `pcsim` binary: subcommands, progress, exit codes. Errors are printed
 //! with their causes and end the process with exit code 1 (2 for usage);
-//! a run or sweep stopped by SIGINT / SIGTERM writes its results so far and
-//! exits with 130 / 143.
+//! a run, sweep or suite stopped by SIGINT / SIGTERM writes its results so
+//! far and exits with 130 / 143.
 
 use crate::experiment::{self, RunOptions};
 use crate::scenario;
@@ -26,12 +26,23 @@ Examples:
   pcsim validate scenarios/bp-mnist.toml
   pcsim sweep scenarios/async-zil-sweep.toml --out runs/sweep
   pcsim sweep scenarios/async-zil-sweep.toml --shard 0/2 --out runs/s0   (then sweep-merge runs/s0 runs/s1 --out runs/sweep)
+  pcsim suite scenarios/rq/quick.suite.toml --out runs/rq-quick   (again: resumes, skips finished runs)
+  pcsim suite scenarios/rq/mnist.suite.toml --dry-run --set data.path=../shared/data/mnist
   pcsim report runs/bp-1epoch runs/sweep --out runs/report
+  pcsim report runs/rq-quick --out docs/results/quick.md
   pcsim data mnist --dir data/mnist
   pcsim bench --data data/mnist";
 
+/// `0.1.0 (git 71e05d4c1a2b)`: the commit is embedded by build.rs.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("PCSIM_GIT_HASH"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
-#[command(name = "pcsim", version, about = "Simulate networks of locally-communicating neurons: backprop, predictive coding (IL, Z-IL), asynchronous actors, spiking neurons.", after_help = EXAMPLES)]
+#[command(name = "pcsim", version = VERSION, about = "Simulate networks of locally-communicating neurons: backprop, predictive coding (IL, Z-IL), asynchronous actors, spiking neurons.", after_help = EXAMPLES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -99,6 +110,36 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Run a suite — every scenario of a directory, or a suite file
+    /// (scenarios × seeds × --set variants × grids) — in parallel, resumably
+    /// (finished runs are skipped), and write suite.csv.
+    Suite {
+        /// A suite file (*.suite.toml, see scenarios/rq/README.md) or a
+        /// directory of scenario files.
+        source: PathBuf,
+        /// Output directory (default: runs/<suite name>); running the suite
+        /// into it again resumes it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Run only the runs k with k mod n = i (shards numbered from 0;
+        /// shards may share --out).
+        #[arg(long, value_name = "i/n")]
+        shard: Option<String>,
+        /// Runs in parallel (default: available cores).
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
+        /// Override any scenario key for every run (repeatable; applied
+        /// after the suite's own overrides).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Run every run again, even finished ones.
+        #[arg(long)]
+        force: bool,
+        /// Expand and validate every run and list them (with what a real
+        /// invocation would do: run or skip); run nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Get data sets.
     #[command(subcommand)]
     Data(DataCommand),
@@ -108,9 +149,11 @@ pub enum Command {
         /// Run, sweep or suite directories.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
+        /// Output directory (report.md, report.csv, figures), or NAME.md:
+        /// the markdown there and the CSV and figures in NAME/.
         #[arg(long)]
         out: PathBuf,
-        /// Overwrite a non-empty output directory.
+        /// Overwrite an earlier report.
         #[arg(long)]
         force: bool,
     },
@@ -285,6 +328,15 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             println!("results in {}", out_dir.display());
             Ok(())
         }
+        Command::Suite {
+            source,
+            out,
+            shard,
+            jobs,
+            set,
+            force,
+            dry_run,
+        } => suite(source, out, shard, jobs, set, force, dry_run),
         Command::SweepMerge { dirs, out, force } => {
             let table = experiment::sweep::merge(&dirs, &out, force)?;
             print_table(&table);
@@ -312,23 +364,89 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// `pcsim suite`: runs (or with `dry_run` lists) the suite's runs.
+fn suite(
+    source: PathBuf,
+    out: Option<PathBuf>,
+    shard: Option<String>,
+    jobs: usize,
+    set: Vec<String>,
+    force: bool,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    use experiment::suite;
+    let shard = match shard {
+        Some(s) => experiment::sweep::parse_shard(&s)?,
+        None => (0, 1),
+    };
+    let out_dir = match out {
+        Some(out) => out,
+        None => PathBuf::from("runs").join(suite::plan(&source, &set)?.name),
+    };
+    let opts = suite::SuiteOptions {
+        out_dir: out_dir.clone(),
+        shard,
+        jobs,
+        overrides: set,
+        force,
+        command: experiment::provenance::command_line(),
+    };
+    if dry_run {
+        let table = suite::dry_run(&source, &opts)?;
+        print_table(&table);
+        let to_run = table.rows.iter().filter(|r| r[4] == "run").count();
+        eprintln!(
+            "{}: {} run(s), every one valid; {to_run} would run into {}",
+            source.display(),
+            table.rows.len(),
+            out_dir.display()
+        );
+        return Ok(());
+    }
+    install_signal_handlers();
+    let exe = std::env::current_exe().map_err(|e| {
+        anyhow::anyhow!("cannot find the pcsim executable to run the suite with: {e}")
+    })?;
+    let r = suite::suite_with(&source, &opts, &experiment::runner::Runner::Processes(exe))?;
+    print_table(&r.table);
+    say!(
+        "{} run(s): {} ran, {} skipped (finished before){}; {} in {}",
+        r.table.rows.len(),
+        r.ran,
+        r.skipped,
+        if r.not_completed > 0 {
+            format!(
+                "; {} not completed (see the status column)",
+                r.not_completed
+            )
+        } else {
+            String::new()
+        },
+        r.table_file,
+        out_dir.display()
+    );
+    Ok(())
+}
+
 /// `pcsim report`: writes the report and says where.
 fn report(dirs: &[PathBuf], out: PathBuf, force: bool) -> anyhow::Result<()> {
     let opts = experiment::report::ReportOptions {
         out_dir: out.clone(),
         force,
+        command: Some(experiment::provenance::command_line()),
     };
     let r = experiment::report::report(dirs, &opts)?;
     say!(
-        "report of {} run(s) in {} group(s): {} (and report.csv, {})",
+        "report of {} run(s) in {} group(s): {} (report.csv and {} in {})",
         r.runs,
         r.groups,
-        out.join("report.md").display(),
+        r.markdown_file.display(),
         if r.figures.is_empty() {
             "no figures".to_string()
         } else {
             r.figures.join(", ")
-        }
+        },
+        r.assets_dir.display()
     );
     Ok(())
 }

@@ -10,26 +10,8 @@ use pcsim::experiment::{RunOptions, run};
 use pcsim::scenario;
 use std::path::{Path, PathBuf};
 
-const TINY: &str = r#"
-name = "tiny"
-seed = 1
-
-[network]
-layers = [6, 12, 3]
-activation = "relu"
-output = "softmax_ce"
-
-[data.synthetic]
-n_train = 240
-n_test = 120
-n_features = 6
-n_classes = 3
-
-[training]
-epochs = 3
-batch_size = 24
-learning_rate = 0.1
-"#;
+mod common;
+use common::TINY;
 
 fn run_tiny(root: &Path, dir: &str, overrides: &[&str]) -> anyhow::Result<serde_json::Value> {
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
@@ -157,6 +139,7 @@ fn report_numbers_equal_the_runs_summaries_and_broken_runs_show() {
         &ReportOptions {
             out_dir: out.clone(),
             force: false,
+            command: None,
         },
     )
     .unwrap();
@@ -276,6 +259,7 @@ fn report_numbers_equal_the_runs_summaries_and_broken_runs_show() {
         &ReportOptions {
             out_dir: out.clone(),
             force: false,
+            command: None,
         },
     );
     assert!(format!("{:#}", again.unwrap_err()).contains("--force"));
@@ -285,6 +269,7 @@ fn report_numbers_equal_the_runs_summaries_and_broken_runs_show() {
         &ReportOptions {
             out_dir: out,
             force: true,
+            command: None,
         },
     )
     .unwrap();
@@ -297,6 +282,7 @@ fn inputs_without_runs_are_errors_naming_them() {
     let opts = ReportOptions {
         out_dir: tmp.path().join("out"),
         force: false,
+        command: None,
     };
     let missing = tmp.path().join("nope");
     let e = format!("{:#}", report(&[missing], &opts).unwrap_err());
@@ -333,6 +319,7 @@ fn unreadable_and_newer_files_are_tolerated() {
         &ReportOptions {
             out_dir: tmp.path().join("out"),
             force: false,
+            command: None,
         },
     )
     .unwrap();

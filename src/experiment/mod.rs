@@ -1,5 +1,7 @@
 //! Runs scenarios: the builders of one run's data, network and trainer
-//! (here), the run loop and its outputs (`run`), sweeps (`sweep`), the
+//! (here), the run loop and its outputs (`run`), many runs at a time in
+//! child processes (`runner`) for sweeps (`sweep`) and suites (`suite`),
+//! reports over run directories (`report`, `provenance`), the
 //! spiking evaluation of a trained network (`spiking`), `.npy` export and
 //! signal handling (`interrupt`). Writes run directories through the
 //! `Recorder` (DESIGN.md §6).
@@ -7,9 +9,12 @@
 pub mod bench;
 pub mod export;
 pub mod interrupt;
+pub mod provenance;
 pub mod report;
 pub mod run;
+pub mod runner;
 pub mod spiking;
+pub mod suite;
 pub mod sweep;
 
 pub use run::{RunOptions, Status, run};

@@ -26,12 +26,66 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Options of one `pcsim report` invocation.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ReportOptions {
+    /// A directory (`report.md`, `report.csv` and the figures go into it),
+    /// or a file `NAME.md` (the CSV and the figures go into `NAME/`).
     pub out_dir: PathBuf,
-    /// Overwrite a non-empty output directory.
+    /// Overwrite an earlier report.
     pub force: bool,
+    /// The command line to name in the header (default: one rebuilt from
+    /// the inputs).
+    pub command: Option<String>,
 }
+
+/// Where a report's files go.
+struct Target {
+    /// The markdown file.
+    md: PathBuf,
+    /// The directory of `report.csv` and the figures.
+    assets: PathBuf,
+    /// How the markdown links to the assets (`""` or `"NAME/"`).
+    link: String,
+}
+
+impl Target {
+    fn of(out: &Path) -> Self {
+        match (out.extension(), out.file_stem()) {
+            (Some(ext), Some(stem)) if ext == "md" => Self {
+                md: out.to_path_buf(),
+                assets: out.with_extension(""),
+                link: format!("{}/", stem.to_string_lossy()),
+            },
+            _ => Self {
+                md: out.join("report.md"),
+                assets: out.to_path_buf(),
+                link: String::new(),
+            },
+        }
+    }
+
+    /// Refuses to replace a markdown file that is not an earlier report.
+    fn check_md(&self, force: bool) -> Result<()> {
+        if self.assets.join("report.md") == self.md || !self.md.exists() {
+            return Ok(());
+        }
+        let earlier = std::fs::read_to_string(&self.md).is_ok_and(|t| t.starts_with(REPORT_TITLE));
+        match (force, earlier) {
+            (true, true) => Ok(()),
+            (false, _) => bail!(
+                "{} already exists; pass --force to replace it, or choose another --out",
+                self.md.display()
+            ),
+            (true, false) => bail!(
+                "{} exists and is not a pcsim report (it does not start with {REPORT_TITLE:?}); --force only replaces reports, so choose another --out",
+                self.md.display()
+            ),
+        }
+    }
+}
+
+/// The first line of every report.
+const REPORT_TITLE: &str = "# pcsim report";
 
 /// What `report` wrote.
 #[derive(Debug)]
@@ -39,6 +93,10 @@ pub struct Report {
     /// The rows of `report.csv` (one per group).
     pub table: Table,
     pub markdown: String,
+    /// Where the markdown was written (`report.md`, or the `--out NAME.md`).
+    pub markdown_file: PathBuf,
+    /// The directory of `report.csv` and the figures.
+    pub assets_dir: PathBuf,
     pub runs: usize,
     pub groups: usize,
     /// Figures written (file names in the output directory).
@@ -241,6 +299,13 @@ pub fn read_run(dir: &Path) -> Run {
             (None, "interrupted".to_string())
         }
     };
+    if let Some(reason) = summary
+        .as_ref()
+        .filter(|_| status != "completed")
+        .and_then(|s| s["reason"].as_str())
+    {
+        notes.push(reason.to_string());
+    }
     let metrics = csv_columns(
         &dir.join("metrics.csv"),
         &["epoch", "step", "test_accuracy"],
@@ -1163,12 +1228,15 @@ fn accuracy_figure(ctx: &Ctx) -> Result<Option<String>> {
 pub fn report(inputs: &[PathBuf], opts: &ReportOptions) -> Result<Report> {
     // The output directory is skipped if it lies among the inputs; it is
     // created only once there is something to report.
-    let skip = opts
-        .out_dir
+    let target = Target::of(&opts.out_dir);
+    let skip = target
+        .assets
         .canonicalize()
-        .unwrap_or_else(|_| opts.out_dir.clone());
+        .unwrap_or_else(|_| target.assets.clone());
     let runs = collect_runs(inputs, &skip)?;
-    let rec = Recorder::create(&opts.out_dir, opts.force)?;
+    target.check_md(opts.force)?;
+    let rec = Recorder::create(&target.assets, opts.force)?;
+    let suites = find_suites(inputs, &skip);
     let n_runs = runs.len();
     let groups = group_runs(runs);
     let rows: Vec<Row> = groups.iter().map(row).collect();
@@ -1182,24 +1250,31 @@ pub fn report(inputs: &[PathBuf], opts: &ReportOptions) -> Result<Report> {
         table.push(csv_row(r));
     }
     rec.write_table("report.csv", &table)?;
+    // Files written under the assets directory are linked from the markdown.
 
-    let command = format!(
-        "pcsim report {} --out {}",
-        inputs
-            .iter()
-            .map(|p| p.display().to_string())
+    let command = opts.command.clone().unwrap_or_else(|| {
+        std::iter::once("pcsim report".to_string())
+            .chain(
+                inputs
+                    .iter()
+                    .map(|p| super::provenance::shell_quote(&p.display().to_string())),
+            )
+            .chain([
+                "--out".into(),
+                super::provenance::shell_quote(&opts.out_dir.display().to_string()),
+            ])
             .collect::<Vec<_>>()
-            .join(" "),
-        opts.out_dir.display()
-    );
-    let mut md = format!(
-        "# pcsim report\n\nGenerated by `{command}` (pcsim {}) from {n_runs} run(s) in {} group(s). \
+            .join(" ")
+    });
+    let mut md = format!("{REPORT_TITLE}\n\n");
+    md.push_str(&provenance_text(&suites, &command));
+    md.push_str(&format!(
+        "{n_runs} run(s) in {} group(s). \
          A group is the set of runs whose scenarios differ only in their seeds; accuracy is the \
          mean ± sample standard deviation over the group's completed runs (n shown). \
          \"—\" marks a quantity the runs did not record.\n\n",
-        env!("CARGO_PKG_VERSION"),
         groups.len()
-    );
+    ));
 
     md.push_str("## Results\n\n");
     let main_rows: Vec<Vec<String>> = rows
@@ -1254,6 +1329,7 @@ pub fn report(inputs: &[PathBuf], opts: &ReportOptions) -> Result<Report> {
     let mut doc = Doc {
         md,
         rec: &rec,
+        link: &target.link,
         figures: Vec::new(),
     };
     if let Some(fig) = accuracy_figure(&ctx)? {
@@ -1297,20 +1373,134 @@ pub fn report(inputs: &[PathBuf], opts: &ReportOptions) -> Result<Report> {
         &["#", "directory", "seed", "status", "test accuracy", "note"],
         &run_rows,
     ));
-    rec.write_text("report.md", &md)?;
+    crate::metrics::write_atomic(&target.md, md.as_bytes())?;
     Ok(Report {
         table,
         markdown: md,
+        markdown_file: target.md.clone(),
+        assets_dir: target.assets.clone(),
         runs: n_runs,
         groups: groups.len(),
         figures,
     })
 }
 
+/// The `suite*.json` records of the suites under (or above) the inputs:
+/// `(file, contents)`.
+fn find_suites(inputs: &[PathBuf], skip: &Path) -> Vec<(PathBuf, Json)> {
+    fn records(dir: &Path, out: &mut Vec<(PathBuf, Json)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name().is_some_and(|n| {
+                    let n = n.to_string_lossy();
+                    n.starts_with("suite") && n.ends_with(".json")
+                })
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            if out.iter().any(|(g, _)| *g == f) {
+                continue;
+            }
+            if let Some(v) = std::fs::read_to_string(&f)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Json>(&t).ok())
+                .filter(|v| v["invocations"].is_array())
+            {
+                out.push((f, v));
+            }
+        }
+    }
+    fn walk(dir: &Path, depth: usize, skip: &Path, out: &mut Vec<(PathBuf, Json)>) {
+        if dir.canonicalize().ok().as_deref() == Some(skip) || is_run_dir(dir) {
+            return;
+        }
+        records(dir, out);
+        if depth < 2 {
+            for d in subdirs(dir) {
+                walk(&d, depth + 1, skip, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for input in inputs {
+        // A run or entry directory inside a suite: the suite's record.
+        for up in input.ancestors().skip(1).take(3) {
+            records(up, &mut out);
+        }
+        walk(input, 0, skip, &mut out);
+    }
+    out
+}
+
+/// The header lines naming the commands, pcsim versions and machines.
+fn provenance_text(suites: &[(PathBuf, Json)], command: &str) -> String {
+    let mut md = format!(
+        "**Report:** `{command}` — pcsim {}, {}.\n\n",
+        super::provenance::version(),
+        super::provenance::now()
+    );
+    if suites.is_empty() {
+        md.push_str(
+            "**Runs:** not written by `pcsim suite`, so the commands, pcsim version and \
+             machine that produced them are not recorded.\n\n",
+        );
+        return md;
+    }
+    md.push_str("**Runs:**\n\n");
+    for (file, v) in suites {
+        let text = |v: &Json, k: &str| v[k].as_str().unwrap_or("?").to_string();
+        md.push_str(&format!(
+            "* suite `{}` ({} runs; record `{}`):\n",
+            text(v, "suite"),
+            v["runs"].as_u64().map_or("?".into(), |n| n.to_string()),
+            file.display()
+        ));
+        let invocations = v["invocations"].as_array().cloned().unwrap_or_default();
+        let idle = invocations
+            .iter()
+            .filter(|i| i["ran"].as_u64() == Some(0))
+            .count();
+        for i in invocations.iter().filter(|i| i["ran"].as_u64() != Some(0)) {
+            let ending = match (i["finished"].as_str(), i["wall_seconds"].as_f64()) {
+                (Some(end), Some(secs)) => format!(
+                    "to {end} ({secs:.0} s): {} ran, {} skipped as finished, {} not completed",
+                    i["ran"], i["skipped"], i["not_completed"]
+                ),
+                _ => "— it did not finish (killed?)".to_string(),
+            };
+            md.push_str(&format!(
+                "  * `{}` — pcsim {}, on {}, {} in parallel, shard {}/{}; {} {ending}\n",
+                text(i, "command"),
+                text(i, "pcsim"),
+                text(i, "machine_text"),
+                i["jobs"],
+                i["shard"][0],
+                i["shard"][1],
+                text(i, "started"),
+            ));
+        }
+        if idle > 0 {
+            md.push_str(&format!(
+                "  * and {idle} later invocation(s) that found every run finished\n"
+            ));
+        }
+    }
+    md.push('\n');
+    md
+}
+
 /// The markdown being written and the figures beside it.
 struct Doc<'a> {
     md: String,
     rec: &'a Recorder,
+    /// Prefix of the figures' links (`Target::link`).
+    link: &'a str,
     figures: Vec<String>,
 }
 
@@ -1336,7 +1526,8 @@ impl Doc<'_> {
     fn figure(&mut self, name: &str, svg: String, caption: &str) -> Result<()> {
         self.rec.write_svg(name, svg)?;
         self.figures.push(name.to_string());
-        self.md.push_str(&format!("![{caption}]({name})\n\n"));
+        self.md
+            .push_str(&format!("![{caption}]({}{name})\n\n", self.link));
         Ok(())
     }
 }

@@ -8,15 +8,16 @@
 //! in a child process, as `pcsim sweep` does) aborts is a row with its
 //! status and reason; `sweep.csv` is always written.
 
-use super::{RunOptions, interrupt, run};
+use super::interrupt;
+use super::runner::{Outcome, run_all};
 use crate::metrics::plot::{Panel, Series};
 use crate::metrics::{Recorder, Table, num};
 use crate::scenario;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub use super::runner::Runner;
 
 /// Options of one sweep invocation.
 #[derive(Clone, Debug)]
@@ -63,28 +64,6 @@ const RESULT_COLUMNS: [&str; 7] = [
     "seconds",
 ];
 
-/// How grid points are run.
-#[derive(Clone, Debug, Default)]
-pub enum Runner {
-    /// On threads of this process: a point that panics is caught and marked
-    /// failed, but an abort (e.g. out of memory) ends the whole sweep.
-    #[default]
-    InProcess,
-    /// Each point in a child process of this executable
-    /// (`EXE run - --out DIR --force`, the point's scenario on standard
-    /// input): a point that panics, aborts or is killed is marked failed
-    /// with its reason and the others go on.
-    Processes(PathBuf),
-}
-
-/// What one grid point ended with.
-struct PointResult {
-    /// `completed`, `diverged: …`, `failed: …`, `interrupted`, `not run`.
-    status: String,
-    summary: Option<serde_json::Value>,
-    seconds: f64,
-}
-
 /// Runs the scenario's sweep (this shard of it) on threads of this process
 /// and writes the table and plots.
 pub fn sweep(file: &Path, opts: &SweepOptions) -> Result<Table> {
@@ -119,10 +98,7 @@ pub fn sweep_with(file: &Path, opts: &SweepOptions, runner: &Runner) -> Result<T
         scenarios.push((g, point.clone(), s));
     }
     let rec = Recorder::create(&opts.out_dir, opts.force)?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let jobs = if opts.jobs == 0 { cores } else { opts.jobs };
-    let next = AtomicUsize::new(0);
-    let rows: Mutex<Vec<(usize, Vec<String>)>> = Mutex::new(Vec::new());
+    let jobs = super::runner::jobs_or_cores(opts.jobs);
     eprintln!(
         "sweep: {} of {} grid point(s) (shard {}/{}), {jobs} in parallel",
         scenarios.len(),
@@ -130,44 +106,23 @@ pub fn sweep_with(file: &Path, opts: &SweepOptions, runner: &Runner) -> Result<T
         opts.shard.0,
         opts.shard.1
     );
-    let threads_per_point = (cores / jobs.max(1)).max(1);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(scenarios.len()).max(1) {
-            scope.spawn(|| {
-                loop {
-                    let k = next.fetch_add(1, Ordering::SeqCst);
-                    let Some((g, point, s)) = scenarios.get(k) else {
-                        break;
-                    };
-                    let out = rec.dir().join("points").join(format!("p{g:04}"));
-                    let result = if interrupt::requested().is_some() {
-                        PointResult {
-                            status: "not run".into(),
-                            summary: None,
-                            seconds: 0.0,
-                        }
-                    } else {
-                        match runner {
-                            Runner::InProcess => run_in_process(s, &out),
-                            Runner::Processes(exe) => run_in_child(exe, s, &out, threads_per_point),
-                        }
-                    };
-                    let row = table_row(*g, point, &result);
-                    eprintln!("  point {g} ({}): {}", describe(point), result.status);
-                    rows.lock().expect("no poisoning").push((*g, row));
-                }
-            });
-        }
+    let work: Vec<_> = scenarios
+        .iter()
+        .map(|(g, _, s)| (s.clone(), rec.dir().join("points").join(format!("p{g:04}"))))
+        .collect();
+    let outcomes = run_all(runner, jobs, &work, |i, outcome| {
+        let (g, point, _) = &scenarios[i];
+        eprintln!("  point {g} ({}): {}", describe(point), outcome.status);
     });
-    let mut rows = rows.into_inner().expect("no poisoning");
-    rows.sort_by_key(|r| r.0);
+    let rows: Vec<Vec<String>> = scenarios
+        .iter()
+        .zip(&outcomes)
+        .map(|((g, point, _), outcome)| table_row(*g, point, outcome))
+        .collect();
     let mut header = vec!["point".to_string()];
     header.extend(keys.iter().cloned());
     header.extend(RESULT_COLUMNS.iter().map(|s| s.to_string()));
-    let table = Table {
-        header,
-        rows: rows.into_iter().map(|r| r.1).collect(),
-    };
+    let table = Table { header, rows };
     write_outputs(&rec, &table)?;
     let status_col = table.header.len() - 2;
     let done = table
@@ -195,7 +150,7 @@ pub fn sweep_with(file: &Path, opts: &SweepOptions, runner: &Runner) -> Result<T
 }
 
 /// One row of `sweep.csv`.
-fn table_row(g: usize, point: &Point, r: &PointResult) -> Vec<String> {
+fn table_row(g: usize, point: &Point, r: &Outcome) -> Vec<String> {
     let mut row: Vec<String> = vec![g.to_string()];
     row.extend(point.iter().map(|(_, v)| value_text(v)));
     let get = |path: &[&str]| {
@@ -219,161 +174,6 @@ fn table_row(g: usize, point: &Point, r: &PointResult) -> Vec<String> {
     row.push(r.status.replace(['\n', '\r'], " "));
     row.push(format!("{:.3}", r.seconds));
     row
-}
-
-/// The status cell of a run summary: `completed`, or `STATUS: reason`.
-fn status_of(summary: &serde_json::Value) -> Option<String> {
-    let status = summary["status"].as_str()?;
-    Some(match summary["reason"].as_str() {
-        Some(reason) if status != "completed" && status != "interrupted" => {
-            format!("{status}: {reason}")
-        }
-        _ => status.to_string(),
-    })
-}
-
-fn read_summary(dir: &Path) -> Option<serde_json::Value> {
-    let text = std::fs::read_to_string(dir.join("summary.json")).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-fn run_in_process(s: &crate::scenario::Scenario, out: &Path) -> PointResult {
-    let t0 = std::time::Instant::now();
-    let opts = RunOptions {
-        out_dir: out.to_path_buf(),
-        force: true,
-        export_npy: None,
-        progress: false,
-    };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(s, &opts)));
-    let summary = read_summary(out);
-    let status = match &result {
-        Ok(Ok(_)) => "completed".to_string(),
-        Ok(Err(e)) => summary
-            .as_ref()
-            .and_then(status_of)
-            .unwrap_or_else(|| format!("failed: {e:#}")),
-        Err(_) => summary
-            .as_ref()
-            .and_then(status_of)
-            .unwrap_or_else(|| "failed: the point panicked".into()),
-    };
-    PointResult {
-        status,
-        summary,
-        seconds: t0.elapsed().as_secs_f64(),
-    }
-}
-
-/// Runs one point as `EXE run - --out DIR --force`, forwarding a stopping
-/// signal to it, and reads what it left.
-fn run_in_child(
-    exe: &Path,
-    s: &crate::scenario::Scenario,
-    out: &Path,
-    threads: usize,
-) -> PointResult {
-    use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
-    let t0 = std::time::Instant::now();
-    let failed = |status: String| PointResult {
-        status,
-        summary: None,
-        seconds: t0.elapsed().as_secs_f64(),
-    };
-    use std::os::unix::process::CommandExt;
-    let spawned = Command::new(exe)
-        .args([
-            "run",
-            "-",
-            "--force",
-            "--threads",
-            &threads.to_string(),
-            "--out",
-        ])
-        .arg(out)
-        .env_remove("PCSIM_THREADS")
-        // Its own process group: a Ctrl-C at the terminal reaches the sweep
-        // only, which passes exactly one signal on (two would make the
-        // point exit at once, without its summary).
-        .process_group(0)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => return failed(format!("failed: cannot start {} ({e})", exe.display())),
-    };
-    let text = s.to_toml();
-    let fed = child
-        .stdin
-        .take()
-        .map(|mut stdin| stdin.write_all(text.as_bytes()));
-    let mut stderr = child.stderr.take();
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(e) = stderr.as_mut() {
-            let _ = e.read_to_end(&mut buf);
-        }
-        String::from_utf8_lossy(&buf).into_owned()
-    });
-    let mut forwarded = false;
-    let exit = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Ok(status),
-            Ok(None) => {}
-            Err(e) => break Err(e),
-        }
-        if let (false, Some(signal)) = (forwarded, interrupt::requested()) {
-            let sig = if signal == interrupt::SIGTERM {
-                rustix::process::Signal::TERM
-            } else {
-                rustix::process::Signal::INT
-            };
-            let _ = rustix::process::kill_process(rustix::process::Pid::from_child(&child), sig);
-            forwarded = true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let stderr = reader.join().unwrap_or_default();
-    let last_lines = || {
-        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        lines[lines.len().saturating_sub(3)..].join(" | ")
-    };
-    let summary = read_summary(out);
-    let exit = match exit {
-        Ok(e) => e,
-        Err(e) => return failed(format!("failed: cannot wait for the point's process ({e})")),
-    };
-    let status = match (exit.code(), summary.as_ref().and_then(status_of)) {
-        (Some(0), Some(s)) => s,
-        (Some(130 | 143), _) => "interrupted".into(),
-        (Some(101), Some(s)) => format!("{s} (the process panicked)"),
-        (Some(101), None) => format!("failed: the process panicked: {}", last_lines()),
-        (Some(_), Some(s)) if s != "completed" => s,
-        (Some(code), _) => match fed {
-            Some(Err(e)) => format!(
-                "failed: cannot pass the scenario to the process ({e}); exit code {code}: {}",
-                last_lines()
-            ),
-            _ => format!("failed: exit code {code}: {}", last_lines()),
-        },
-        (None, _) => {
-            use std::os::unix::process::ExitStatusExt;
-            let signal = exit.signal().unwrap_or(0);
-            format!(
-                "failed: the process was killed by {}: {}",
-                interrupt::name(signal),
-                last_lines()
-            )
-        }
-    };
-    PointResult {
-        status,
-        summary,
-        seconds: t0.elapsed().as_secs_f64(),
-    }
 }
 
 /// Merges the `sweep.csv` of several shard directories into `out`.

@@ -135,6 +135,18 @@ impl Recorder {
         Ok(rec)
     }
 
+    /// An existing directory pcsim wrote, kept as it is (a suite resuming).
+    pub fn open(dir: &Path) -> Result<Self> {
+        anyhow::ensure!(
+            dir.is_dir() && written_by_pcsim(dir),
+            "{} is not a directory pcsim wrote",
+            dir.display()
+        );
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
