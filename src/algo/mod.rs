@@ -140,23 +140,22 @@ pub fn split_units<'a, T: Real>(
     jobs
 }
 
-/// Runs `job(part)` for every part: on the rayon pool when threads are
+/// Runs `job(part)` for every part: on the worker team when threads are
 /// allowed, else one after the other.
 pub fn for_each_part<W: Send>(parts: Vec<W>, job: impl Fn(W) + Sync) {
-    if parts.len() == 1 || crate::nn::linalg::threads() == 1 {
+    let threads = crate::nn::linalg::threads();
+    if parts.len() == 1 || threads == 1 {
         parts.into_iter().for_each(job);
         return;
     }
-    // In place: this thread runs the first part itself (no hand-off to a
-    // pool thread and back), the pool takes the others.
-    rayon::in_place_scope(|scope| {
-        let job = &job;
-        let mut parts = parts.into_iter();
-        let own = parts.next();
-        for part in parts {
-            scope.spawn(move |_| job(part));
-        }
-        if let Some(part) = own {
+    // Each slot is taken exactly once (the team runs every index once).
+    let slots: Vec<std::sync::Mutex<Option<W>>> = parts
+        .into_iter()
+        .map(|p| std::sync::Mutex::new(Some(p)))
+        .collect();
+    crate::nn::team::run_parts(slots.len(), threads, &|i| {
+        let part = slots[i].lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(part) = part {
             job(part);
         }
     });

@@ -295,8 +295,14 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         }
     );
     println!(
-        "{:<12} {:>7} {:>20} {:>12} {:>9} {:>10}",
-        "", "threads", "s/epoch min / med", "GFLOP/epoch", "GFLOP/s", "% of peak"
+        "{:<12} {:>7} {:>20} {:>12} {:>9} {:>10} {:>18}",
+        "",
+        "threads",
+        "s/epoch min / med",
+        "GFLOP/epoch",
+        "GFLOP/s",
+        "% of peak",
+        "speed-up min / med"
     );
     let thread_counts: Vec<usize> = if threads > 1 {
         vec![1, threads]
@@ -304,26 +310,37 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         vec![1]
     };
     for algo in [Algo::Bp, Algo::Il, Algo::Zil] {
-        for &t in &thread_counts {
-            let mut secs = Vec::new();
-            let mut flops = 0.0;
-            for _ in 0..rounds {
+        // Thread counts alternate within each round, so a noisy minute
+        // hits both sides of the speed-up alike.
+        let mut secs = vec![Vec::new(); thread_counts.len()];
+        let mut flops = 0.0;
+        for _ in 0..rounds {
+            for (k, &t) in thread_counts.iter().enumerate() {
                 let (s, f) = epoch(algo, &data, opts.epoch_fraction, t);
-                secs.push(s);
+                secs[k].push(s);
                 flops = f;
             }
-            let (min, med) = min_median(secs);
+        }
+        let stats: Vec<(f64, f64)> = secs.into_iter().map(min_median).collect();
+        for (k, &t) in thread_counts.iter().enumerate() {
+            let (min, med) = stats[k];
             let rate = flops / min / 1e9;
             let peak = if t == 1 { peak1 } else { peak_all };
+            let speedup = if k == 0 {
+                String::new()
+            } else {
+                format!("{:.2}x / {:.2}x", stats[0].0 / min, stats[0].1 / med)
+            };
             println!(
-                "{:<12} {:>7} {:>9.3} / {:<8.3} {:>12.1} {:>9.1} {:>9.0} %",
+                "{:<12} {:>7} {:>9.3} / {:<8.3} {:>12.1} {:>9.1} {:>9.0} % {:>18}",
                 algo.name(),
                 t,
                 min,
                 med,
                 flops / 1e9,
                 rate,
-                100.0 * rate / peak
+                100.0 * rate / peak,
+                speedup
             );
         }
     }

@@ -14,6 +14,7 @@ pub mod loss;
 pub mod mlp;
 pub mod simd;
 pub mod sparse;
+pub mod team;
 
 pub use activation::{Activation, ActivationKind};
 pub use loss::LossKind;
