@@ -212,7 +212,9 @@ impl<T: Real> LayerActor<T> {
     pub(super) fn finish(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) {
         let scale: T = self.settings.rule.scale(self.layer.rows());
         if self.dw.dim() != self.layer.weights().dim() {
-            self.dw = Array2::zeros(self.layer.weights().raw_dim());
+            // W's own layout (column-major): `W += ΔW` is then one
+            // contiguous pass instead of a strided one.
+            self.dw = self.layer.zeros_like_weights();
             self.db = Array1::zeros(self.layer.width());
         }
         self.layer
@@ -220,7 +222,7 @@ impl<T: Real> LayerActor<T> {
         let (step_w, step_b) = if self.settings.rule.momentum > 0.0 {
             let mu = T::of(self.settings.rule.momentum);
             if self.vw.dim() != self.dw.dim() {
-                self.vw = Array2::zeros(self.dw.raw_dim());
+                self.vw = self.layer.zeros_like_weights();
                 self.vb = Array1::zeros(self.db.len());
             }
             momentum_step(mu, self.vw.view_mut(), self.dw.view());
