@@ -106,9 +106,12 @@ fn max_abs_diff(a: &Mlp<f64>, b: &Mlp<f64>) -> f64 {
 /// the book on the rule's own direction (`direction(mlp, x, y)`, the SGD
 /// update at α = 1 from the same parameters). Returns the largest parameter
 /// difference after each step and how far the parameters moved.
+/// A rule's update direction at α = 1 for a batch, from given parameters.
+type Direction<'a> = dyn FnMut(&Mlp<f64>, ArrayView2<f64>, ArrayView2<f64>) -> Updates<f64> + 'a;
+
 fn against_reference(
     trainer: &mut dyn Trainer<f64>,
-    direction: &mut dyn FnMut(&Mlp<f64>, ArrayView2<f64>, ArrayView2<f64>) -> Updates<f64>,
+    direction: &mut Direction<'_>,
     lr: f64,
     wd: f64,
 ) -> (f64, f64) {
