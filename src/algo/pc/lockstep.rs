@@ -543,7 +543,10 @@ impl<T: Real> Trainer<T> for Zil<T> {
             return loss;
         }
         // Any other schedule: the reference order, step by step, on copies
-        // of the parameters (a layer's update changes its own copy at once).
+        // of the parameters (a layer's update changes its own copy at once;
+        // with Adam that copy moves by the raw direction at α = 1, since
+        // the optimizer step comes only at the end — this path exists to
+        // show that a wrong schedule breaks the equivalence, not to train).
         c.net.load_params(mlp);
         c.net.start(x, Some((y, T::one())), false);
         let loss = mlp.output.loss(c.net.output().u(), y).f64();
