@@ -543,7 +543,7 @@ fn every_shipped_suite_expands_into_valid_scenarios() {
     let out = tmp.path().join("none");
     let out = out.to_str().unwrap();
     for (source, runs) in [
-        ("scenarios/rq/quick.suite.toml", Some(74)),
+        ("scenarios/rq/quick.suite.toml", Some(80)),
         ("scenarios/rq/mnist.suite.toml", None),
         ("scenarios", None),
     ] {

@@ -9,7 +9,8 @@
 //! (each unit's update is its own reduction over the whole batch).
 //! A sparse input (MNIST) feeds the first layer through `nn::sparse`.
 
-use super::{Momentum, Trainer, bounds, for_each_part, parts_for, split_units};
+use super::optim::{NetworkState, Optimizer};
+use super::{Trainer, bounds, for_each_part, parts_for, split_units};
 use crate::nn::kernels::{
     Accum, column_sums, matmul, rank_update, sparse_matmul, sparse_rank_update, transpose_into,
 };
@@ -20,7 +21,9 @@ use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, s};
 /// Backprop with its preallocated buffers.
 pub struct Backprop<T: Real> {
     pub learning_rate: T,
-    optimizer: Momentum<T>,
+    /// SGD (momentum) or Adam/AdamW, with its per-weight state.
+    optimizer: Optimizer,
+    state: NetworkState<T>,
     /// Pre-activations `z[l]` for l = 2..L (rows = capacity).
     z: Vec<Array2<T>>,
     /// `f(z[l])` for hidden layers, `ŷ` for the output.
@@ -123,7 +126,8 @@ impl<T: Real> Backprop<T> {
         };
         Self {
             learning_rate: T::of(learning_rate),
-            optimizer: Momentum::new(momentum),
+            optimizer: Optimizer::sgd(momentum),
+            state: NetworkState::new(Optimizer::sgd(momentum), mlp),
             z: buf(),
             a: buf(),
             delta: buf(),
@@ -132,6 +136,24 @@ impl<T: Real> Backprop<T> {
             cuts: Vec::new(),
             updates: None,
             kept: false,
+        }
+    }
+
+    /// Replaces the optimizer (SGD with the momentum given to `new` by
+    /// default); its state starts empty.
+    pub fn with_optimizer(mut self, mlp: &Mlp<T>, optimizer: Optimizer) -> Self {
+        self.optimizer = optimizer;
+        self.state = NetworkState::new(optimizer, mlp);
+        self
+    }
+
+    /// The factor α the update is computed with: α for SGD, 1 for Adam,
+    /// which applies α itself (`Optimizer::update_scale`).
+    fn update_lr(&self) -> T {
+        if self.optimizer.is_sgd() {
+            self.learning_rate
+        } else {
+            T::one()
         }
     }
 
@@ -231,7 +253,7 @@ impl<T: Real> Backprop<T> {
     ) -> f64 {
         let (loss, _) = self.forward_backward(mlp, x, y);
         let n = x.nrows();
-        let scale = -self.learning_rate / T::of(n as f64);
+        let scale = -self.update_lr() / T::of(n as f64);
         for i in 0..mlp.w.len() {
             let input = if i == 0 {
                 x.view()
@@ -258,7 +280,7 @@ impl<T: Real> Trainer<T> for Backprop<T> {
                 .take()
                 .unwrap_or_else(|| Updates::zeros_like(mlp));
             let loss = self.compute_updates(mlp, x, y, &mut updates);
-            self.optimizer.apply(mlp, &updates);
+            self.state.step(mlp, &updates, self.learning_rate.f64());
             self.updates = Some(updates);
             self.kept = keep_updates;
             return loss;

@@ -15,9 +15,12 @@
 //! direction at learning rate 1 (`−∇`) and apply α themselves, because their
 //! moments must not change when a schedule changes α.
 //!
-//! Not wired into BP, lockstep PC or the actors yet; `OptimizerOptions` is the
-//! proposed `[training]` schema (`optimizer`, `beta1`, `beta2`, `eps`,
-//! `weight_decay`, `schedule`, `warmup_steps` / `warmup_epochs`, `min_lr`).
+//! `OptimizerOptions` are the `[training]` keys (`optimizer`, `beta1`,
+//! `beta2`, `eps`, `weight_decay`, `schedule`, `warmup_steps` /
+//! `warmup_epochs`, `min_lr`). BP and the lockstep IL / Z-IL trainers apply
+//! their updates through `NetworkState`, and the run loop takes its learning
+//! rate from `LrSchedule` at every step; the actor runtimes keep their own
+//! per-slice SGD step, so `validate` refuses these keys for them.
 
 use crate::nn::{Mlp, Real, Updates};
 use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, Zip};
@@ -80,6 +83,16 @@ impl Optimizer {
             weight_decay,
             ..Self::adam()
         }
+    }
+
+    /// Plain SGD (no momentum, no decay): `W ← W + ΔW`, which the trainers
+    /// fuse into the update kernels instead of going through a ΔW buffer.
+    pub fn is_plain(&self) -> bool {
+        self.kind == OptimizerKind::Sgd && self.momentum == 0.0 && self.weight_decay == 0.0
+    }
+
+    pub fn is_sgd(&self) -> bool {
+        self.kind == OptimizerKind::Sgd
     }
 
     /// The learning rate a rule folds into the update it passes to
@@ -470,6 +483,19 @@ impl OptimizerOptions {
         Ok(())
     }
 
+    /// The optimizer these keys describe, with `[training]`'s momentum
+    /// (checked by `validate`, not here).
+    pub fn optimizer(&self, momentum: f64) -> Optimizer {
+        Optimizer {
+            kind: self.optimizer,
+            momentum,
+            beta1: self.beta1.unwrap_or(0.9),
+            beta2: self.beta2.unwrap_or(0.999),
+            eps: self.eps.unwrap_or(1e-8),
+            weight_decay: self.weight_decay,
+        }
+    }
+
     /// The optimizer and the schedule of a run with `steps_per_epoch`
     /// batches per epoch. Refuses a warm-up as long as the run.
     pub fn build(
@@ -478,14 +504,7 @@ impl OptimizerOptions {
         steps_per_epoch: usize,
     ) -> Result<(Optimizer, LrSchedule), Invalid> {
         self.validate(t)?;
-        let opt = Optimizer {
-            kind: self.optimizer,
-            momentum: t.momentum,
-            beta1: self.beta1.unwrap_or(0.9),
-            beta2: self.beta2.unwrap_or(0.999),
-            eps: self.eps.unwrap_or(1e-8),
-            weight_decay: self.weight_decay,
-        };
+        let opt = self.optimizer(t.momentum);
         let steps_per_epoch = steps_per_epoch.max(1);
         let total = steps_per_epoch * t.epochs;
         let warmup = self

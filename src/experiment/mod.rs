@@ -62,20 +62,21 @@ pub fn build_trainer<T: Real>(s: &Scenario, mlp: &Mlp<T>) -> Result<Box<dyn Trai
     {
         return Ok(Box::new(async_trainer::<T>(s)));
     }
+    let optimizer = t.optimizer_options().optimizer(t.momentum);
     Ok(match s.algorithm.kind {
-        AlgorithmKind::Bp => Box::new(Backprop::new(
-            mlp,
-            t.learning_rate,
-            t.momentum,
-            t.batch_size,
-        )),
+        AlgorithmKind::Bp => Box::new(
+            Backprop::new(mlp, t.learning_rate, t.momentum, t.batch_size)
+                .with_optimizer(mlp, optimizer),
+        ),
         AlgorithmKind::Il | AlgorithmKind::Zil => {
             let r = pc_rule(s);
             let (cfg, lr, mu) = (r.cfg, r.learning_rate, r.momentum);
             if r.zil {
-                Box::new(crate::algo::pc::Zil::new(mlp, cfg, lr, mu)?)
+                Box::new(
+                    crate::algo::pc::Zil::new(mlp, cfg, lr, mu)?.with_optimizer(mlp, optimizer),
+                )
             } else {
-                Box::new(crate::algo::pc::Il::new(mlp, cfg, lr, mu)?)
+                Box::new(crate::algo::pc::Il::new(mlp, cfg, lr, mu)?.with_optimizer(mlp, optimizer))
             }
         }
     })

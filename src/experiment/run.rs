@@ -9,6 +9,7 @@ use super::interrupt::{self, Interrupted};
 use super::{build_network, build_trainer, export, load_data, spiking};
 use crate::algo::Trainer;
 use crate::algo::bp::Backprop;
+use crate::algo::optim::{LrSchedule, Optimizer};
 use crate::data::{Dataset, Split, gather_rows};
 use crate::metrics::equivalence::EquivalenceLog;
 use crate::metrics::plot::{Panel, Series};
@@ -164,7 +165,11 @@ struct Run<'a, T: Real> {
     bar: ProgressBar,
     metrics: Table,
     equivalence: Option<EquivalenceProbe>,
+    /// The learning rate of every step (step decay per epoch, or cosine).
+    schedule: LrSchedule,
+    /// The current α; the trainer is told when the schedule changes it.
     lr: f64,
+    optimizer: Optimizer,
     /// Training steps done.
     step: usize,
     train_seconds: f64,
@@ -214,10 +219,13 @@ impl<'a, T: Real> Run<'a, T> {
             reference: Backprop::new(&super::to_f64(&mlp), s.training.learning_rate, 0.0, batch),
             updates: None,
         });
-        let total_steps = train_x
-            .nrows()
-            .div_ceil(batch)
-            .saturating_mul(s.training.epochs);
+        let steps_per_epoch = train_x.nrows().div_ceil(batch);
+        let total_steps = steps_per_epoch.saturating_mul(s.training.epochs);
+        let (optimizer, schedule) = s
+            .training
+            .optimizer_options()
+            .build(s.training.optimizer_keys(), steps_per_epoch)
+            .map_err(|(key, msg)| anyhow::anyhow!("{key} {msg}"))?;
         Ok(Self {
             s,
             opts,
@@ -244,7 +252,9 @@ impl<'a, T: Real> Run<'a, T> {
                 "wall_seconds",
             ]),
             equivalence,
+            schedule,
             lr: s.training.learning_rate,
+            optimizer,
             step: 0,
             train_seconds: 0.0,
             epoch_seconds: Vec::new(),
@@ -277,7 +287,6 @@ impl<'a, T: Real> Run<'a, T> {
         self.bar
             .set_message(format!("{epoch}/{}", self.s.training.epochs));
         self.order.shuffle(&mut self.shuffle_rng);
-        self.trainer.set_learning_rate(self.lr);
         let epoch_start = Instant::now();
         let mut eval_time = 0.0;
         let (n, batch) = (self.order.len(), self.batch_x.nrows());
@@ -308,13 +317,17 @@ impl<'a, T: Real> Run<'a, T> {
         if let Some(eq) = &self.equivalence {
             self.rec.write_table("equivalence.csv", &eq.log.table)?;
         }
-        self.lr *= self.s.training.lr_decay;
         Ok(None)
     }
 
     /// Training step on the samples `order[range]` (batch `k` of `epoch`).
     fn step(&mut self, epoch: usize, k: usize, range: Range<usize>) -> Result<Option<Status>> {
         let rows = range.len();
+        let lr = self.schedule.lr(self.step);
+        if lr.to_bits() != self.lr.to_bits() {
+            self.lr = lr;
+            self.trainer.set_learning_rate(lr);
+        }
         let chunk = &self.order[range];
         gather_rows(self.train_x.view(), chunk, self.batch_x.view_mut());
         gather_rows(self.train_y.view(), chunk, self.batch_y.view_mut());
@@ -326,7 +339,11 @@ impl<'a, T: Real> Run<'a, T> {
             .is_some_and(|_| self.step.is_multiple_of(self.s.output.equivalence_every));
         let export_dir = self.opts.export_npy.as_deref().filter(|_| self.step == 0);
         if let Some(probe) = self.equivalence.as_mut().filter(|_| compare) {
-            reference_update(probe, &self.mlp, self.lr, bx, by);
+            // The rule hands the optimizer its update at α (SGD) or at 1
+            // (Adam applies α itself); BP's reference is scaled alike, so
+            // the directions are compared.
+            let scale = self.optimizer.update_scale(self.lr);
+            reference_update(probe, &self.mlp, scale, bx, by);
         }
         if let Some(dir) = export_dir {
             export::initial(dir, &self.mlp, bx, by)?;

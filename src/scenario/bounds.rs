@@ -141,6 +141,10 @@ pub fn estimate(s: &Scenario) -> Option<Estimate> {
     // matrices; an f64 copy and a backprop reference for equivalence; the
     // transposed weights of the spiking network.
     let mut network = params * real * 6.0;
+    if s.training.optimizer != crate::algo::optim::OptimizerKind::Sgd {
+        // Adam's second moment (the first takes momentum's place above).
+        network += params * real;
+    }
     if equivalence {
         network += params * 8.0 * 5.0;
     }

@@ -4,6 +4,8 @@
 //! synapses, readouts, the `[runtime]` table) are defined by their model
 //! module and composed here, so no model module imports the schema.
 
+pub use crate::algo::optim::{OptimizerKind, ScheduleKind};
+use crate::algo::optim::{OptimizerOptions, TrainingKeys};
 use crate::data::synthetic::SyntheticConfig;
 use crate::nn::activation::LifParams;
 use crate::nn::{ActivationKind, LossKind};
@@ -241,6 +243,88 @@ pub struct TrainingConfig {
     /// Seed of the minibatch shuffling (defaults to `seed + 1`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    // The optimizer and schedule keys of `algo::optim::OptimizerOptions`.
+    // Written out only when given, so the resolved scenario of a plain-SGD
+    // run (and a suite's check that a finished run is unchanged) stays as
+    // it was before these keys existed.
+    /// `sgd` (default; `momentum` applies), `adam` or `adamw`.
+    #[serde(skip_serializing_if = "is_default")]
+    pub optimizer: OptimizerKind,
+    /// Adam's first-moment decay (default 0.9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta1: Option<f64>,
+    /// Adam's second-moment decay (default 0.999).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta2: Option<f64>,
+    /// Adam's ε (default 1e-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eps: Option<f64>,
+    /// λ: L2 term (`sgd`, `adam`) or decoupled decay (`adamw`); default 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub weight_decay: f64,
+    /// `step` (default: `lr_decay` once per epoch) or `cosine` (per step).
+    #[serde(skip_serializing_if = "is_default")]
+    pub schedule: ScheduleKind,
+    /// Linear warm-up over this many steps (or `warmup_epochs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_steps: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_epochs: Option<usize>,
+    /// The rate the cosine schedule ends at (default 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_lr: Option<f64>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+impl TrainingConfig {
+    /// The optimizer and schedule keys, for `algo::optim`.
+    pub fn optimizer_options(&self) -> OptimizerOptions {
+        OptimizerOptions {
+            optimizer: self.optimizer,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule,
+            warmup_steps: self.warmup_steps,
+            warmup_epochs: self.warmup_epochs,
+            min_lr: self.min_lr,
+        }
+    }
+
+    /// The keys the optimizer options are checked against.
+    pub fn optimizer_keys(&self) -> TrainingKeys {
+        TrainingKeys {
+            learning_rate: self.learning_rate,
+            momentum: self.momentum,
+            lr_decay: self.lr_decay,
+            epochs: self.epochs,
+        }
+    }
+
+    /// Whether any optimizer or schedule key differs from plain SGD with
+    /// step decay (the one thing the actor runtimes apply).
+    pub fn optimizer_key_given(&self) -> Option<&'static str> {
+        let o = self.optimizer_options();
+        let d = OptimizerOptions::default();
+        [
+            ("training.optimizer", o.optimizer != d.optimizer),
+            ("training.beta1", o.beta1.is_some()),
+            ("training.beta2", o.beta2.is_some()),
+            ("training.eps", o.eps.is_some()),
+            ("training.weight_decay", o.weight_decay != 0.0),
+            ("training.schedule", o.schedule != d.schedule),
+            ("training.warmup_steps", o.warmup_steps.is_some()),
+            ("training.warmup_epochs", o.warmup_epochs.is_some()),
+            ("training.min_lr", o.min_lr.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, given)| *given)
+        .map(|(k, _)| k)
+    }
 }
 
 impl Default for TrainingConfig {
@@ -252,6 +336,15 @@ impl Default for TrainingConfig {
             momentum: 0.0,
             lr_decay: 1.0,
             seed: None,
+            optimizer: OptimizerKind::Sgd,
+            beta1: None,
+            beta2: None,
+            eps: None,
+            weight_decay: 0.0,
+            schedule: ScheduleKind::Step,
+            warmup_steps: None,
+            warmup_epochs: None,
+            min_lr: None,
         }
     }
 }

@@ -23,7 +23,8 @@
 
 use super::PcConfig;
 use super::layer::{Params, PcLayer, Role, Rows, split_mut};
-use crate::algo::{Momentum, Trainer, bounds, for_each_part, parts_for, split_units};
+use crate::algo::optim::{NetworkState, Optimizer};
+use crate::algo::{Trainer, bounds, for_each_part, parts_for, split_units};
 use crate::nn::kernels::Accum;
 use crate::nn::{Mlp, Real, Updates};
 use anyhow::Result;
@@ -310,7 +311,9 @@ struct Common<T: Real> {
     eval: Option<PcNet<T>>,
     feedback: Option<Vec<Array2<T>>>,
     learning_rate: T,
-    optimizer: Momentum<T>,
+    /// SGD (momentum) or Adam/AdamW, with its per-weight state.
+    optimizer: Optimizer,
+    state: NetworkState<T>,
     updates: Updates<T>,
     kept: bool,
 }
@@ -328,10 +331,26 @@ impl<T: Real> Common<T> {
             eval: None,
             feedback,
             learning_rate: T::of(learning_rate),
-            optimizer: Momentum::new(momentum),
+            optimizer: Optimizer::sgd(momentum),
+            state: NetworkState::new(Optimizer::sgd(momentum), mlp),
             updates: Updates::zeros_like(mlp),
             kept: false,
         })
+    }
+
+    fn set_optimizer(&mut self, mlp: &Mlp<T>, optimizer: Optimizer) {
+        self.optimizer = optimizer;
+        self.state = NetworkState::new(optimizer, mlp);
+    }
+
+    /// The factor α the update is computed with: α for SGD, 1 for Adam,
+    /// which applies α itself (`Optimizer::update_scale`).
+    fn update_lr(&self) -> T {
+        if self.optimizer.is_sgd() {
+            self.learning_rate
+        } else {
+            T::one()
+        }
     }
 
     /// Lends `mlp`'s parameters to the layers (`give_back` returns them)
@@ -365,7 +384,8 @@ impl<T: Real> Common<T> {
     }
 
     fn finish(&mut self, mlp: &mut Mlp<T>, keep_updates: bool) {
-        self.optimizer.apply(mlp, &self.updates);
+        self.state
+            .step(mlp, &self.updates, self.learning_rate.f64());
         self.kept = keep_updates;
     }
 
@@ -399,6 +419,13 @@ impl<T: Real> Il<T> {
         })
     }
 
+    /// Replaces the optimizer (SGD with the momentum given to `new` by
+    /// default); its state starts empty.
+    pub fn with_optimizer(mut self, mlp: &Mlp<T>, optimizer: Optimizer) -> Self {
+        self.c.set_optimizer(mlp, optimizer);
+        self
+    }
+
     /// The lockstep network (state after the last training batch).
     pub fn net(&self) -> &PcNet<T> {
         &self.c.net
@@ -417,7 +444,7 @@ impl<T: Real> Trainer<T> for Il<T> {
         let beta = T::of(c.cfg.beta);
         let loss = c.start(mlp, x, y, beta);
         c.net.relax_steps(T::of(c.cfg.gamma), c.cfg.steps);
-        let scale = super::update_scale(c.learning_rate, beta, x.nrows());
+        let scale = super::update_scale(c.update_lr(), beta, x.nrows());
         c.give_back_and_update(mlp, scale, keep_updates);
         loss
     }
@@ -490,6 +517,13 @@ impl<T: Real> Zil<T> {
     pub fn schedule(&self) -> &[usize] {
         &self.schedule
     }
+
+    /// Replaces the optimizer (SGD with the momentum given to `new` by
+    /// default); its state starts empty.
+    pub fn with_optimizer(mut self, mlp: &Mlp<T>, optimizer: Optimizer) -> Self {
+        self.c.set_optimizer(mlp, optimizer);
+        self
+    }
 }
 
 impl<T: Real> Trainer<T> for Zil<T> {
@@ -501,7 +535,7 @@ impl<T: Real> Trainer<T> for Zil<T> {
         keep_updates: bool,
     ) -> f64 {
         let c = &mut self.c;
-        let scale = super::update_scale(c.learning_rate, T::one(), x.nrows());
+        let scale = super::update_scale(c.update_lr(), T::one(), x.nrows());
         if self.exact {
             let loss = c.start(mlp, x, y, T::one());
             c.net.zil_sweep();
@@ -509,7 +543,10 @@ impl<T: Real> Trainer<T> for Zil<T> {
             return loss;
         }
         // Any other schedule: the reference order, step by step, on copies
-        // of the parameters (a layer's update changes its own copy at once).
+        // of the parameters (a layer's update changes its own copy at once;
+        // with Adam that copy moves by the raw direction at α = 1, since
+        // the optimizer step comes only at the end — this path exists to
+        // show that a wrong schedule breaks the equivalence, not to train).
         c.net.load_params(mlp);
         c.net.start(x, Some((y, T::one())), false);
         let loss = mlp.output.loss(c.net.output().u(), y).f64();
