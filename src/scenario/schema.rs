@@ -4,6 +4,7 @@
 //! synapses, readouts, the `[runtime]` table) are defined by their model
 //! module and composed here, so no model module imports the schema.
 
+pub use crate::algo::pc::spiking::{ForwardCode, InputCode, SpikingPcConfig};
 use crate::data::synthetic::SyntheticConfig;
 use crate::nn::activation::LifParams;
 use crate::nn::{ActivationKind, LossKind};
@@ -110,10 +111,13 @@ pub enum AlgorithmKind {
     Il,
     /// Zero-divergence IL: IL with the schedule that makes it equal to BP.
     Zil,
+    /// Predictive coding with spikes forward and graded errors down
+    /// (`[algorithm.spiking]`).
+    SpikingPc,
 }
 
 impl AlgorithmKind {
-    pub const ALLOWED: &'static str = "bp, il, zil";
+    pub const ALLOWED: &'static str = "bp, il, zil, spiking_pc";
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -124,6 +128,11 @@ pub struct AlgorithmConfig {
     /// Inference (relaxation) settings of the predictive-coding algorithms.
     #[serde(default)]
     pub inference: InferenceConfig,
+    /// Spike codes of `spiking_pc`; filled with its defaults when the kind
+    /// is `spiking_pc` (so the resolved scenario shows them), refused for
+    /// any other kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spiking: Option<SpikingPcConfig>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -335,6 +344,16 @@ impl Scenario {
             .as_ref()
             .and_then(|c| c.seed)
             .unwrap_or(self.seed.wrapping_add(3))
+    }
+
+    /// Seed of spiking PC's Poisson input (`seed + 5`).
+    pub fn spiking_pc_seed(&self) -> u64 {
+        self.seed.wrapping_add(5)
+    }
+
+    /// The `[algorithm.spiking]` settings in force (defaults if absent).
+    pub fn spiking_pc(&self) -> SpikingPcConfig {
+        self.algorithm.spiking.clone().unwrap_or_default()
     }
 
     /// Seed of the runtime's timing streams (defaults to `seed + 3`).
