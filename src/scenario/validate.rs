@@ -263,6 +263,21 @@ fn check_spiking_pc(s: &Scenario) -> Result<(), Invalid> {
             "spiking_pc predicts by its own spiking sweep and T relaxation steps with the output free; remove the key".into()
         },
     )?;
+    if c.code == ForwardCode::Lif {
+        check(
+            matches!(
+                s.network.activation,
+                ActivationKind::Lif | ActivationKind::SoftLif
+            ),
+            "algorithm.spiking.code",
+            || {
+                format!(
+                    "\"lif\" drives LIF neurons whose 0.05-scaled rate is f, so network.activation must be \"lif\" or \"soft_lif\", got {:?}",
+                    s.network.activation
+                )
+            },
+        )?;
+    }
     let d = SpikingPcConfig::default();
     let unused =
         |key: &str, why: &str| -> Invalid { (format!("algorithm.spiking.{key}"), why.into()) };
@@ -300,21 +315,6 @@ fn check_spiking_pc(s: &Scenario) -> Result<(), Invalid> {
                 ));
             }
         }
-    }
-    if c.code == ForwardCode::Lif {
-        check(
-            matches!(
-                s.network.activation,
-                ActivationKind::Lif | ActivationKind::SoftLif
-            ),
-            "algorithm.spiking.code",
-            || {
-                format!(
-                    "\"lif\" drives LIF neurons whose 0.05-scaled rate is f, so network.activation must be \"lif\" or \"soft_lif\", got {:?}",
-                    s.network.activation
-                )
-            },
-        )?;
     }
     if c.input == InputCode::Poisson {
         check(s.network.lif.tau_ref > 0.0, "network.lif.tau_ref", || {
