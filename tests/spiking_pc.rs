@@ -98,6 +98,39 @@ fn update_approaches_rate_il_as_theta_falls() {
 }
 
 #[test]
+fn delayed_spikes_are_delivered_or_in_flight() {
+    let (x, y) = data(16, 8, 4, 3);
+    let sizes = [8, 12, 10, 4];
+    let mlp = network(&sizes, 4);
+    let mut diffs = Vec::new();
+    let reference = il_update(&mlp, pc(1.0), &x, &y);
+    for jitter in [0, 1, 3] {
+        let cfg = SpikingPcConfig {
+            theta: 0.001,
+            theta_input: 0.001,
+            delay_jitter: jitter,
+            ..SpikingPcConfig::default()
+        };
+        let mut spk =
+            SpikingPc::new(&mlp, cfg, pc(1.0), LifParams::default(), 0.1, 0.0, 7).unwrap();
+        let upd = spk.compute_update(&mlp, x.view(), y.view()).clone();
+        let c = spk.counts().clone();
+        let sent: u64 = c.spike_messages.iter().sum();
+        if jitter > 0 {
+            assert_eq!(
+                sent,
+                c.delivered + c.in_flight,
+                "jitter {jitter}: sent = delivered + in flight"
+            );
+            assert!(c.delivered > 0);
+        }
+        diffs.push(total_rel_diff(&upd, &reference));
+    }
+    println!("rel diff from rate IL vs delay jitter 0, 1, 3 steps: {diffs:?}");
+    assert!(diffs[0] < 0.05 && diffs[2] > diffs[0], "{diffs:?}");
+}
+
+#[test]
 fn spike_counts_are_consistent() {
     let (x, y) = data(16, 8, 4, 3);
     let sizes = [8, 12, 10, 4];
@@ -212,7 +245,12 @@ fn runs_are_byte_identical_for_a_seed_and_learn() {
         "algorithm.spiking={code=\"lif\", input=\"poisson\"}",
         "training.epochs=1",
     ];
-    for (name, overrides) in [("sigma_delta", &[][..]), ("lif", &lif[..])] {
+    let jitter = ["algorithm.spiking.delay_jitter=3", "training.epochs=1"];
+    for (name, overrides) in [
+        ("sigma_delta", &[][..]),
+        ("lif", &lif[..]),
+        ("jitter", &jitter[..]),
+    ] {
         let s = load(BASE, overrides).expect("valid");
         let a = outputs(&s, &tmp.path().join(format!("{name}-a")));
         let b = outputs(&s, &tmp.path().join(format!("{name}-b")));
@@ -302,6 +340,21 @@ fn keys_that_do_not_apply_are_refused_by_name() {
             &["algorithm.spiking.learning_window=16"],
             "algorithm.spiking.learning_window",
             "1..=",
+        ),
+        (
+            &["algorithm.spiking.delay_jitter=16"],
+            "algorithm.spiking.delay_jitter",
+            "at most",
+        ),
+        (
+            &[
+                "algorithm.spiking.code=\"lif\"",
+                "network.activation=\"lif\"",
+                "algorithm.spiking.input=\"poisson\"",
+                "algorithm.spiking.delay_jitter=2",
+            ],
+            "algorithm.spiking.delay_jitter",
+            "sigma-delta",
         ),
         (
             &["algorithm.spiking.learning_window=0"],

@@ -322,6 +322,25 @@ fn check_spiking_pc(s: &Scenario) -> Result<(), Invalid> {
         })?;
     }
     let steps = s.algorithm.inference.steps;
+    if c.delay_jitter > 0 {
+        check(
+            c.code == ForwardCode::SigmaDelta || c.input == InputCode::SigmaDelta,
+            "algorithm.spiking.delay_jitter",
+            || {
+                "delays the sigma-delta spike messages, and both codes are timed (code = \"lif\", input = \"poisson\"); remove the key or use a sigma-delta code".into()
+            },
+        )?;
+        check(
+            c.delay_jitter <= steps,
+            "algorithm.spiking.delay_jitter",
+            || {
+                format!(
+                    "must be at most algorithm.inference.steps ({steps}): a longer delay only keeps spikes in flight past the settling time, got {}",
+                    c.delay_jitter
+                )
+            },
+        )?;
+    }
     check(
         (1..=steps).contains(&c.learning_window),
         "algorithm.spiking.learning_window",

@@ -97,6 +97,10 @@ pub struct SpikingPcConfig {
     pub tau_s: f64,
     /// The update averages `ε r̂ᵀ` over this many final relaxation steps.
     pub learning_window: usize,
+    /// Timing noise on the sigma-delta spike edges: every spike message is
+    /// delivered after a uniformly drawn 0..=delay_jitter extra relaxation
+    /// steps (messages may overtake one another; none is lost). 0: at once.
+    pub delay_jitter: usize,
 }
 
 impl Default for SpikingPcConfig {
@@ -109,6 +113,7 @@ impl Default for SpikingPcConfig {
             dt: 0.001,
             tau_s: 0.005,
             learning_window: 1,
+            delay_jitter: 0,
         }
     }
 }
@@ -132,6 +137,10 @@ pub struct SpikeCounts {
     pub spike_messages: Vec<u64>,
     /// Graded error messages sent down (one per hidden edge and step).
     pub graded_messages: u64,
+    /// Delayed spike messages delivered, and still in flight when a
+    /// sample's settling ended (sent = delivered + in flight; none is lost).
+    pub delivered: u64,
+    pub in_flight: u64,
 }
 
 impl SpikeCounts {
@@ -147,6 +156,8 @@ impl SpikeCounts {
         self.samples += o.samples;
         self.steps += o.steps;
         self.graded_messages += o.graded_messages;
+        self.delivered += o.delivered;
+        self.in_flight += o.in_flight;
         for (a, b) in self.spikes.iter_mut().zip(&o.spikes) {
             *a += b;
         }
@@ -180,6 +191,8 @@ impl SpikeCounts {
             "spike_messages_per_sample": self.spike_messages.iter().sum::<u64>() as f64 / n,
             "spike_messages_per_sample_per_layer": self.spike_messages.iter().map(|&m| m as f64 / n).collect::<Vec<_>>(),
             "graded_messages_per_sample": self.graded_messages as f64 / n,
+            "spike_messages_delivered": self.delivered,
+            "spike_messages_in_flight_at_end": self.in_flight,
             "mean_spikes_per_neuron_per_step": rate,
         });
         if let Some(dt) = dt {
@@ -215,6 +228,13 @@ struct State<T: Real> {
     spikes: Vec<u32>,
     current: Vec<f32>,
     changed: Vec<bool>,
+    /// Delayed edges: the sender's last announced value (the receiver's
+    /// `rhat` lags it), and per edge a ring of `delay_jitter + 1` slots of
+    /// quanta in flight with their message counts per row.
+    announced: Vec<Array2<T>>,
+    pending: Vec<Vec<Array2<T>>>,
+    pending_msgs: Vec<Vec<Vec<u32>>>,
+    delay_rng: Option<ChaCha8Rng>,
 }
 
 impl<T: Real> State<T> {
@@ -234,19 +254,32 @@ impl<T: Real> State<T> {
             spikes: Vec::new(),
             current: Vec::new(),
             changed: Vec::new(),
+            announced: Vec::new(),
+            pending: Vec::new(),
+            pending_msgs: Vec::new(),
+            delay_rng: None,
         }
     }
 
     /// Buffers for `rows` samples of a network of `sizes`.
-    fn ensure(
-        &mut self,
-        sizes: &[usize],
-        rows: usize,
-        code: ForwardCode,
-        lif: &LifParams,
-        dt: f64,
-    ) {
+    fn ensure(&mut self, sizes: &[usize], rows: usize, cfg: &SpikingPcConfig, lif: &LifParams) {
+        let (code, dt) = (cfg.code, cfg.dt);
         let nw = sizes.len() - 1;
+        let slots = cfg.delay_jitter + 1;
+        if cfg.delay_jitter > 0
+            && (self.pending.first().is_none_or(|p| p.len() != slots)
+                || self.announced.first().is_none_or(|a| a.nrows() != rows))
+        {
+            self.announced = (0..nw).map(|i| Array2::zeros((rows, sizes[i]))).collect();
+            self.pending = (0..nw)
+                .map(|i| {
+                    (0..slots)
+                        .map(|_| Array2::zeros((rows, sizes[i])))
+                        .collect()
+                })
+                .collect();
+            self.pending_msgs = (0..nw).map(|_| vec![vec![0; rows]; slots]).collect();
+        }
         if self.wt.len() != nw {
             self.wt = (0..nw)
                 .map(|i| Array2::zeros((sizes[i], sizes[i + 1])))
@@ -326,7 +359,16 @@ fn run_batch<T: Real>(
     let sizes = &mlp.sizes;
     let nw = sizes.len() - 1;
     let rows = x_in.nrows();
-    st.ensure(sizes, rows, r.cfg.code, &r.lif, r.cfg.dt);
+    st.ensure(sizes, rows, r.cfg, &r.lif);
+    let delayed = r.cfg.delay_jitter > 0;
+    if delayed {
+        for i in 0..nw {
+            st.announced[i].fill(T::zero());
+            st.pending[i].iter_mut().for_each(|p| p.fill(T::zero()));
+            st.pending_msgs[i].iter_mut().for_each(|m| m.fill(0));
+        }
+        st.delay_rng = Some(image_rng(r.seed.wrapping_add(0x5eed), r.sample0));
+    }
     for (w, wt) in mlp.w.iter().zip(st.wt.iter_mut()) {
         transpose_into(w.view(), wt.view_mut());
     }
@@ -357,7 +399,7 @@ fn run_batch<T: Real>(
     let window = r.cfg.learning_window.min(r.steps).max(1);
     // Step 0: the bottom-up sweep that builds the state from spikes.
     for i in 0..nw {
-        send_up(st, mlp, &r, x_in, i, d_syn, true, counts);
+        send_up(st, mlp, &r, x_in, i, d_syn, 0, counts);
         init_layer(st, &r, i, nw);
     }
     if let Some((y, _)) = r.target {
@@ -393,7 +435,7 @@ fn run_batch<T: Real>(
         }
         // 3. Spikes bottom-up; receivers refresh predictions and errors.
         for i in 0..nw {
-            if send_up(st, mlp, &r, x_in, i, d_syn, false, counts) {
+            if send_up(st, mlp, &r, x_in, i, d_syn, t, counts) {
                 refresh_layer(st, &r, i, nw);
             }
         }
@@ -416,6 +458,11 @@ fn run_batch<T: Real>(
                 );
                 column_sums(s, &[st.eps[i].view()], mode, upd.db[i].view_mut());
             }
+        }
+    }
+    if delayed {
+        for msgs in &st.pending_msgs {
+            counts.in_flight += msgs.iter().flatten().map(|&m| m as u64).sum::<u64>();
         }
     }
     if r.steps == 0
@@ -445,9 +492,10 @@ fn send_up<T: Real>(
     x_in: ArrayView2<T>,
     i: usize,
     d_syn: f64,
-    first: bool,
+    t: usize,
     counts: &mut SpikeCounts,
 ) -> bool {
+    let first = t == 0;
     let rows = x_in.nrows();
     let timed = if i == 0 {
         r.cfg.input == InputCode::Poisson
@@ -465,6 +513,9 @@ fn send_up<T: Real>(
             r.cfg.theta
         });
         let inv = T::one() / theta;
+        if r.cfg.delay_jitter > 0 {
+            return send_delayed(st, r, x_in, i, t, theta, counts);
+        }
         let wt = &st.wt[i];
         let mut any = false;
         for row in 0..rows {
@@ -542,6 +593,81 @@ fn send_up<T: Real>(
         }
     }
     true
+}
+
+/// `send_up`'s sigma-delta path with timing noise: the sender quantises
+/// against what it announced, each message waits a uniform 0..=J steps in
+/// the edge's ring of slots, and the receiver applies the slot due now.
+fn send_delayed<T: Real>(
+    st: &mut State<T>,
+    r: &Run<'_, '_, T>,
+    x_in: ArrayView2<T>,
+    i: usize,
+    t: usize,
+    theta: T,
+    counts: &mut SpikeCounts,
+) -> bool {
+    use rand::Rng;
+    let rows = x_in.nrows();
+    let slots = r.cfg.delay_jitter + 1;
+    let inv = T::one() / theta;
+    let rng = st.delay_rng.as_mut().expect("seeded with the batch");
+    // A constant input is announced in full in the sweep.
+    if i > 0 || t == 0 {
+        for row in 0..rows {
+            let src = if i == 0 {
+                x_in.row(row)
+            } else {
+                st.fx[i - 1].row(row)
+            };
+            let mut ann = st.announced[i].row_mut(row);
+            let slot = (t + rng.gen_range(0..slots)) % slots;
+            let mut out = st.pending[i][slot].row_mut(row);
+            let mut fired = 0u64;
+            for ((&a, an), o) in src.iter().zip(ann.iter_mut()).zip(out.iter_mut()) {
+                let d = a - *an;
+                if d.abs() >= theta {
+                    let n = (d * inv).trunc();
+                    if n == T::zero() {
+                        continue;
+                    }
+                    let q = n * theta;
+                    *an += q;
+                    *o += q;
+                    fired += n.abs().f64() as u64;
+                }
+            }
+            if fired > 0 {
+                counts.spikes[i] += fired;
+                counts.spike_messages[i] += 1;
+                st.pending_msgs[i][slot][row] += 1;
+            }
+        }
+    }
+    let slot = t % slots;
+    let wt = &st.wt[i];
+    let mut any = false;
+    for row in 0..rows {
+        let msgs = std::mem::take(&mut st.pending_msgs[i][slot][row]);
+        st.changed[row] = msgs > 0;
+        if msgs == 0 {
+            continue;
+        }
+        any = true;
+        counts.delivered += msgs as u64;
+        let mut due = st.pending[i][slot].row_mut(row);
+        let mut rh = st.rhat[i].row_mut(row);
+        let mut z = st.z[i].row_mut(row);
+        let z = z.as_slice_mut().expect("standard layout");
+        for (j, (q, rh)) in due.iter_mut().zip(rh.iter_mut()).enumerate() {
+            if *q != T::zero() {
+                *rh += *q;
+                axpy(z, *q, wt.row(j).as_slice().expect("standard layout"));
+                *q = T::zero();
+            }
+        }
+    }
+    any
 }
 
 /// Layer `i + 2` in the initial sweep: `x ← u` (hidden, so `ε = 0`), or the
