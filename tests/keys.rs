@@ -98,6 +98,9 @@ fn optional_keys(snn: bool) -> Vec<(&'static str, Value)> {
         ("data.train_subset", Value::Integer(32)),
         ("data.test_subset", Value::Integer(12)),
         ("runtime.seed", Value::Integer(11)),
+        // Serialises only for spiking_pc (filled with its defaults there);
+        // refused, naming the table, for every other kind.
+        ("algorithm.spiking.theta", Value::Float(0.02)),
         (
             "runtime.actor_compute.input",
             toml::toml! { kind = "fixed"
@@ -512,6 +515,11 @@ fn every_key_counts_for_il_on_the_lockstep_driver() {
 #[test]
 fn every_key_counts_for_zil_on_the_lockstep_driver() {
     check("zil", "lockstep");
+}
+
+#[test]
+fn every_key_counts_for_spiking_pc_on_the_lockstep_driver() {
+    check("spiking_pc", "lockstep");
 }
 
 #[test]

@@ -40,6 +40,22 @@ pub trait Trainer<T: Real> {
         None
     }
 
+    /// Extra `metrics.csv` columns this trainer reports at every evaluation
+    /// point (before `wall_seconds`).
+    fn metric_columns(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The values of `metric_columns` since the last call.
+    fn take_metrics(&mut self) -> Vec<f64> {
+        Vec::new()
+    }
+
+    /// A `summary.json` field (name, value) of this trainer's own.
+    fn summary_fields(&self) -> Option<(&'static str, serde_json::Value)> {
+        None
+    }
+
     /// The network's prediction `ŷ` for evaluation.
     fn predict(&mut self, mlp: &Mlp<T>, x: ArrayView2<T>) -> ndarray::Array2<T> {
         mlp.predict(x)

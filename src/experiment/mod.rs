@@ -68,6 +68,18 @@ pub fn build_trainer<T: Real>(s: &Scenario, mlp: &Mlp<T>) -> Result<Box<dyn Trai
             Backprop::new(mlp, t.learning_rate, t.momentum, t.batch_size)
                 .with_optimizer(mlp, optimizer),
         ),
+        AlgorithmKind::SpikingPc => {
+            let r = pc_rule(s);
+            Box::new(crate::algo::pc::spiking::SpikingPc::new(
+                mlp,
+                s.spiking_pc(),
+                r.cfg,
+                s.network.lif,
+                r.learning_rate,
+                r.momentum,
+                s.spiking_pc_seed(),
+            )?)
+        }
         AlgorithmKind::Il | AlgorithmKind::Zil => {
             let r = pc_rule(s);
             let (cfg, lr, mu) = (r.cfg, r.learning_rate, r.momentum);

@@ -226,6 +226,7 @@ impl<'a, T: Real> Run<'a, T> {
             .optimizer_options()
             .build(s.training.optimizer_keys(), steps_per_epoch)
             .map_err(|(key, msg)| anyhow::anyhow!("{key} {msg}"))?;
+        let extra = trainer.metric_columns();
         Ok(Self {
             s,
             opts,
@@ -243,14 +244,12 @@ impl<'a, T: Real> Run<'a, T> {
             mlp,
             trainer,
             bar: progress_bar(opts.progress, total_steps),
-            metrics: Table::new(&[
-                "epoch",
-                "step",
-                "train_loss",
-                "test_loss",
-                "test_accuracy",
-                "wall_seconds",
-            ]),
+            metrics: {
+                let mut cols = vec!["epoch", "step", "train_loss", "test_loss", "test_accuracy"];
+                cols.extend(extra.iter().map(String::as_str));
+                cols.push("wall_seconds");
+                Table::new(&cols)
+            },
             equivalence,
             schedule,
             lr: s.training.learning_rate,
@@ -415,14 +414,16 @@ impl<'a, T: Real> Run<'a, T> {
         } else {
             f64::NAN
         };
-        self.metrics.push(vec![
+        let mut row = vec![
             epoch.to_string(),
             self.step.to_string(),
             num(train_loss),
             num(test_loss),
             num(acc),
-            format!("{:.3}", self.started.elapsed().as_secs_f64()),
-        ]);
+        ];
+        row.extend(self.trainer.take_metrics().into_iter().map(num));
+        row.push(format!("{:.3}", self.started.elapsed().as_secs_f64()));
+        self.metrics.push(row);
         self.rec.write_table("metrics.csv", &self.metrics)?;
         (self.loss_sum, self.loss_count) = (0.0, 0);
         self.last_eval = Some((self.step, test_loss, acc));
@@ -447,7 +448,7 @@ impl<'a, T: Real> Run<'a, T> {
         let lower = match self.s.algorithm.kind {
             // IL's Euler relaxation is only conditionally stable, and β < 1
             // scales the update by 1/β.
-            AlgorithmKind::Il => format!(
+            AlgorithmKind::Il | AlgorithmKind::SpikingPc => format!(
                 "lower training.learning_rate (now {}) or algorithm.inference.gamma (now {}){}",
                 show(self.lr),
                 show(inf.gamma),
@@ -583,6 +584,9 @@ impl<'a, T: Real> Run<'a, T> {
         });
         if let Some(eq) = &self.equivalence {
             summary["equivalence"] = eq.log.summary();
+        }
+        if let Some((key, value)) = self.trainer.summary_fields() {
+            summary[key] = value;
         }
         if let Some(stats) = self.trainer.runtime_stats() {
             summary["runtime"] = json!({

@@ -186,7 +186,9 @@ pub fn estimate(s: &Scenario) -> Option<Estimate> {
     let depth = layers.len() as f64;
     let per_sample = match s.algorithm.kind {
         AlgorithmKind::Bp => 3.0 * weights,
-        AlgorithmKind::Il => (2.0 + 2.0 * s.algorithm.inference.steps as f64) * weights,
+        AlgorithmKind::Il | AlgorithmKind::SpikingPc => {
+            (2.0 + 2.0 * s.algorithm.inference.steps as f64) * weights
+        }
         AlgorithmKind::Zil => (2.0 + 2.0 * (depth - 1.0)) * weights,
     };
     let steps = plan.total_steps() as f64;

@@ -2,7 +2,7 @@
 //! `--set key.path=value` overrides. Every error names the file, the line
 //! and column (or the byte offset), the key path and what is allowed.
 
-use super::schema::Scenario;
+use super::schema::{AlgorithmKind, Scenario};
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -100,6 +100,10 @@ pub fn parse(text: &str, file: &Path) -> Result<Scenario, ScenarioError> {
             message: explain(inner.message()),
         }
     })?;
+    let mut scenario = scenario;
+    if scenario.algorithm.kind == AlgorithmKind::SpikingPc && scenario.algorithm.spiking.is_none() {
+        scenario.algorithm.spiking = Some(Default::default());
+    }
     if let Some(key) = array_for_table(text, &scenario) {
         return Err(ScenarioError {
             file: file.to_path_buf(),

@@ -6,6 +6,7 @@
 
 pub use crate::algo::optim::{OptimizerKind, ScheduleKind};
 use crate::algo::optim::{OptimizerOptions, TrainingKeys};
+pub use crate::algo::pc::spiking::{ForwardCode, InputCode, SpikingPcConfig};
 use crate::data::synthetic::SyntheticConfig;
 use crate::nn::activation::LifParams;
 use crate::nn::{ActivationKind, LossKind};
@@ -112,10 +113,13 @@ pub enum AlgorithmKind {
     Il,
     /// Zero-divergence IL: IL with the schedule that makes it equal to BP.
     Zil,
+    /// Predictive coding with spikes forward and graded errors down
+    /// (`[algorithm.spiking]`).
+    SpikingPc,
 }
 
 impl AlgorithmKind {
-    pub const ALLOWED: &'static str = "bp, il, zil";
+    pub const ALLOWED: &'static str = "bp, il, zil, spiking_pc";
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -126,6 +130,11 @@ pub struct AlgorithmConfig {
     /// Inference (relaxation) settings of the predictive-coding algorithms.
     #[serde(default)]
     pub inference: InferenceConfig,
+    /// Spike codes of `spiking_pc`; filled with its defaults when the kind
+    /// is `spiking_pc` (so the resolved scenario shows them), refused for
+    /// any other kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spiking: Option<SpikingPcConfig>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -428,6 +437,16 @@ impl Scenario {
             .as_ref()
             .and_then(|c| c.seed)
             .unwrap_or(self.seed.wrapping_add(3))
+    }
+
+    /// Seed of spiking PC's Poisson input (`seed + 5`).
+    pub fn spiking_pc_seed(&self) -> u64 {
+        self.seed.wrapping_add(5)
+    }
+
+    /// The `[algorithm.spiking]` settings in force (defaults if absent).
+    pub fn spiking_pc(&self) -> SpikingPcConfig {
+        self.algorithm.spiking.clone().unwrap_or_default()
     }
 
     /// Seed of the runtime's timing streams (defaults to `seed + 3`).

@@ -114,6 +114,14 @@ fn check_optimizer(s: &Scenario) -> Result<(), Invalid> {
             ),
         ));
     }
+    if s.algorithm.kind == AlgorithmKind::SpikingPc
+        && let Some(key) = t.optimizer_key_given()
+    {
+        return Err((
+            key.to_string(),
+            "is not supported by algorithm.kind = \"spiking_pc\": its layers apply plain SGD with training.momentum and training.lr_decay per epoch; remove the key".to_string(),
+        ));
+    }
     Ok(())
 }
 
@@ -245,6 +253,7 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
     );
     crate::algo::pc::check_inference_usage(&s.algorithm.inference, zil)?;
     crate::runtime::config::validate(&s.runtime, zil, &s.network.layers)?;
+    check_spiking_pc(s)?;
     for (key, v) in [
         ("data.train_subset", s.data.train_subset),
         ("data.test_subset", s.data.test_subset),
@@ -257,6 +266,129 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
     check_eval_every(s)?;
     bounds::check(s)?;
     super::grid::validate_sweep(s)?;
+    Ok(())
+}
+
+/// `[algorithm.spiking]` belongs to `spiking_pc` alone, and within it a key
+/// counts only for the code that reads it (θ for sigma-delta, dt and τ_s for
+/// the timed codes); spiking PC runs on the lockstep driver and predicts
+/// with its own relaxation, so `predict_steps` is refused.
+fn check_spiking_pc(s: &Scenario) -> Result<(), Invalid> {
+    use crate::algo::pc::spiking::{ForwardCode, InputCode, SpikingPcConfig};
+    let Some(c) = &s.algorithm.spiking else {
+        return Ok(());
+    };
+    if s.algorithm.kind != AlgorithmKind::SpikingPc {
+        return Err((
+            "algorithm.spiking".into(),
+            format!(
+                "sets the spike codes of algorithm.kind = \"spiking_pc\", and the kind is \"{}\"; remove the table or set the kind",
+                format!("{:?}", s.algorithm.kind).to_lowercase()
+            ),
+        ));
+    }
+    check(
+        s.runtime.driver == crate::scenario::Driver::Lockstep,
+        "runtime.driver",
+        || {
+            "spiking_pc runs on the lockstep driver only (spikes through the actor runtime are not built yet); set runtime.driver = \"lockstep\"".into()
+        },
+    )?;
+    check(
+        s.algorithm.inference.predict_steps == 0,
+        "algorithm.inference.predict_steps",
+        || {
+            "spiking_pc predicts by its own spiking sweep and T relaxation steps with the output free; remove the key".into()
+        },
+    )?;
+    if c.code == ForwardCode::Lif {
+        check(
+            matches!(
+                s.network.activation,
+                ActivationKind::Lif | ActivationKind::SoftLif
+            ),
+            "algorithm.spiking.code",
+            || {
+                format!(
+                    "\"lif\" drives LIF neurons whose 0.05-scaled rate is f, so network.activation must be \"lif\" or \"soft_lif\", got {:?}",
+                    s.network.activation
+                )
+            },
+        )?;
+    }
+    let d = SpikingPcConfig::default();
+    let unused =
+        |key: &str, why: &str| -> Invalid { (format!("algorithm.spiking.{key}"), why.into()) };
+    if c.code == ForwardCode::SigmaDelta {
+        positive(c.theta, "algorithm.spiking.theta")?;
+    } else if c.theta != d.theta {
+        return Err(unused(
+            "theta",
+            "is the quantum of the sigma-delta code and algorithm.spiking.code is \"lif\"; remove the key or set code = \"sigma_delta\"",
+        ));
+    }
+    if c.input == InputCode::SigmaDelta {
+        positive(c.theta_input, "algorithm.spiking.theta_input")?;
+    } else if c.theta_input != d.theta_input {
+        return Err(unused(
+            "theta_input",
+            "is the quantum of the sigma-delta input code and algorithm.spiking.input is \"poisson\"; remove the key or set input = \"sigma_delta\"",
+        ));
+    }
+    if c.timed() {
+        positive(c.dt, "algorithm.spiking.dt")?;
+        check(c.dt <= 0.01, "algorithm.spiking.dt", || {
+            format!(
+                "must be ≤ 0.01 s (a LIF neuron spikes at most once per step), got {}",
+                show(c.dt)
+            )
+        })?;
+        positive(c.tau_s, "algorithm.spiking.tau_s")?;
+    } else {
+        for (key, same) in [("dt", c.dt == d.dt), ("tau_s", c.tau_s == d.tau_s)] {
+            if !same {
+                return Err(unused(
+                    key,
+                    "is a time setting of the LIF code and the Poisson input, and both codes are sigma-delta (untimed); remove the key or set code = \"lif\" or input = \"poisson\"",
+                ));
+            }
+        }
+    }
+    if c.input == InputCode::Poisson {
+        check(s.network.lif.tau_ref > 0.0, "network.lif.tau_ref", || {
+            "the Poisson input fires at rate x / t_ref, so t_ref must be > 0".into()
+        })?;
+    }
+    let steps = s.algorithm.inference.steps;
+    if c.delay_jitter > 0 {
+        check(
+            c.code == ForwardCode::SigmaDelta || c.input == InputCode::SigmaDelta,
+            "algorithm.spiking.delay_jitter",
+            || {
+                "delays the sigma-delta spike messages, and both codes are timed (code = \"lif\", input = \"poisson\"); remove the key or use a sigma-delta code".into()
+            },
+        )?;
+        check(
+            c.delay_jitter <= steps,
+            "algorithm.spiking.delay_jitter",
+            || {
+                format!(
+                    "must be at most algorithm.inference.steps ({steps}): a longer delay only keeps spikes in flight past the settling time, got {}",
+                    c.delay_jitter
+                )
+            },
+        )?;
+    }
+    check(
+        (1..=steps).contains(&c.learning_window),
+        "algorithm.spiking.learning_window",
+        || {
+            format!(
+                "must be in 1..=algorithm.inference.steps ({steps}), got {}",
+                c.learning_window
+            )
+        },
+    )?;
     Ok(())
 }
 

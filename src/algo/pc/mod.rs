@@ -4,10 +4,12 @@
 //! with the `Il` and `Zil` trainers (`lockstep`), and — in this file — the one
 //! configuration every driver is built from (`PcRule`) with the rules that
 //! define Z-IL (update time, fixed γ = β = 1, update scale, momentum). The
-//! actor runtimes drive the same rules by message passing.
+//! actor runtimes drive the same rules by message passing. Spiking PC
+//! (`spiking`) reuses the Euler step with spikes forward.
 
 pub mod layer;
 pub mod lockstep;
+pub mod spiking;
 pub mod value;
 
 pub use layer::{PcLayer, Role};
