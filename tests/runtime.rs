@@ -583,6 +583,36 @@ fn momentum_is_kept_by_each_actor_and_equals_lockstep() {
 }
 
 #[test]
+fn adam_and_adamw_are_kept_by_each_actor_and_equal_lockstep() {
+    for kind in ["il", "zil"] {
+        for (optimizer, decay) in [("adam", 0.0), ("adamw", 0.01)] {
+            let with = |driver: &str, gran: &str| {
+                let mut s = scenario(kind, &format!("driver = \"{driver}\"\n{gran}"));
+                s.training.learning_rate = 0.01;
+                s.training.optimizer = scenario::OptimizerKind::AdamW;
+                if optimizer == "adam" {
+                    s.training.optimizer = scenario::OptimizerKind::Adam;
+                }
+                s.training.weight_decay = decay;
+                scenario::validate(&s).expect("the actors take the optimizer keys");
+                train(&s, STEPS)
+            };
+            let lock = with("lockstep", "");
+            for gran in GRANULARITIES {
+                let d = max_diff(&with("virtual", gran), &lock);
+                assert!(
+                    d <= 1e-12,
+                    "{kind}, {optimizer}, {gran}: actors differ from lockstep by {d:e}"
+                );
+            }
+            // And the optimizer really changed the trajectory.
+            let sgd = train(&scenario(kind, "driver = \"virtual\""), STEPS);
+            assert!(max_diff(&with("virtual", ""), &sgd) > 1e-6);
+        }
+    }
+}
+
+#[test]
 fn f32_actors_follow_the_lockstep_reference_bit_for_bit() {
     // A learning rate whose α/(β·B) rounds differently in f64 and f32.
     let run = |driver: &str| {

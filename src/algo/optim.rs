@@ -174,7 +174,7 @@ impl<T: Real, D: Dimension> ParamState<T, D> {
                 }
                 // `v ← μ v + ΔW; W ← W + v`, as `algo::Momentum`.
                 let mu = T::of(o.momentum);
-                let v = self.m.get_or_insert_with(|| Array::zeros(param.raw_dim()));
+                let v = self.m.get_or_insert_with(|| zeros_in_layout(&param));
                 Zip::from(&mut param)
                     .and(v)
                     .and(&update)
@@ -197,8 +197,8 @@ impl<T: Real, D: Dimension> ParamState<T, D> {
                 let l2 = T::of(o.weight_decay);
                 let shrink = T::of(1.0 - learning_rate * o.weight_decay);
                 let decoupled = o.kind == OptimizerKind::AdamW && o.weight_decay != 0.0;
-                let m = self.m.get_or_insert_with(|| Array::zeros(param.raw_dim()));
-                let v = self.v.get_or_insert_with(|| Array::zeros(param.raw_dim()));
+                let m = self.m.get_or_insert_with(|| zeros_in_layout(&param));
+                let v = self.v.get_or_insert_with(|| zeros_in_layout(&param));
                 Zip::from(&mut param)
                     .and(m)
                     .and(v)
@@ -215,6 +215,12 @@ impl<T: Real, D: Dimension> ParamState<T, D> {
             }
         }
     }
+}
+
+/// Zeros with `param`'s memory order when it is contiguous (a column-major
+/// `W` gets column-major moments, so the update is one contiguous pass).
+fn zeros_in_layout<T: Real, D: Dimension>(param: &ArrayViewMut<T, D>) -> Array<T, D> {
+    param.map(|_| T::zero())
 }
 
 /// Optimizer states of a whole network (BP or lockstep PC own all layers).

@@ -124,8 +124,9 @@ pub fn pc_rule(s: &Scenario) -> crate::algo::pc::PcRule {
 /// driver `virtual` or `wall`), built from the same `PcRule` as the
 /// lockstep `Il` / `Zil`.
 pub fn async_trainer<T: Real>(s: &Scenario) -> crate::runtime::trainer::AsyncTrainer<T> {
+    let t = &s.training;
     let settings = crate::runtime::pc::PcSettings {
-        rule: pc_rule(s),
+        rule: pc_rule(s).with_optimizer(t.optimizer_options().optimizer(t.momentum)),
         schedule: s.runtime.schedule,
         trigger: s.runtime.trigger,
         period: s.runtime.period,

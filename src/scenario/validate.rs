@@ -89,30 +89,16 @@ fn check_name(name: &str) -> Result<(), Invalid> {
 }
 
 /// The optimizer and schedule keys (`algo::optim` checks them against each
-/// other and `[training]`), and their refusal where the actors train: the
-/// actor runtimes apply their own SGD-with-momentum step per layer slice
-/// (`runtime::pc`), so Adam, weight decay or a per-step schedule given to
-/// them would be silently dropped.
+/// other and `[training]`), and their refusal where a rule does not apply
+/// them (spiking PC's own SGD step). The actor runtimes apply them per
+/// layer slice (`runtime::pc`), the schedule through the learning rate the
+/// trainer hands the actors before each batch.
 fn check_optimizer(s: &Scenario) -> Result<(), Invalid> {
     let t = &s.training;
     let options = t.optimizer_options();
     options.validate(t.optimizer_keys())?;
     if let Some(plan) = bounds::StepPlan::of(s) {
         options.build(t.optimizer_keys(), plan.steps_per_epoch)?;
-    }
-    let actors = matches!(s.algorithm.kind, AlgorithmKind::Il | AlgorithmKind::Zil)
-        && s.runtime.driver != super::schema::Driver::Lockstep;
-    if actors && let Some(key) = t.optimizer_key_given() {
-        return Err((
-            key.to_string(),
-            format!(
-                "is not supported by the actor runtime (runtime.driver = \"{}\"): its layers apply plain SGD with training.momentum and training.lr_decay per epoch; remove the key or use runtime.driver = \"lockstep\"",
-                match s.runtime.driver {
-                    super::schema::Driver::Virtual => "virtual",
-                    _ => "wall",
-                }
-            ),
-        ));
     }
     if s.algorithm.kind == AlgorithmKind::SpikingPc
         && let Some(key) = t.optimizer_key_given()

@@ -451,6 +451,13 @@ impl<T: Real> PcLayer<T> {
         self.u_stale = true;
     }
 
+    /// Lets an optimizer change `W[l]`, `b[l]` in place (its state is per
+    /// weight, kept by the caller).
+    pub fn update_params_with(&mut self, f: impl FnOnce(ArrayViewMut2<T>, ArrayViewMut1<T>)) {
+        f(self.w.view_mut(), self.b.view_mut());
+        self.weights_changed();
+    }
+
     fn weights_changed(&mut self) {
         self.refresh_mirror();
         self.u_stale = true;

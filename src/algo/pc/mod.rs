@@ -128,6 +128,10 @@ pub struct PcRule {
     pub learning_rate: f64,
     /// Heavy-ball momentum μ (0: plain SGD).
     pub momentum: f64,
+    /// How a layer applies its update: SGD with `momentum` unless replaced
+    /// (`with_optimizer`). Every optimizer's state is per weight, so a
+    /// layer (or a slice of one) keeps its own.
+    pub optimizer: crate::algo::optim::Optimizer,
 }
 
 impl PcRule {
@@ -139,6 +143,7 @@ impl PcRule {
             depth,
             learning_rate,
             momentum,
+            optimizer: crate::algo::optim::Optimizer::sgd(momentum),
         }
     }
 
@@ -151,7 +156,14 @@ impl PcRule {
             depth,
             learning_rate,
             momentum,
+            optimizer: crate::algo::optim::Optimizer::sgd(momentum),
         }
+    }
+
+    /// The same rule applying its updates with `optimizer`.
+    pub fn with_optimizer(mut self, optimizer: crate::algo::optim::Optimizer) -> Self {
+        self.optimizer = optimizer;
+        self
     }
 
     /// The inference step at which layer `l` (≥ 2) updates its weights: Z-IL's
@@ -164,9 +176,10 @@ impl PcRule {
         }
     }
 
-    /// `α / (β · rows)` in `T`.
+    /// `α / (β · rows)` in `T` (with α = 1 for Adam, which applies α itself).
     pub fn scale<T: Real>(&self, rows: usize) -> T {
-        update_scale(T::of(self.learning_rate), T::of(self.cfg.beta), rows)
+        let alpha = self.optimizer.update_scale(self.learning_rate);
+        update_scale(T::of(alpha), T::of(self.cfg.beta), rows)
     }
 
     /// The fixed feedback matrices `B[l]` of feedback alignment, if any.

@@ -5,10 +5,11 @@
 
 use super::assembly::{Inbox, add_part, complete, take};
 use super::{PcMsg, PcSettings, broadcast};
+use crate::algo::optim::ParamState;
 use crate::algo::pc::{PcLayer, Role, momentum_step};
 use crate::nn::Real;
 use crate::runtime::actor::{ActorId, Ctx, Envelope, Link};
-use ndarray::{Array1, Array2, ArrayView2, s};
+use ndarray::{Array1, Array2, ArrayView2, Ix1, Ix2, s};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// One actor holding a `PcLayer`: a layer `l ≥ 2` or a slice of its rows.
@@ -61,6 +62,8 @@ pub struct LayerActor<T: Real> {
     /// Momentum velocity of this slice's parameters.
     vw: Array2<T>,
     vb: Array1<T>,
+    /// Adam's moments (or SGD with weight decay) of this slice's parameters.
+    opt_state: Option<(ParamState<T, Ix2>, ParamState<T, Ix1>)>,
     /// Test hook: panic when handling a message of this sample.
     pub(super) panic_on_sample: Option<u64>,
 }
@@ -103,6 +106,7 @@ impl<T: Real> LayerActor<T> {
             db: Array1::zeros(0),
             vw: Array2::zeros((0, 0)),
             vb: Array1::zeros(0),
+            opt_state: None,
             panic_on_sample: None,
         }
     }
@@ -219,21 +223,40 @@ impl<T: Real> LayerActor<T> {
         }
         self.layer
             .weight_update_into(scale, self.dw.view_mut(), self.db.view_mut());
-        let (step_w, step_b) = if self.settings.rule.momentum > 0.0 {
-            let mu = T::of(self.settings.rule.momentum);
-            if self.vw.dim() != self.dw.dim() {
-                self.vw = self.layer.zeros_like_weights();
-                self.vb = Array1::zeros(self.db.len());
+        let opt = self.settings.rule.optimizer;
+        if !opt.is_sgd() || opt.weight_decay != 0.0 {
+            // Adam / weight decay: the step depends on per-weight state
+            // (and on W itself), so it is applied to this layer and copied
+            // to the layer states parked for other batches.
+            let lr = self.settings.rule.learning_rate;
+            let (sw, sb) = self
+                .opt_state
+                .get_or_insert_with(|| (opt.state(), opt.state()));
+            let (dw, db) = (self.dw.view(), self.db.view());
+            self.layer.update_params_with(|w, b| {
+                sw.step(w, dw, lr);
+                sb.step(b, db, lr);
+            });
+            for (other, _, _) in self.parked.values_mut() {
+                other.load_params(self.layer.weights(), self.layer.bias());
             }
-            momentum_step(mu, self.vw.view_mut(), self.dw.view());
-            momentum_step(mu, self.vb.view_mut(), self.db.view());
-            (self.vw.view(), self.vb.view())
         } else {
-            (self.dw.view(), self.db.view())
-        };
-        self.layer.apply_update(step_w, step_b);
-        for (other, _, _) in self.parked.values_mut() {
-            other.apply_update(step_w, step_b);
+            let (step_w, step_b) = if self.settings.rule.momentum > 0.0 {
+                let mu = T::of(self.settings.rule.momentum);
+                if self.vw.dim() != self.dw.dim() {
+                    self.vw = self.layer.zeros_like_weights();
+                    self.vb = Array1::zeros(self.db.len());
+                }
+                momentum_step(mu, self.vw.view_mut(), self.dw.view());
+                momentum_step(mu, self.vb.view_mut(), self.db.view());
+                (self.vw.view(), self.vb.view())
+            } else {
+                (self.dw.view(), self.db.view())
+            };
+            self.layer.apply_update(step_w, step_b);
+            for (other, _, _) in self.parked.values_mut() {
+                other.apply_update(step_w, step_b);
+            }
         }
         self.finished.insert(s);
         self.current = None;
