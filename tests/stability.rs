@@ -225,6 +225,27 @@ fn actors_run_the_same_limited_relaxation_under_random_delays() {
             assert_eq!(a, b, "{gran}");
         }
     }
+    // Group actors measure the curvature over their slice of the layer: a
+    // different (still local) limit, so other numbers, but as tame.
+    let s = scenario(
+        0.2,
+        "local_curvature",
+        "driver = \"virtual\"\ngranularity = \"groups\"\ngroups = 2",
+    );
+    let (groups, _) = train_once(&s);
+    let d = groups
+        .dw
+        .iter()
+        .zip(&reference.dw)
+        .map(|(a, b)| (a - b).iter().map(|v| v * v).sum::<f64>())
+        .sum::<f64>()
+        .sqrt();
+    eprintln!(
+        "groups: update norm {:.3e}, distance to lockstep {d:.3e}",
+        norm(&groups)
+    );
+    assert!(d > 0.0);
+    assert!(norm(&groups) < 2.0 * norm(&reference));
 }
 
 #[test]

@@ -894,12 +894,17 @@ pub struct Control<'a, T: Real> {
 /// within the relaxation. A row whose steps do not overshoot keeps `g = 1`
 /// and computes exactly the bits of the plain step (`γ · 1 = γ`). Only the
 /// row's own nodes and its own down-message enter, so the rule is local, and
-/// it is the same on every driver. The first step of a relaxation has no
-/// `d_prev` and is always `γ`: Z-IL (one step per layer before its update)
-/// is never limited.
+/// it is the same on every driver (an actor that owns a group of a layer's
+/// units measures ρ over its group: the same rule on a smaller slice, so a
+/// `groups` run leaves lockstep's numbers once a step is limited). The
+/// first step of a relaxation has no `d_prev` and is always `γ`: Z-IL (one
+/// step per layer before its update) is never limited. Nor does the rule
+/// prevent that first overshoot: a sample's energy can rise once, at the
+/// step that reveals the curvature (the energy monitor counts it).
 ///
 /// With `step_out`, the step Δ is written there too (a value-node actor
 /// sends it to its error nodes, `runtime.granularity = "nodes"`).
+#[allow(clippy::too_many_arguments)]
 pub fn euler_step<T: Real>(
     act: &Activation,
     gamma: T,
