@@ -272,10 +272,22 @@ fn run(kind: &str, dir: &Path, threads: usize) -> (serde_json::Value, String) {
     .unwrap();
     pcsim::nn::linalg::set_threads(0);
     let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
-    // Drop the wall-clock column.
+    // Drop the wall-clock column (wherever it is).
+    let wall = metrics
+        .lines()
+        .next()
+        .and_then(|h| h.split(',').position(|c| c == "wall_seconds"))
+        .expect("metrics.csv has wall_seconds");
     let metrics = metrics
         .lines()
-        .map(|l| l.rsplit_once(',').map_or(l, |(h, _)| h).to_string())
+        .map(|l| {
+            l.split(',')
+                .enumerate()
+                .filter(|&(i, _)| i != wall)
+                .map(|(_, c)| c)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .collect::<Vec<_>>()
         .join("\n");
     (summary, metrics)

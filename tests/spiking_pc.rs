@@ -46,6 +46,7 @@ fn pc(beta: f64) -> PcConfig {
         beta,
         predict_steps: 0,
         feedback_seed: None,
+        step_control: pcsim::algo::pc::StepControl::Fixed,
     }
 }
 

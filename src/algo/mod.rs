@@ -35,6 +35,12 @@ pub trait Trainer<T: Real> {
         None
     }
 
+    /// What the relaxation's energy monitor counted since the last call
+    /// (and resets), if the trainer relaxes and watches (lockstep IL).
+    fn take_relaxation_stats(&mut self) -> Option<pc::RelaxStats> {
+        None
+    }
+
     /// Message and timing statistics of an actor runtime, if the trainer has one.
     fn runtime_stats(&self) -> Option<serde_json::Value> {
         None

@@ -106,6 +106,12 @@ pub fn pc_config(s: &Scenario) -> crate::algo::pc::PcConfig {
         predict_steps: inf.predict_steps,
         feedback_seed: (inf.feedback == crate::scenario::Feedback::Random)
             .then(|| s.seed.wrapping_add(3)),
+        step_control: match inf.step_control {
+            crate::scenario::StepControl::Fixed => crate::algo::pc::StepControl::Fixed,
+            crate::scenario::StepControl::LocalCurvature => {
+                crate::algo::pc::StepControl::LocalCurvature
+            }
+        },
     }
 }
 

@@ -10,6 +10,7 @@ use super::{build_network, build_trainer, export, load_data, spiking};
 use crate::algo::Trainer;
 use crate::algo::bp::Backprop;
 use crate::algo::optim::{LrSchedule, Optimizer};
+use crate::algo::pc::RelaxStats;
 use crate::data::{Dataset, Split, gather_rows};
 use crate::metrics::equivalence::EquivalenceLog;
 use crate::metrics::plot::{Panel, Series};
@@ -179,6 +180,17 @@ struct Run<'a, T: Real> {
     loss_count: usize,
     /// `(step, test loss per sample, test accuracy)` of the last evaluation.
     last_eval: Option<(usize, f64, f64)>,
+    /// The relaxation monitor (lockstep IL): counts since the last
+    /// evaluation, of the current epoch, per finished epoch, of the run.
+    relax: Option<RelaxWatch>,
+}
+
+#[derive(Default)]
+struct RelaxWatch {
+    since_eval: RelaxStats,
+    epoch: RelaxStats,
+    epochs: Vec<RelaxStats>,
+    total: RelaxStats,
 }
 
 impl<'a, T: Real> Run<'a, T> {
@@ -214,6 +226,21 @@ impl<'a, T: Real> Run<'a, T> {
         } else {
             build_trainer(s, &mlp)?
         };
+        let mut trainer = trainer;
+        let relax = trainer
+            .take_relaxation_stats()
+            .map(|_| RelaxWatch::default());
+        let extra = trainer.metric_columns();
+        let mut columns = vec!["epoch", "step", "train_loss", "test_loss", "test_accuracy"];
+        columns.extend(extra.iter().map(String::as_str));
+        columns.push("wall_seconds");
+        if relax.is_some() {
+            columns.extend([
+                "unstable_relaxations",
+                "limited_relaxations",
+                "max_value_step",
+            ]);
+        }
         let equivalence = (s.output.equivalence_every > 0).then(|| EquivalenceProbe {
             log: EquivalenceLog::new(mlp.depth()),
             reference: Backprop::new(&super::to_f64(&mlp), s.training.learning_rate, 0.0, batch),
@@ -226,7 +253,6 @@ impl<'a, T: Real> Run<'a, T> {
             .optimizer_options()
             .build(s.training.optimizer_keys(), steps_per_epoch)
             .map_err(|(key, msg)| anyhow::anyhow!("{key} {msg}"))?;
-        let extra = trainer.metric_columns();
         Ok(Self {
             s,
             opts,
@@ -244,12 +270,7 @@ impl<'a, T: Real> Run<'a, T> {
             mlp,
             trainer,
             bar: progress_bar(opts.progress, total_steps),
-            metrics: {
-                let mut cols = vec!["epoch", "step", "train_loss", "test_loss", "test_accuracy"];
-                cols.extend(extra.iter().map(String::as_str));
-                cols.push("wall_seconds");
-                Table::new(&cols)
-            },
+            metrics: Table::new(&columns),
             equivalence,
             schedule,
             lr: s.training.learning_rate,
@@ -260,6 +281,7 @@ impl<'a, T: Real> Run<'a, T> {
             loss_sum: 0.0,
             loss_count: 0,
             last_eval: None,
+            relax,
         })
     }
 
@@ -316,6 +338,19 @@ impl<'a, T: Real> Run<'a, T> {
         if let Some(eq) = &self.equivalence {
             self.rec.write_table("equivalence.csv", &eq.log.table)?;
         }
+        if let Some(w) = &mut self.relax {
+            let e = std::mem::take(&mut w.epoch);
+            w.epochs.push(e);
+            if e.unstable > 0 {
+                // Once per epoch, not per batch: the run goes on, and the
+                // counts are in metrics.csv and summary.json.
+                let msg = format!(
+                    "warning: epoch {epoch}: the relaxation energy rose in {} of {} samples (largest one-step rise {:.3e} of the energy, largest value-node step {:.3e}); the Euler step is too large for these weights: set algorithm.inference.step_control = \"local_curvature\" or lower algorithm.inference.gamma",
+                    e.unstable, e.samples, e.max_rise, e.max_step
+                );
+                self.bar.suspend(|| eprintln!("{msg}"));
+            }
+        }
         Ok(None)
     }
 
@@ -351,6 +386,11 @@ impl<'a, T: Real> Run<'a, T> {
         let loss = self
             .trainer
             .train_batch(&mut self.mlp, bx, by, compare || export_dir.is_some());
+        if let (Some(w), Some(st)) = (&mut self.relax, self.trainer.take_relaxation_stats()) {
+            w.since_eval.add(&st);
+            w.epoch.add(&st);
+            w.total.add(&st);
+        }
         if let Some(e) = self.trainer.take_error() {
             return Ok(Some(Status::Failed(format!(
                 "{:#}",
@@ -423,6 +463,14 @@ impl<'a, T: Real> Run<'a, T> {
         ];
         row.extend(self.trainer.take_metrics().into_iter().map(num));
         row.push(format!("{:.3}", self.started.elapsed().as_secs_f64()));
+        if let Some(w) = &mut self.relax {
+            let st = std::mem::take(&mut w.since_eval);
+            row.extend([
+                st.unstable.to_string(),
+                st.limited.to_string(),
+                num(st.max_step),
+            ]);
+        }
         self.metrics.push(row);
         self.rec.write_table("metrics.csv", &self.metrics)?;
         (self.loss_sum, self.loss_count) = (0.0, 0);
@@ -587,6 +635,18 @@ impl<'a, T: Real> Run<'a, T> {
         }
         if let Some((key, value)) = self.trainer.summary_fields() {
             summary[key] = value;
+        }
+        if let Some(w) = &self.relax {
+            let t = &w.total;
+            summary["relaxation"] = json!({
+                "samples": t.samples,
+                "unstable": t.unstable,
+                "limited": t.limited,
+                "max_value_step": t.max_step,
+                "max_energy_rise": t.max_rise,
+                "unstable_per_epoch": w.epochs.iter().map(|e| e.unstable).collect::<Vec<_>>(),
+                "limited_per_epoch": w.epochs.iter().map(|e| e.limited).collect::<Vec<_>>(),
+            });
         }
         if let Some(stats) = self.trainer.runtime_stats() {
             summary["runtime"] = json!({

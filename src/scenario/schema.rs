@@ -147,6 +147,19 @@ pub enum Feedback {
     Random,
 }
 
+/// How the hidden value nodes size their Euler steps
+/// (`algorithm.inference.step_control`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepControl {
+    /// Every step is γ (explicit Euler; unstable for large weights).
+    Fixed,
+    /// Each layer lowers a sample's step when its last step overshot, by the
+    /// curvature it measured along it (local; equal to `fixed` until then).
+    #[default]
+    LocalCurvature,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InferenceConfig {
@@ -161,6 +174,8 @@ pub struct InferenceConfig {
     /// Inference steps used when predicting with the output free
     /// (0: the feedforward pass, which is the fixed point of that relaxation).
     pub predict_steps: usize,
+    /// Step-size rule of the relaxation.
+    pub step_control: StepControl,
 }
 
 impl Default for InferenceConfig {
@@ -171,6 +186,7 @@ impl Default for InferenceConfig {
             beta: 1.0,
             feedback: Feedback::Transpose,
             predict_steps: 0,
+            step_control: StepControl::LocalCurvature,
         }
     }
 }

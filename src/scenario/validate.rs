@@ -238,6 +238,17 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
         s.algorithm.kind == AlgorithmKind::Zil,
     );
     crate::algo::pc::check_inference_usage(&s.algorithm.inference, zil)?;
+    // The actors' layers always limit their steps (src/runtime builds them
+    // with the default rule), so the plain step exists on the lockstep
+    // driver only; refuse it rather than ignore it.
+    check(
+        s.algorithm.inference.step_control == super::schema::StepControl::LocalCurvature
+            || s.runtime.driver == crate::runtime::config::Driver::Lockstep,
+        "algorithm.inference.step_control",
+        || {
+            "\"fixed\" is available on the lockstep driver only (the actor drivers always use \"local_curvature\"); remove the key or set runtime.driver = \"lockstep\"".into()
+        },
+    )?;
     crate::runtime::config::validate(&s.runtime, zil, &s.network.layers)?;
     check_spiking_pc(s)?;
     for (key, v) in [
@@ -261,6 +272,14 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
 /// with its own relaxation, so `predict_steps` is refused.
 fn check_spiking_pc(s: &Scenario) -> Result<(), Invalid> {
     use crate::algo::pc::spiking::{ForwardCode, InputCode, SpikingPcConfig};
+    check(
+        s.algorithm.kind != AlgorithmKind::SpikingPc
+            || s.algorithm.inference.step_control == super::schema::StepControl::default(),
+        "algorithm.inference.step_control",
+        || {
+            "spiking PC relaxes with the plain Euler step (its reconstructions are updated by spikes, not by a controlled step); remove the key".into()
+        },
+    )?;
     let Some(c) = &s.algorithm.spiking else {
         return Ok(());
     };

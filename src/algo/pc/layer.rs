@@ -33,7 +33,7 @@
 //! | [`PcLayer::init_feedforward`] | first up-message of a batch | `u ← W f(x[l−1]) + b`, `x ← u` (all hidden `ε = 0`) |
 //! | [`PcLayer::init_at_rest`] | first up-message, relaxation from rest | `u` as above, `x ← 0` |
 //! | [`PcLayer::on_activity`] | a new up-message `f(x[l−1])` | recompute `u[l]`, `ε[l]` |
-//! | [`PcLayer::on_feedback`] | a down-message `ε[l+1]·W[l+1]` (hidden only) | one Euler step `x += γ(−ε + f'(x) ⊙ e)`, then `ε`, `f(x)` |
+//! | [`PcLayer::on_feedback`] | a down-message `ε[l+1]·W[l+1]` (hidden only) | one Euler step `x += γ g (−ε + f'(x) ⊙ e)` (`g` ≤ 1: the local step control, `euler_step`), then `ε`, `f(x)` |
 //! | [`PcLayer::activity_up`] / [`PcLayer::activity_up_into`] | to send up | `f(x[l])` |
 //! | [`PcLayer::error_down`] / [`PcLayer::error_down_into`] | to send down | `ε[l]·W[l]` (`·B[l]`) with the *current* weights |
 //! | [`PcLayer::weight_update_into`] | the layer's update time | `ΔW = s εᵀ f(x[l−1])`, `Δb = s Σ ε` |
@@ -67,6 +67,7 @@
 //! the hidden dynamics are gradient descent on
 //! `E = Σ_hidden ½|ε[l]|² + β · loss(y, u[L])`.
 
+use super::StepControl;
 use crate::nn::kernels::{
     Accum, column_sums, matmul, rank_update, sparse_matmul, sparse_rank_update, transpose_into,
 };
@@ -127,6 +128,14 @@ pub struct PcLayer<T: Real> {
     changed: Vec<bool>,
     /// `w_rows` matches `w` (not after `swap_params` until `split`).
     mirror_fresh: bool,
+    /// How the hidden value nodes size their Euler steps.
+    control: StepControl,
+    /// Per sample (row): the descent direction `d = f'(x) ⊙ e − ε` of the
+    /// last Euler step (0 before the first), `(rows, n[l])`.
+    dir: Array2<T>,
+    /// Per sample: the factor `g ≤ 1` of its step `γ g` (1 at the start of a
+    /// batch; only ever lowered within a relaxation), `(rows, 1)`.
+    gain: Array2<T>,
 }
 
 /// A layer's parameters and settings, shared by all its row blocks.
@@ -138,6 +147,7 @@ pub(crate) struct Params<'a, T: Real> {
     feedback: Option<ArrayView2<'a, T>>,
     beta: T,
     sparse_input: bool,
+    control: StepControl,
 }
 
 /// One block of rows of a layer's per-sample state.
@@ -150,6 +160,8 @@ pub(crate) struct Rows<'a, T: Real> {
     target: ArrayView2<'a, T>,
     changed: &'a mut [bool],
     sparse: &'a mut SparseRows<T>,
+    dir: ArrayViewMut2<'a, T>,
+    gain: ArrayViewMut2<'a, T>,
     /// This block's copy of the layer's `u_stale`.
     pub(crate) stale: bool,
     /// Index of the block's first row in the batch.
@@ -191,6 +203,9 @@ impl<T: Real> Params<'_, T> {
         if let Role::Hidden(act) = self.role {
             act.apply_into(r.x.view(), r.fx.view_mut());
         }
+        // A new relaxation: no last step, full step size.
+        r.dir.fill(T::zero());
+        r.gain.fill(T::one());
         r.changed.fill(true);
         self.refresh_error(r);
     }
@@ -229,8 +244,31 @@ impl<T: Real> Params<'_, T> {
                 r.x.view_mut(),
                 r.eps.view_mut(),
                 r.fx.view_mut(),
+                Control {
+                    limit: self.control == StepControl::LocalCurvature,
+                    dir: r.dir.view_mut(),
+                    gain: r.gain.view_mut(),
+                },
                 None,
             );
+        }
+    }
+
+    /// Monitoring: the energy share of row `i` of a block, `½|ε|²` (hidden)
+    /// or `β · loss(y, u)` (output; 0 when free), in f64.
+    pub(crate) fn row_energy(&self, r: &Rows<'_, T>, i: usize) -> f64 {
+        match self.role {
+            Role::Hidden(_) => 0.5 * r.eps.row(i).iter().map(|e| e.f64() * e.f64()).sum::<f64>(),
+            Role::Output(loss) => {
+                if self.beta == T::zero() {
+                    return 0.0;
+                }
+                let (u, y) = (
+                    r.u.slice(s![i..i + 1, ..]),
+                    r.target.slice(s![i..i + 1, ..]),
+                );
+                self.beta.f64() * loss.loss(u, y).f64()
+            }
         }
     }
 
@@ -301,6 +339,17 @@ impl<'a, T: Real> Rows<'a, T> {
     }
     pub(crate) fn eps(&self) -> ArrayView2<'_, T> {
         self.eps.view()
+    }
+    /// Row `i`'s step factor `g` and the largest node of its last Euler
+    /// step `γ g |d|` (monitoring; 0 on the output layer).
+    pub(crate) fn last_step(&self, i: usize, gamma: T) -> (T, T) {
+        let g = self.gain[[i, 0]];
+        let big = self
+            .dir
+            .row(i)
+            .iter()
+            .fold(T::zero(), |m, d| m.max(d.abs()));
+        (g, gamma * g * big)
     }
     /// The up-message this block sends: `f(x)` (hidden) or `x` (output).
     pub(crate) fn activity_up(&self, role: Role) -> ArrayView2<'_, T> {
@@ -374,6 +423,9 @@ impl<T: Real> PcLayer<T> {
             sparse_cuts: vec![0, 0],
             changed: Vec::new(),
             mirror_fresh: false,
+            control: StepControl::default(),
+            dir: Array2::zeros((0, n)),
+            gain: Array2::zeros((0, 1)),
         };
         layer.refresh_mirror();
         Ok(layer)
@@ -426,6 +478,20 @@ impl<T: Real> PcLayer<T> {
     /// Output nudging β (0 when free; always 0 on hidden layers).
     pub fn beta(&self) -> T {
         self.beta
+    }
+
+    /// How the hidden value nodes size their Euler steps (default: the
+    /// local curvature limit, see `euler_step`).
+    pub fn set_step_control(&mut self, control: StepControl) {
+        self.control = control;
+    }
+    pub fn step_control(&self) -> StepControl {
+        self.control
+    }
+    /// Each sample's step factor `g` (the step is `γ g`; 1 unless the local
+    /// step control lowered it in this relaxation), `(rows, 1)`.
+    pub fn step_gains(&self) -> ArrayView2<'_, T> {
+        self.gain.view()
     }
 
     /// Overwrites `W[l]`, `b[l]` (e.g. from an `Mlp`) without reallocating.
@@ -488,6 +554,8 @@ impl<T: Real> PcLayer<T> {
                 *buf = Array2::zeros((rows, n));
             }
             self.input = Array2::zeros((rows, n_in));
+            self.dir = Array2::zeros((rows, n));
+            self.gain = Array2::ones((rows, 1));
             self.changed = vec![true; rows];
             self.u_stale = true;
         }
@@ -523,6 +591,7 @@ impl<T: Real> PcLayer<T> {
             feedback: self.feedback.as_ref().map(|f| f.view()),
             beta: self.beta,
             sparse_input: self.sparse_input,
+            control: self.control,
         };
         let stale = self.u_stale;
         let target_rows = self.target.nrows() == self.x.nrows();
@@ -550,9 +619,14 @@ impl<T: Real> PcLayer<T> {
             .zip(targets)
             .zip(changed)
             .zip(self.sparse.iter_mut())
+            .zip(split_mut(&mut self.dir, cuts))
+            .zip(split_mut(&mut self.gain, cuts))
             .zip(cuts.iter().copied())
             .map(
-                |((((((((x, u), eps), fx), input), target), changed), sparse), first)| Rows {
+                |(
+                    (((((((((x, u), eps), fx), input), target), changed), sparse), dir), gain),
+                    first,
+                )| Rows {
                     x,
                     u,
                     eps,
@@ -561,6 +635,8 @@ impl<T: Real> PcLayer<T> {
                     target,
                     changed,
                     sparse,
+                    dir,
+                    gain,
                     stale,
                     first,
                 },
@@ -652,7 +728,8 @@ impl<T: Real> PcLayer<T> {
     }
 
     /// Rule (hidden layers): a down-message `e = ε[l+1]·W[l+1]` arrived; one
-    /// Euler step of the value nodes, `x += γ(−ε[l] + f'(x[l]) ⊙ e)`, and
+    /// Euler step of the value nodes, `x += γ g (−ε[l] + f'(x[l]) ⊙ e)` with
+    /// each sample's step factor `g` (see `euler_step`), and
     /// `f(x[l])`. The prediction `u[l]` has not changed, so `ε[l] = x[l] − u[l]`
     /// moves by the same step and is updated by it rather than recomputed as
     /// a difference: mathematically the same, but it avoids the cancellation
@@ -699,6 +776,7 @@ impl<T: Real> PcLayer<T> {
             feedback: self.feedback.as_ref().map(|f| f.view()),
             beta: self.beta,
             sparse_input: self.sparse_input,
+            control: self.control,
         }
     }
 
@@ -788,16 +866,52 @@ impl<T: Real> PcLayer<T> {
     }
 }
 
-/// The hidden layer's Euler step fused into one pass over its nodes:
-/// `Δ = γ(f'(x) ⊙ e − ε)`, `x += Δ`, `ε += Δ`, `f(x)`. The activation is matched
-/// once, outside the loop, and ReLU's derivative is a select rather than a
-/// branch (a mispredicted branch per node cost as much as the matrix
-/// products). Each `f`/`f'` repeats `Activation`'s arithmetic exactly, so
-/// Z-IL's errors are BP's deltas bit for bit. γ is an argument so a
-/// per-layer step size is a caller's choice.
+/// The per-sample step control of `euler_step`: the last descent direction
+/// and step factor of every row, and whether the factor may be lowered.
+pub struct Control<'a, T: Real> {
+    /// Lower a row's factor when its last step overshot (`StepControl::
+    /// LocalCurvature`); otherwise every step is `γ` (`Fixed`).
+    pub limit: bool,
+    /// `d` of each row's last step, overwritten with this step's.
+    pub dir: ArrayViewMut2<'a, T>,
+    /// Each row's factor `g` (the step is `γ g d`), `(rows, 1)`.
+    pub gain: ArrayViewMut2<'a, T>,
+}
+
+/// The hidden layer's Euler step fused into one pass over its nodes, row by
+/// row (a row is a sample): `d = f'(x) ⊙ e − ε`, `Δ = γ g d`, `x += Δ`,
+/// `ε += Δ`, `f(x)`. The activation is matched once, outside the loop, and
+/// ReLU's derivative is a select rather than a branch (a mispredicted branch
+/// per node cost as much as the matrix products). Each `f`/`f'` repeats
+/// `Activation`'s arithmetic exactly, so Z-IL's errors are BP's deltas bit
+/// for bit. γ is an argument so a per-layer step size is a caller's choice.
+///
+/// # The local step control
+///
+/// Explicit Euler is gradient descent on the energy and is stable only while
+/// `γ κ < 2` for the curvature κ the value nodes feel — `1 + ‖W[l+1]‖²`-ish,
+/// set by the weights *above*, which this layer does not own. So the layer
+/// measures κ itself, per sample, from what it has: its own last step
+/// `Δ = h d_prev` (`h = γ g`) and how its descent direction changed since,
+/// `d_prev − d` (the change of `ε` and of the message `e` its step caused).
+/// Along the last step, `h κ = ρ = ⟨d_prev − d, d_prev⟩ / |d_prev|²`. `ρ > 1`
+/// means the last step went past the minimum along its own direction (`ρ >
+/// 2`: the energy rose along it); then `g ← g / ρ`, so the next step is the
+/// one that would have landed on that minimum, and `g` never grows back
+/// within the relaxation. A row whose steps do not overshoot keeps `g = 1`
+/// and computes exactly the bits of the plain step (`γ · 1 = γ`). Only the
+/// row's own nodes and its own down-message enter, so the rule is local, and
+/// it is the same on every driver (an actor that owns a group of a layer's
+/// units measures ρ over its group: the same rule on a smaller slice, so a
+/// `groups` run leaves lockstep's numbers once a step is limited). The
+/// first step of a relaxation has no `d_prev` and is always `γ`: Z-IL (one
+/// step per layer before its update) is never limited. Nor does the rule
+/// prevent that first overshoot: a sample's energy can rise once, at the
+/// step that reveals the curvature (the energy monitor counts it).
 ///
 /// With `step_out`, the step Δ is written there too (a value-node actor
 /// sends it to its error nodes, `runtime.granularity = "nodes"`).
+#[allow(clippy::too_many_arguments)]
 pub fn euler_step<T: Real>(
     act: &Activation,
     gamma: T,
@@ -805,19 +919,21 @@ pub fn euler_step<T: Real>(
     x: ArrayViewMut2<T>,
     eps: ArrayViewMut2<T>,
     fx: ArrayViewMut2<T>,
+    ctl: Control<'_, T>,
     step_out: Option<ArrayViewMut2<T>>,
 ) {
     let one = T::one();
     let sigmoid = move |v: T| one / (one + (-v).exp());
     match act.kind {
-        ActivationKind::Relu => euler_relu(gamma, above, x, eps, fx, step_out),
-        ActivationKind::Linear => fused(gamma, above, x, eps, fx, step_out, |_, d| d, |v| v),
+        ActivationKind::Relu => euler_relu(gamma, above, x, eps, fx, ctl, step_out),
+        ActivationKind::Linear => fused(gamma, above, x, eps, fx, ctl, step_out, |_, d| d, |v| v),
         ActivationKind::Tanh => fused(
             gamma,
             above,
             x,
             eps,
             fx,
+            ctl,
             step_out,
             |x, d| {
                 let t = x.tanh();
@@ -831,6 +947,7 @@ pub fn euler_step<T: Real>(
             x,
             eps,
             fx,
+            ctl,
             step_out,
             |x, d| {
                 let s = sigmoid(x);
@@ -844,6 +961,7 @@ pub fn euler_step<T: Real>(
             x,
             eps,
             fx,
+            ctl,
             step_out,
             |x, d| d * T::of(act.derivative(x.f64())),
             |v| T::of(act.value(v.f64())),
@@ -858,6 +976,7 @@ multiversion! {
         x: ArrayViewMut2<T>,
         eps: ArrayViewMut2<T>,
         fx: ArrayViewMut2<T>,
+        ctl: Control<'_, T>,
         step_out: Option<ArrayViewMut2<T>>,
     ) {
         let zero = T::zero();
@@ -867,6 +986,7 @@ multiversion! {
             x,
             eps,
             fx,
+            ctl,
             step_out,
             |x, d| if x <= zero { zero } else { d },
             |v| v.max(zero),
@@ -879,27 +999,63 @@ multiversion! {
 fn fused<T: Real>(
     gamma: T,
     above: ArrayView2<T>,
-    x: ArrayViewMut2<T>,
-    eps: ArrayViewMut2<T>,
-    fx: ArrayViewMut2<T>,
-    step_out: Option<ArrayViewMut2<T>>,
+    mut x: ArrayViewMut2<T>,
+    mut eps: ArrayViewMut2<T>,
+    mut fx: ArrayViewMut2<T>,
+    ctl: Control<'_, T>,
+    mut step_out: Option<ArrayViewMut2<T>>,
     df: impl Fn(T, T) -> T,
     f: impl Fn(T) -> T,
 ) {
-    let zip = Zip::from(x).and(eps).and(fx).and(&above);
-    match step_out {
-        None => zip.for_each(|x, e, fx, &a| {
-            let step = gamma * (df(*x, a) - *e);
-            *x += step;
-            *e += step;
-            *fx = f(*x);
-        }),
-        Some(out) => zip.and(out).for_each(|x, e, fx, &a, o| {
-            let step = gamma * (df(*x, a) - *e);
-            *x += step;
-            *e += step;
-            *fx = f(*x);
-            *o = step;
-        }),
+    let Control {
+        limit,
+        mut dir,
+        mut gain,
+    } = ctl;
+    for r in 0..x.nrows() {
+        let g = &mut gain[[r, 0]];
+        if limit {
+            let (mut s0, mut s1) = (T::zero(), T::zero());
+            Zip::from(x.row(r))
+                .and(eps.row(r))
+                .and(above.row(r))
+                .and(dir.row(r))
+                .for_each(|&x, &e, &a, &p| {
+                    let d = df(x, a) - e;
+                    s0 += p * p;
+                    s1 += p * d;
+                });
+            if s0 > T::zero() {
+                let rho = (s0 - s1) / s0;
+                if rho > T::one() {
+                    *g = *g / rho;
+                }
+            }
+        }
+        let h = gamma * *g;
+        let zip = Zip::from(x.row_mut(r))
+            .and(eps.row_mut(r))
+            .and(fx.row_mut(r))
+            .and(above.row(r))
+            .and(dir.row_mut(r));
+        match step_out.as_mut() {
+            None => zip.for_each(|x, e, fx, &a, p| {
+                let d = df(*x, a) - *e;
+                let step = h * d;
+                *x += step;
+                *e += step;
+                *fx = f(*x);
+                *p = d;
+            }),
+            Some(out) => zip.and(out.row_mut(r)).for_each(|x, e, fx, &a, p, o| {
+                let d = df(*x, a) - *e;
+                let step = h * d;
+                *x += step;
+                *e += step;
+                *fx = f(*x);
+                *p = d;
+                *o = step;
+            }),
+        }
     }
 }

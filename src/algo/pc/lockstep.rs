@@ -21,8 +21,8 @@
 //!
 //! The trainers `Il` and `Zil` (the `Trainer` implementations) live here too.
 
-use super::PcConfig;
 use super::layer::{Params, PcLayer, Role, Rows, split_mut};
+use super::{PcConfig, StepControl};
 use crate::algo::optim::{NetworkState, Optimizer};
 use crate::algo::{Trainer, bounds, for_each_part, parts_for, split_units};
 use crate::nn::kernels::Accum;
@@ -37,15 +37,68 @@ pub struct PcNet<T: Real> {
     pub layers: Vec<PcLayer<T>>,
     /// `down[i]`: the down-message for `layers[i]` from `layers[i + 1]`.
     down: Vec<Array2<T>>,
+    /// Energy monitor: each sample's energy after the last step, and
+    /// whether it has risen in this relaxation.
+    energy: Vec<f64>,
+    rose: Vec<bool>,
 }
+
+/// What the energy monitor saw in the relaxations of one or more batches
+/// (`PcNet::relax_watched`). A sample's relaxation counts as unstable when
+/// its energy `E = Σ_hidden ½|ε|² + β loss` rose, at some step, by more than
+/// rounding (`RISE_TOLERANCE` relative, `RISE_FLOOR` absolute, in units of
+/// the precision's epsilon): gradient descent with a stable step never
+/// raises it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RelaxStats {
+    /// Sample relaxations watched.
+    pub samples: usize,
+    /// Of those, relaxations whose energy rose.
+    pub unstable: usize,
+    /// Of those, relaxations in which some layer lowered the sample's step
+    /// (the local step control acted).
+    pub limited: usize,
+    /// Largest change of one value node in one step, `γ g |d|`.
+    pub max_step: f64,
+    /// Largest energy rise of one step, relative to the energy before it.
+    pub max_rise: f64,
+}
+
+impl RelaxStats {
+    pub fn add(&mut self, o: &RelaxStats) {
+        self.samples += o.samples;
+        self.unstable += o.unstable;
+        self.limited += o.limited;
+        self.max_step = self.max_step.max(o.max_step);
+        self.max_rise = self.max_rise.max(o.max_rise);
+    }
+}
+
+/// A rise of the energy smaller than this many epsilons of the precision,
+/// relative to the energy, is rounding.
+pub const RISE_TOLERANCE: f64 = 1000.0;
+/// … or smaller than this many epsilons in absolute terms (a sample whose
+/// energy is ~0 moves by rounding only).
+pub const RISE_FLOOR: f64 = 100.0;
 
 /// One thread's rows of every layer, and of the down-message buffers.
 struct Block<'a, T: Real> {
     rows: Vec<Rows<'a, T>>,
     down: Vec<ArrayViewMut2<'a, T>>,
+    energy: &'a mut [f64],
+    rose: &'a mut [bool],
 }
 
 impl<T: Real> Block<'_, T> {
+    /// Row `r`'s energy: the sum of every layer's share.
+    fn row_energy(&self, params: &[Params<'_, T>], r: usize) -> f64 {
+        params
+            .iter()
+            .zip(&self.rows)
+            .map(|(p, rows)| p.row_energy(rows, r))
+            .sum()
+    }
+
     /// Step 1 for the layers `i` with `active(i)`: `down[i] ← ε[i+1]·W[i+2]`.
     fn send_down(&mut self, params: &[Params<'_, T>], active: impl Fn(usize) -> bool) {
         for i in 0..self.down.len() {
@@ -96,7 +149,12 @@ impl<T: Real> PcNet<T> {
             .iter()
             .map(|&n| Array2::zeros((0, n)))
             .collect();
-        Ok(Self { layers, down })
+        Ok(Self {
+            layers,
+            down,
+            energy: Vec::new(),
+            rose: Vec::new(),
+        })
     }
 
     /// Copies `mlp`'s parameters into the layers (no allocation).
@@ -140,8 +198,22 @@ impl<T: Real> PcNet<T> {
             .iter_mut()
             .map(|d| split_mut(d, &cuts).into_iter())
             .collect();
-        let blocks: Vec<Block<'_, T>> = (0..cuts.len() - 1)
-            .map(|_| Block {
+        if self.energy.len() != rows {
+            self.energy = vec![0.0; rows];
+            self.rose = vec![false; rows];
+        }
+        let (mut energy, mut rose): (&mut [f64], &mut [bool]) = (&mut self.energy, &mut self.rose);
+        let blocks: Vec<Block<'_, T>> = cuts
+            .windows(2)
+            .map(|c| {
+                let (e, e_rest) = std::mem::take(&mut energy).split_at_mut(c[1] - c[0]);
+                let (f, f_rest) = std::mem::take(&mut rose).split_at_mut(c[1] - c[0]);
+                (energy, rose) = (e_rest, f_rest);
+                (e, f)
+            })
+            .map(|(energy, rose)| Block {
+                energy,
+                rose,
                 rows: per_layer
                     .iter_mut()
                     .map(|r| r.next().expect("a block per cut"))
@@ -248,6 +320,59 @@ impl<T: Real> PcNet<T> {
         });
     }
 
+    /// `relax_steps` with the energy monitor: every sample's energy is
+    /// computed at the start and after every step (one pass over the errors,
+    /// no matrix product), and the block's counts are returned.
+    pub fn relax_watched(&mut self, gamma: T, steps: usize) -> RelaxStats {
+        let total = std::sync::Mutex::new(RelaxStats::default());
+        let eps = <T as num_traits::Float>::epsilon().f64();
+        let (rel, floor) = (RISE_TOLERANCE * eps, RISE_FLOOR * eps);
+        self.blocks(|params, block| {
+            let mut st = RelaxStats {
+                samples: block.energy.len(),
+                ..RelaxStats::default()
+            };
+            for r in 0..block.energy.len() {
+                block.energy[r] = block.row_energy(params, r);
+                block.rose[r] = false;
+            }
+            for _ in 0..steps {
+                block.send_down(params, |_| true);
+                block.relax_only(params, gamma, |_| true);
+                for r in 0..block.energy.len() {
+                    let (before, after) = (block.energy[r], block.row_energy(params, r));
+                    let rise = after - before;
+                    if rise > rel * before.abs() + floor || after.is_nan() {
+                        block.rose[r] = true;
+                        st.max_rise = st.max_rise.max(rise / before.abs().max(floor));
+                    }
+                    block.energy[r] = after;
+                    for (p, rows) in params.iter().zip(&block.rows) {
+                        if matches!(p.role(), Role::Hidden(_)) {
+                            st.max_step = st.max_step.max(rows.last_step(r, gamma).1.f64());
+                        }
+                    }
+                }
+            }
+            for r in 0..block.energy.len() {
+                st.unstable += usize::from(block.rose[r]);
+                let limited = params.iter().zip(&block.rows).any(|(p, rows)| {
+                    matches!(p.role(), Role::Hidden(_)) && rows.last_step(r, gamma).0 < T::one()
+                });
+                st.limited += usize::from(limited);
+            }
+            total.lock().expect("no panic holds it").add(&st);
+        });
+        total.into_inner().expect("no panic holds it")
+    }
+
+    /// Every layer sizes its hidden Euler steps by `control`.
+    pub fn set_step_control(&mut self, control: StepControl) {
+        for layer in &mut self.layers {
+            layer.set_step_control(control);
+        }
+    }
+
     /// Step 1: every layer `l ≥ 3` writes its down-message `ε[l]·W[l]`.
     pub fn send_down(&mut self) {
         self.blocks(|params, block| block.send_down(params, |_| true));
@@ -324,7 +449,8 @@ impl<T: Real> Common<T> {
         let feedback = cfg
             .feedback_seed
             .map(|seed| super::random_feedback(mlp, seed));
-        let net = PcNet::new(mlp, feedback.as_deref())?;
+        let mut net = PcNet::new(mlp, feedback.as_deref())?;
+        net.set_step_control(cfg.step_control);
         Ok(Self {
             cfg,
             net,
@@ -395,7 +521,11 @@ impl<T: Real> Common<T> {
         }
         let eval = match &mut self.eval {
             Some(e) => e,
-            None => self.eval.insert(PcNet::new(mlp, self.feedback.as_deref())?),
+            None => {
+                let mut net = PcNet::new(mlp, self.feedback.as_deref())?;
+                net.set_step_control(self.cfg.step_control);
+                self.eval.insert(net)
+            }
         };
         eval.load_params(mlp);
         eval.start(x, None, true);
@@ -410,12 +540,15 @@ impl<T: Real> Common<T> {
 /// `Δb[l] = α/(β B) · Σ ε[l]` for all layers at once.
 pub struct Il<T: Real> {
     c: Common<T>,
+    /// The energy monitor's counts since they were last taken.
+    stats: RelaxStats,
 }
 
 impl<T: Real> Il<T> {
     pub fn new(mlp: &Mlp<T>, cfg: PcConfig, learning_rate: f64, momentum: f64) -> Result<Self> {
         Ok(Self {
             c: Common::new(mlp, cfg, learning_rate, momentum)?,
+            stats: RelaxStats::default(),
         })
     }
 
@@ -443,7 +576,8 @@ impl<T: Real> Trainer<T> for Il<T> {
         let c = &mut self.c;
         let beta = T::of(c.cfg.beta);
         let loss = c.start(mlp, x, y, beta);
-        c.net.relax_steps(T::of(c.cfg.gamma), c.cfg.steps);
+        let watched = c.net.relax_watched(T::of(c.cfg.gamma), c.cfg.steps);
+        self.stats.add(&watched);
         let scale = super::update_scale(c.update_lr(), beta, x.nrows());
         c.give_back_and_update(mlp, scale, keep_updates);
         loss
@@ -455,6 +589,10 @@ impl<T: Real> Trainer<T> for Il<T> {
 
     fn last_updates(&self) -> Option<&Updates<T>> {
         self.c.kept.then_some(&self.c.updates)
+    }
+
+    fn take_relaxation_stats(&mut self) -> Option<RelaxStats> {
+        Some(std::mem::take(&mut self.stats))
     }
 
     fn predict(&mut self, mlp: &Mlp<T>, x: ArrayView2<T>) -> Array2<T> {

@@ -12,8 +12,8 @@ pub mod lockstep;
 pub mod spiking;
 pub mod value;
 
-pub use layer::{PcLayer, Role};
-pub use lockstep::{Il, PcNet, Zil};
+pub use layer::{Control, PcLayer, Role, euler_step};
+pub use lockstep::{Il, PcNet, RelaxStats, Zil};
 pub use value::ValueNodes;
 
 use crate::nn::{Mlp, Real};
@@ -39,6 +39,22 @@ pub struct PcConfig {
     /// `Some(seed)`: feedback alignment with fixed random `B[l]` drawn from
     /// this seed; `None`: the error term uses `W[l]` (exact PC).
     pub feedback_seed: Option<u64>,
+    /// How the hidden layers size their Euler steps.
+    pub step_control: StepControl,
+}
+
+/// How a hidden layer sizes its Euler steps (the rule is in
+/// `layer::euler_step`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StepControl {
+    /// Every step is γ: explicit Euler, unstable once γ exceeds two over the
+    /// curvature the value nodes feel (it grows with the weights above).
+    Fixed,
+    /// Each layer lowers a sample's step when its own last step overshot, by
+    /// the curvature it measured along that step (local: the layer's own
+    /// nodes and its down-message). Equal to `Fixed` while no step overshoots.
+    #[default]
+    LocalCurvature,
 }
 
 impl Default for PcConfig {
@@ -49,6 +65,7 @@ impl Default for PcConfig {
             beta: 1.0,
             predict_steps: 0,
             feedback_seed: None,
+            step_control: StepControl::default(),
         }
     }
 }
@@ -92,12 +109,15 @@ pub fn zil_update_step(depth: usize, l: usize) -> usize {
 }
 
 /// Z-IL's fixed relaxation: γ = 1 and β = 1 (the target clamped), `steps`
-/// inference steps; the feedback and prediction settings are kept.
+/// inference steps, plain steps (a layer takes one step before its update,
+/// which the step control never changes anyway); the feedback and
+/// prediction settings are kept.
 pub fn zil_config(cfg: PcConfig, steps: usize) -> PcConfig {
     PcConfig {
         gamma: 1.0,
         beta: 1.0,
         steps,
+        step_control: StepControl::Fixed,
         ..cfg
     }
 }

@@ -42,7 +42,7 @@
 //! prediction); ties go to the lowest class, as in `count_correct`.
 
 use super::PcConfig;
-use super::layer::euler_step;
+use super::layer::{Control, euler_step};
 use crate::algo::{Momentum, Trainer};
 use crate::nn::activation::LifParams;
 use crate::nn::kernels::{Accum, column_sums, matmul, rank_update, transpose_into};
@@ -217,6 +217,10 @@ struct State<T: Real> {
     x: Vec<Array2<T>>,
     eps: Vec<Array2<T>>,
     fx: Vec<Array2<T>>,
+    /// Scratch for `euler_step`'s step control, which spiking PC leaves off
+    /// (its γ and T were chosen for the fixed step).
+    dir: Vec<Array2<T>>,
+    gain: Vec<Array2<T>>,
     down: Vec<Array2<T>>,
     /// Output prediction `u[L]`.
     u_out: Array2<T>,
@@ -246,6 +250,8 @@ impl<T: Real> State<T> {
             x: Vec::new(),
             eps: Vec::new(),
             fx: Vec::new(),
+            dir: Vec::new(),
+            gain: Vec::new(),
             down: Vec::new(),
             u_out: Array2::zeros((0, 0)),
             lif: Vec::new(),
@@ -294,6 +300,10 @@ impl<T: Real> State<T> {
         self.x = (0..nw).map(|i| m(sizes[i + 1])).collect();
         self.eps = (0..nw).map(|i| m(sizes[i + 1])).collect();
         self.fx = (0..nw).map(|i| m(sizes[i + 1])).collect();
+        self.dir = (0..nw).map(|i| m(sizes[i + 1])).collect();
+        self.gain = (0..nw)
+            .map(|_| Array2::from_elem((rows, 1), T::one()))
+            .collect();
         self.down = (0..nw).map(|i| m(sizes[i + 1])).collect();
         self.u_out = m(sizes[nw]);
         self.lif = if code == ForwardCode::Lif {
@@ -430,6 +440,11 @@ fn run_batch<T: Real>(
                 x.view_mut(),
                 eps.view_mut(),
                 fx.view_mut(),
+                Control {
+                    limit: false,
+                    dir: st.dir[k].view_mut(),
+                    gain: st.gain[k].view_mut(),
+                },
                 None,
             );
         }
@@ -755,6 +770,12 @@ impl<T: Real> SpikingPc<T> {
         momentum: f64,
         seed: u64,
     ) -> Result<Self> {
+        // Spiking PC relaxes with the plain Euler step (its γ and T were
+        // chosen for it); its rate-IL reference must do the same.
+        let pc = PcConfig {
+            step_control: super::StepControl::Fixed,
+            ..pc
+        };
         pc.validate()?;
         ensure!(
             mlp.sizes.len() >= 2,

@@ -8,7 +8,8 @@
 //! by the same function, so a network of split layers follows the whole-layer
 //! one bit for bit.
 
-use super::layer::euler_step;
+use super::StepControl;
+use super::layer::{Control, euler_step};
 use crate::nn::{Activation, Real};
 use ndarray::{Array2, ArrayView2};
 
@@ -23,6 +24,10 @@ pub struct ValueNodes<T: Real> {
     fx: Array2<T>,
     /// The last Euler step Δ.
     step: Array2<T>,
+    /// The per-sample step control (`euler_step`): last direction, factor.
+    control: StepControl,
+    dir: Array2<T>,
+    gain: Array2<T>,
 }
 
 impl<T: Real> ValueNodes<T> {
@@ -33,17 +38,34 @@ impl<T: Real> ValueNodes<T> {
             eps: Array2::zeros((0, 0)),
             fx: Array2::zeros((0, 0)),
             step: Array2::zeros((0, 0)),
+            control: StepControl::default(),
+            dir: Array2::zeros((0, 0)),
+            gain: Array2::zeros((0, 1)),
         }
+    }
+
+    /// How the Euler steps are sized (default: the local curvature limit).
+    pub fn set_step_control(&mut self, control: StepControl) {
+        self.control = control;
     }
 
     /// Rule: a sample starts from the feedforward pass, `x ← u` (sent by the
     /// error nodes), so `ε = 0`; computes `f(x)`.
     pub fn init(&mut self, x0: ArrayView2<T>) {
         if self.x.dim() != x0.dim() {
-            for buf in [&mut self.x, &mut self.eps, &mut self.fx, &mut self.step] {
+            for buf in [
+                &mut self.x,
+                &mut self.eps,
+                &mut self.fx,
+                &mut self.step,
+                &mut self.dir,
+            ] {
                 *buf = Array2::zeros(x0.raw_dim());
             }
+            self.gain = Array2::ones((x0.nrows(), 1));
         }
+        self.dir.fill(T::zero());
+        self.gain.fill(T::one());
         self.x.assign(&x0);
         self.eps.fill(T::zero());
         self.act.apply_into(self.x.view(), self.fx.view_mut());
@@ -55,7 +77,8 @@ impl<T: Real> ValueNodes<T> {
     }
 
     /// Rule: one Euler step with the feedback `e = ε[l+1]·W[l+1]`,
-    /// `Δ = γ(f'(x) ⊙ e − ε)`, `x += Δ`, then `f(x)`; `step()` is Δ.
+    /// `Δ = γ g (f'(x) ⊙ e − ε)` (`g`: the local step control, as in
+    /// `PcLayer::on_feedback`), `x += Δ`, then `f(x)`; `step()` is Δ.
     pub fn euler(&mut self, above: ArrayView2<T>, gamma: T) {
         euler_step(
             &self.act,
@@ -64,6 +87,11 @@ impl<T: Real> ValueNodes<T> {
             self.x.view_mut(),
             self.eps.view_mut(),
             self.fx.view_mut(),
+            Control {
+                limit: self.control == StepControl::LocalCurvature,
+                dir: self.dir.view_mut(),
+                gain: self.gain.view_mut(),
+            },
             Some(self.step.view_mut()),
         );
     }
