@@ -258,7 +258,7 @@ impl<T: Real> Params<'_, T> {
     /// or `β · loss(y, u)` (output; 0 when free), in f64.
     pub(crate) fn row_energy(&self, r: &Rows<'_, T>, i: usize) -> f64 {
         match self.role {
-            Role::Hidden(_) => 0.5 * r.eps.row(i).iter().map(|e| e.f64() * e.f64()).sum::<f64>(),
+            Role::Hidden(_) => half_sum_sq(r.eps.row(i)),
             Role::Output(loss) => {
                 if self.beta == T::zero() {
                     return 0.0;
@@ -344,11 +344,7 @@ impl<'a, T: Real> Rows<'a, T> {
     /// step `γ g |d|` (monitoring; 0 on the output layer).
     pub(crate) fn last_step(&self, i: usize, gamma: T) -> (T, T) {
         let g = self.gain[[i, 0]];
-        let big = self
-            .dir
-            .row(i)
-            .iter()
-            .fold(T::zero(), |m, d| m.max(d.abs()));
+        let big = max_abs(self.dir.row(i));
         (g, gamma * g * big)
     }
     /// The up-message this block sends: `f(x)` (hidden) or `x` (output).
@@ -994,6 +990,79 @@ multiversion! {
     }
 }
 
+/// Partial sums per lane (a fixed number of them, summed in a fixed order):
+/// the compiler vectorises these reductions, which it may not do for one
+/// running sum, and the result still does not depend on the thread count.
+const LANES: usize = 16;
+
+/// `(|p|², ⟨p, d⟩)` with `d = f'(x) ⊙ a − e`, over one row.
+#[inline(always)]
+fn overshoot_dots<T: Real>(x: &[T], e: &[T], a: &[T], p: &[T], df: &impl Fn(T, T) -> T) -> (T, T) {
+    let mut s0 = [T::zero(); LANES];
+    let mut s1 = [T::zero(); LANES];
+    let n = x.len().min(e.len()).min(a.len()).min(p.len());
+    let full = n / LANES * LANES;
+    for (((xc, ec), ac), pc) in x[..full]
+        .chunks_exact(LANES)
+        .zip(e[..full].chunks_exact(LANES))
+        .zip(a[..full].chunks_exact(LANES))
+        .zip(p[..full].chunks_exact(LANES))
+    {
+        for j in 0..LANES {
+            let d = df(xc[j], ac[j]) - ec[j];
+            s0[j] += pc[j] * pc[j];
+            s1[j] += pc[j] * d;
+        }
+    }
+    for i in full..n {
+        let d = df(x[i], a[i]) - e[i];
+        s0[i - full] += p[i] * p[i];
+        s1[i - full] += p[i] * d;
+    }
+    let sum = |v: [T; LANES]| v.iter().fold(T::zero(), |acc, &t| acc + t);
+    (sum(s0), sum(s1))
+}
+
+/// `½ Σ v²` in f64, lane by lane.
+fn half_sum_sq<T: Real>(v: ArrayView1<'_, T>) -> f64 {
+    let Some(xs) = v.to_slice() else {
+        return 0.5 * v.iter().map(|t| t.f64() * t.f64()).sum::<f64>();
+    };
+    let mut acc = [0.0f64; LANES];
+    let full = xs.len() / LANES * LANES;
+    for c in xs[..full].chunks_exact(LANES) {
+        for j in 0..LANES {
+            let t = c[j].f64();
+            acc[j] += t * t;
+        }
+    }
+    for (j, t) in xs[full..].iter().enumerate() {
+        acc[j] += t.f64() * t.f64();
+    }
+    0.5 * acc.iter().sum::<f64>()
+}
+
+/// `max |v|`, lane by lane.
+fn max_abs<T: Real>(v: ArrayView1<'_, T>) -> T {
+    let Some(xs) = v.to_slice() else {
+        return v.iter().fold(T::zero(), |m, d| m.max(d.abs()));
+    };
+    let mut acc = [T::zero(); LANES];
+    let full = xs.len() / LANES * LANES;
+    for c in xs[..full].chunks_exact(LANES) {
+        for j in 0..LANES {
+            let a = c[j].abs();
+            acc[j] = if a > acc[j] { a } else { acc[j] };
+        }
+    }
+    for (j, t) in xs[full..].iter().enumerate() {
+        let a = t.abs();
+        acc[j] = if a > acc[j] { a } else { acc[j] };
+    }
+    acc.iter()
+        .fold(T::zero(), |m, &d| if d > m { d } else { m })
+}
+
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn fused<T: Real>(
@@ -1015,16 +1084,27 @@ fn fused<T: Real>(
     for r in 0..x.nrows() {
         let g = &mut gain[[r, 0]];
         if limit {
-            let (mut s0, mut s1) = (T::zero(), T::zero());
-            Zip::from(x.row(r))
-                .and(eps.row(r))
-                .and(above.row(r))
-                .and(dir.row(r))
-                .for_each(|&x, &e, &a, &p| {
-                    let d = df(x, a) - e;
-                    s0 += p * p;
-                    s1 += p * d;
-                });
+            let (s0, s1) = match (
+                x.row(r).to_slice(),
+                eps.row(r).to_slice(),
+                above.row(r).to_slice(),
+                dir.row(r).to_slice(),
+            ) {
+                (Some(xs), Some(es), Some(as_), Some(ps)) => overshoot_dots(xs, es, as_, ps, &df),
+                _ => {
+                    let (mut s0, mut s1) = (T::zero(), T::zero());
+                    Zip::from(x.row(r))
+                        .and(eps.row(r))
+                        .and(above.row(r))
+                        .and(dir.row(r))
+                        .for_each(|&x, &e, &a, &p| {
+                            let d = df(x, a) - e;
+                            s0 += p * p;
+                            s1 += p * d;
+                        });
+                    (s0, s1)
+                }
+            };
             if s0 > T::zero() {
                 let rho = (s0 - s1) / s0;
                 if rho > T::one() {
