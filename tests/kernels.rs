@@ -15,6 +15,10 @@ use pcsim::nn::{Activation, ActivationKind, LossKind, Mlp, Updates};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+#[path = "common/batches.rs"]
+mod shared_batches;
+use shared_batches::batches;
+
 fn random(rng: &mut ChaCha8Rng, rows: usize, cols: usize, zeros: f64) -> Array2<f64> {
     Array2::from_shape_simple_fn((rows, cols), || {
         if rng.gen_bool(zeros) {
@@ -154,27 +158,6 @@ fn every_level_and_every_row_split_gives_the_same_bits() {
     }) {
         assert_eq!(got, dense, "sparse update over row blocks");
     }
-}
-
-/// MNIST-like batches: 8 × 8 "images", ~20 % non-zero, 4 classes.
-fn batches(n: usize, rows: usize) -> Vec<(Array2<f32>, Array2<f32>)> {
-    let mut rng = ChaCha8Rng::seed_from_u64(5);
-    (0..n)
-        .map(|_| {
-            let x = Array2::from_shape_simple_fn((rows, 64), || {
-                if rng.gen_bool(0.2) {
-                    rng.r#gen::<f32>()
-                } else {
-                    0.0
-                }
-            });
-            let mut y = Array2::zeros((rows, 4));
-            for r in 0..rows {
-                y[(r, rng.gen_range(0..4))] = 1.0;
-            }
-            (x, y)
-        })
-        .collect()
 }
 
 fn mlp() -> Mlp<f32> {

@@ -13,8 +13,12 @@ use pcsim::data::synthetic::{SyntheticConfig, generate};
 use pcsim::experiment::{self, RunOptions};
 use pcsim::nn::{Activation, ActivationKind, LossKind, Mlp, Updates};
 use pcsim::scenario;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+
+#[path = "common/batches.rs"]
+mod shared_batches;
+use shared_batches::batches;
 use std::path::Path;
 
 fn data(n: usize, seed: u64) -> (Array2<f64>, Array2<f64>) {
@@ -177,26 +181,6 @@ fn il_with_adamw_follows_the_hand_written_reference() {
     assert!(moved > 2.0 * lr, "moved {moved}");
 }
 
-fn batches_f32(n: usize, rows: usize) -> Vec<(Array2<f32>, Array2<f32>)> {
-    let mut rng = ChaCha8Rng::seed_from_u64(5);
-    (0..n)
-        .map(|_| {
-            let x = Array2::from_shape_simple_fn((rows, 64), || {
-                if rng.gen_bool(0.2) {
-                    rng.r#gen::<f32>()
-                } else {
-                    0.0
-                }
-            });
-            let mut y = Array2::zeros((rows, 4));
-            for r in 0..rows {
-                y[(r, rng.gen_range(0..4))] = 1.0;
-            }
-            (x, y)
-        })
-        .collect()
-}
-
 /// The MNIST setting (f32, ReLU, sparse input): Z-IL and BP with the same
 /// AdamW and a learning rate changed between steps stay equal bit for bit.
 #[test]
@@ -214,7 +198,7 @@ fn zil_equals_bp_bit_for_bit_with_adamw_in_f32() {
     let mut zil = Zil::new(&zil_net, PcConfig::default(), 1e-3, 0.0)
         .unwrap()
         .with_optimizer(&zil_net, opt);
-    for (step, (x, y)) in batches_f32(30, 33).into_iter().enumerate() {
+    for (step, (x, y)) in batches(30, 33).into_iter().enumerate() {
         let lr = 1e-3 * (1.0 + (step as f64 * 0.3).cos()) / 2.0 + 1e-5;
         bp.set_learning_rate(lr);
         zil.set_learning_rate(lr);

@@ -544,15 +544,9 @@ fn send_up<T: Real>(
             let z = z.as_slice_mut().expect("standard layout");
             let mut fired = 0u64;
             for (j, (&a, rh)) in src.iter().zip(rh.iter_mut()).enumerate() {
-                let d = a - *rh;
-                if d.abs() >= theta {
-                    let n = (d * inv).trunc();
-                    if n == T::zero() {
-                        continue;
-                    }
-                    let q = n * theta;
+                if let Some((q, spikes)) = quanta(a - *rh, theta, inv) {
                     *rh += q;
-                    fired += n.abs().f64() as u64;
+                    fired += spikes;
                     axpy(z, q, wt.row(j).as_slice().expect("standard layout"));
                 }
             }
@@ -640,16 +634,10 @@ fn send_delayed<T: Real>(
             let mut out = st.pending[i][slot].row_mut(row);
             let mut fired = 0u64;
             for ((&a, an), o) in src.iter().zip(ann.iter_mut()).zip(out.iter_mut()) {
-                let d = a - *an;
-                if d.abs() >= theta {
-                    let n = (d * inv).trunc();
-                    if n == T::zero() {
-                        continue;
-                    }
-                    let q = n * theta;
+                if let Some((q, spikes)) = quanta(a - *an, theta, inv) {
                     *an += q;
                     *o += q;
-                    fired += n.abs().f64() as u64;
+                    fired += spikes;
                 }
             }
             if fired > 0 {
@@ -757,6 +745,19 @@ pub struct SpikingPc<T: Real> {
     vs_il: Vec<(Vec<f64>, Vec<f64>)>,
     vs_il_recent: Vec<Vec<f64>>,
     sizes: Vec<usize>,
+}
+
+/// What a sigma-delta neuron sends for the change `d` since its last
+/// announcement: `n` signed quanta of size θ (`n = trunc(d / θ)`, `inv =
+/// 1/θ`), as the value `n θ` and the spike count `|n|`; nothing below θ.
+#[inline(always)]
+fn quanta<T: Real>(d: T, theta: T, inv: T) -> Option<(T, u64)> {
+    if d.abs() >= theta {
+        let n = (d * inv).trunc();
+        (n != T::zero()).then(|| (n * theta, n.abs().f64() as u64))
+    } else {
+        None
+    }
 }
 
 impl<T: Real> SpikingPc<T> {
