@@ -96,9 +96,14 @@ impl Dataset {
 
 /// Copies the rows `indices` of `src` into the first rows of `dst`
 /// (minibatch assembly without allocation).
-pub fn gather_rows<T: Clone>(src: ArrayView2<T>, indices: &[usize], mut dst: ArrayViewMut2<T>) {
+pub fn gather_rows<T: Copy>(src: ArrayView2<T>, indices: &[usize], mut dst: ArrayViewMut2<T>) {
     for (k, &i) in indices.iter().enumerate() {
-        dst.row_mut(k).assign(&src.row(i));
+        let (mut to, from) = (dst.row_mut(k), src.row(i));
+        // Contiguous rows (the usual case) copy as one memcpy each.
+        match (to.as_slice_mut(), from.as_slice()) {
+            (Some(to), Some(from)) => to.copy_from_slice(from),
+            _ => to.assign(&from),
+        }
     }
 }
 

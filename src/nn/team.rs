@@ -181,22 +181,13 @@ impl Shared {
                 return;
             }
             (dispatch.job)(i);
-            if INSIDE_WORKER.with(|c| c.get()) {
-                DBG_WORKER.fetch_add(1, Ordering::Relaxed);
-            } else {
-                DBG_MAIN.fetch_add(1, Ordering::Relaxed);
-            }
             self.remaining.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
 
-pub static DBG_WORKER: AtomicUsize = AtomicUsize::new(0);
-pub static DBG_MAIN: AtomicUsize = AtomicUsize::new(0);
-thread_local! { static INSIDE_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) }; }
 fn worker(shared: &Shared, id: usize) {
     INSIDE.with(|c| c.set(true));
-    INSIDE_WORKER.with(|c| c.set(true));
     let mut seen = shared.generation.load(Ordering::Acquire);
     loop {
         let mut rounds = 0u32;
