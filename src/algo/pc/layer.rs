@@ -984,8 +984,10 @@ multiversion! {
             fx,
             ctl,
             step_out,
-            |x, d| if x <= zero { zero } else { d },
-            |v| v.max(zero),
+            // `move`: a captured reference would be reloaded on every
+            // element (it may alias the rows) and keep the loop scalar.
+            move |x, d| if x <= zero { zero } else { d },
+            move |v| v.max(zero),
         )
     }
 }
@@ -1023,44 +1025,90 @@ fn overshoot_dots<T: Real>(x: &[T], e: &[T], a: &[T], p: &[T], df: &impl Fn(T, T
     (sum(s0), sum(s1))
 }
 
-/// `½ Σ v²` in f64, lane by lane.
-fn half_sum_sq<T: Real>(v: ArrayView1<'_, T>) -> f64 {
-    let Some(xs) = v.to_slice() else {
-        return 0.5 * v.iter().map(|t| t.f64() * t.f64()).sum::<f64>();
-    };
-    let mut acc = [0.0f64; LANES];
-    let full = xs.len() / LANES * LANES;
-    for c in xs[..full].chunks_exact(LANES) {
-        for j in 0..LANES {
-            let t = c[j].f64();
-            acc[j] += t * t;
+/// One row of the Euler step on slices (see `fused`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn step_row<T: Real>(
+    h: T,
+    x: &mut [T],
+    e: &mut [T],
+    fx: &mut [T],
+    a: &[T],
+    p: &mut [T],
+    out: Option<&mut [T]>,
+    df: &impl Fn(T, T) -> T,
+    f: &impl Fn(T) -> T,
+) {
+    let n = x.len();
+    let (e, fx, a, p) = (&mut e[..n], &mut fx[..n], &a[..n], &mut p[..n]);
+    match out {
+        None => {
+            for i in 0..n {
+                let d = df(x[i], a[i]) - e[i];
+                let step = h * d;
+                x[i] += step;
+                e[i] += step;
+                fx[i] = f(x[i]);
+                p[i] = d;
+            }
+        }
+        Some(o) => {
+            let o = &mut o[..n];
+            for i in 0..n {
+                let d = df(x[i], a[i]) - e[i];
+                let step = h * d;
+                x[i] += step;
+                e[i] += step;
+                fx[i] = f(x[i]);
+                p[i] = d;
+                o[i] = step;
+            }
         }
     }
-    for (j, t) in xs[full..].iter().enumerate() {
-        acc[j] += t.f64() * t.f64();
-    }
-    0.5 * acc.iter().sum::<f64>()
 }
 
-/// `max |v|`, lane by lane.
-fn max_abs<T: Real>(v: ArrayView1<'_, T>) -> T {
-    let Some(xs) = v.to_slice() else {
-        return v.iter().fold(T::zero(), |m, d| m.max(d.abs()));
-    };
-    let mut acc = [T::zero(); LANES];
-    let full = xs.len() / LANES * LANES;
-    for c in xs[..full].chunks_exact(LANES) {
-        for j in 0..LANES {
-            let a = c[j].abs();
+multiversion! {
+    /// `½ Σ v²` in f64, lane by lane.
+    fn half_sum_sq<T: Real>(v: ArrayView1<'_, T>) -> f64 {
+        let Some(xs) = v.to_slice() else {
+            return 0.5 * v.iter().map(|t| t.f64() * t.f64()).sum::<f64>();
+        };
+        let mut acc = [0.0f64; LANES];
+        let full = xs.len() / LANES * LANES;
+        for c in xs[..full].chunks_exact(LANES) {
+            for j in 0..LANES {
+                let t = c[j].f64();
+                acc[j] += t * t;
+            }
+        }
+        for (j, t) in xs[full..].iter().enumerate() {
+            acc[j] += t.f64() * t.f64();
+        }
+        0.5 * acc.iter().sum::<f64>()
+    }
+}
+
+multiversion! {
+    /// `max |v|`, lane by lane.
+    fn max_abs<T: Real>(v: ArrayView1<'_, T>) -> T {
+        let Some(xs) = v.to_slice() else {
+            return v.iter().fold(T::zero(), |m, d| m.max(d.abs()));
+        };
+        let mut acc = [T::zero(); LANES];
+        let full = xs.len() / LANES * LANES;
+        for c in xs[..full].chunks_exact(LANES) {
+            for j in 0..LANES {
+                let a = c[j].abs();
+                acc[j] = if a > acc[j] { a } else { acc[j] };
+            }
+        }
+        for (j, t) in xs[full..].iter().enumerate() {
+            let a = t.abs();
             acc[j] = if a > acc[j] { a } else { acc[j] };
         }
+        acc.iter()
+            .fold(T::zero(), |m, &d| if d > m { d } else { m })
     }
-    for (j, t) in xs[full..].iter().enumerate() {
-        let a = t.abs();
-        acc[j] = if a > acc[j] { a } else { acc[j] };
-    }
-    acc.iter()
-        .fold(T::zero(), |m, &d| if d > m { d } else { m })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1113,12 +1161,29 @@ fn fused<T: Real>(
             }
         }
         let h = gamma * *g;
+        // Contiguous rows (always, for the layers' own buffers) take a plain
+        // indexed loop: it inlines into the caller's SIMD variant, where
+        // ndarray's `Zip::for_each` stays an outlined, baseline-ISA call.
+        let mut out_row = step_out.as_mut().map(|o| o.row_mut(r));
+        let out_ok = out_row.as_ref().is_none_or(|o| o.as_slice().is_some());
+        if let (true, Some(xs), Some(es), Some(fs), Some(as_), Some(ps)) = (
+            out_ok,
+            x.row_mut(r).into_slice(),
+            eps.row_mut(r).into_slice(),
+            fx.row_mut(r).into_slice(),
+            above.row(r).to_slice(),
+            dir.row_mut(r).into_slice(),
+        ) {
+            let os = out_row.as_mut().and_then(|o| o.as_slice_mut());
+            step_row(h, xs, es, fs, as_, ps, os, &df, &f);
+            continue;
+        }
         let zip = Zip::from(x.row_mut(r))
             .and(eps.row_mut(r))
             .and(fx.row_mut(r))
             .and(above.row(r))
             .and(dir.row_mut(r));
-        match step_out.as_mut() {
+        match out_row {
             None => zip.for_each(|x, e, fx, &a, p| {
                 let d = df(*x, a) - *e;
                 let step = h * d;
@@ -1127,7 +1192,7 @@ fn fused<T: Real>(
                 *fx = f(*x);
                 *p = d;
             }),
-            Some(out) => zip.and(out.row_mut(r)).for_each(|x, e, fx, &a, p, o| {
+            Some(out) => zip.and(out).for_each(|x, e, fx, &a, p, o| {
                 let d = df(*x, a) - *e;
                 let step = h * d;
                 *x += step;
