@@ -34,7 +34,7 @@ const INVISIBLE: &[(&str, &str, &str)] = &[
     ),
     (
         "runtime.watchdog",
-        "virtual",
+        "virtual snn-virtual",
         "a stall bound: only a stalled run shows it",
     ),
     (
@@ -54,12 +54,12 @@ const INVISIBLE: &[(&str, &str, &str)] = &[
     ),
     (
         "runtime.seed",
-        "virtual wall",
+        "virtual wall snn-virtual",
         "the base run draws nothing at random (no random delays, jitter or faults)",
     ),
     (
         "runtime.delivery",
-        "virtual wall",
+        "virtual wall snn-virtual",
         "with zero delays every message arrives at once; FIFO and per-message differ only with delays",
     ),
     (
@@ -116,6 +116,11 @@ fn optional_keys(snn: bool) -> Vec<(&'static str, Value)> {
 }
 
 fn base_text(kind: &str, driver: &str, snn: bool) -> String {
+    base_text_with(kind, driver, snn, false)
+}
+
+/// `snn_actors`: the spiking evaluation runs on the virtual-time actors.
+fn base_text_with(kind: &str, driver: &str, snn: bool, snn_actors: bool) -> String {
     let stall = match driver {
         "wall" => "idle_timeout_ms = 1000\n",
         "virtual" => "watchdog = 1000.0\n",
@@ -124,7 +129,11 @@ fn base_text(kind: &str, driver: &str, snn: bool) -> String {
     let (activation, snn_table) = if snn {
         (
             "soft_lif",
-            "[snn]\npresentation_time = 0.03\ntest_subset = 8\npresentation_sweep = [0.01, 0.03]\n",
+            if snn_actors {
+                "[snn]\npresentation_time = 0.03\ntest_subset = 8\npresentation_sweep = [0.01, 0.03]\nruntime = \"virtual\"\n"
+            } else {
+                "[snn]\npresentation_time = 0.03\ntest_subset = 8\npresentation_sweep = [0.01, 0.03]\n"
+            },
         )
     } else {
         ("relu", "")
@@ -241,11 +250,12 @@ fn candidates(doc: &Value, key: &str, v: &Value) -> Vec<Value> {
 
 /// Wall-clock fields, dropped before comparing.
 fn strip(v: &mut serde_json::Value, wall: bool) {
-    const ALWAYS: [&str; 4] = [
+    const ALWAYS: [&str; 5] = [
         "wall_seconds",
         "train_seconds",
         "seconds_per_epoch",
         "eval_seconds",
+        "synaptic_events_per_second",
     ];
     const WALL: [&str; 5] = [
         "elapsed",
@@ -379,7 +389,17 @@ fn remove(doc: &mut Value, key: &str) -> bool {
 
 /// Walks every key of one base scenario; returns the problems found.
 fn walk(kind: &str, driver: &str, snn: bool) -> Vec<String> {
-    let base_text = base_text(kind, driver, snn);
+    walk_with(kind, driver, snn, false)
+}
+
+/// `snn_actors`: the base evaluates its spiking network on the virtual-time
+/// actors, and the walk covers the `[snn]` and `[runtime]` keys (the latter
+/// time the spike edges); entries of `INVISIBLE` for it say `snn-virtual`.
+fn walk_with(kind: &str, driver: &str, snn: bool, snn_actors: bool) -> Vec<String> {
+    let base_text = base_text_with(kind, driver, snn, snn_actors);
+    let label = if snn_actors { "snn-virtual" } else { driver };
+    let walked =
+        |k: &str| !snn || k.starts_with("snn.") || (snn_actors && k.starts_with("runtime."));
     let base = scenario::parse(&base_text, Path::new("base.toml")).expect("base parses");
     scenario::validate(&base).expect("the base scenario is valid");
     let mut doc: Value = toml::from_str(&base.to_toml()).expect("resolved scenario");
@@ -410,11 +430,11 @@ fn walk(kind: &str, driver: &str, snn: bool) -> Vec<String> {
     }
     let mut work: Vec<(String, Vec<Value>)> = keys
         .iter()
-        .filter(|(k, _)| !snn || k.starts_with("snn."))
+        .filter(|(k, _)| walked(k))
         .map(|(k, v)| (k.clone(), candidates(&doc, k, v)))
         .collect();
     for (k, v) in optional_keys(snn) {
-        if !snn || k.starts_with("snn.") {
+        if walked(k) {
             work.push((k.to_string(), vec![v]));
         }
     }
@@ -477,7 +497,7 @@ fn walk(kind: &str, driver: &str, snn: bool) -> Vec<String> {
             }
         }
         let ok = shows || all_refused;
-        match (ok, listed(&key, driver)) {
+        match (ok, listed(&key, label)) {
             (true, Some(why)) => {
                 problems.push(format!(
                     "{kind}/{driver}: `{key}` is listed as invisible ({why}) but now shows or is refused: remove it from the list"
@@ -540,6 +560,16 @@ fn every_key_counts_for_il_on_the_wall_driver() {
 #[test]
 fn every_key_counts_for_zil_on_the_wall_driver() {
     check("zil", "wall");
+}
+
+#[test]
+fn every_snn_and_runtime_key_counts_for_the_spiking_evaluation_on_actors() {
+    let problems = walk_with("bp", "lockstep", true, true);
+    assert!(
+        problems.is_empty(),
+        "keys silently dropped:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]

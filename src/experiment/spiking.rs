@@ -3,14 +3,17 @@
 //! `snn_presentation.csv` (accuracy vs presentation time),
 //! `snn_layers.csv` (firing rates, spikes per image), `snn_presentation.svg`,
 //! the trained weights (`weights/W2.npy`, `b2.npy`, …) and the spiking fields of `summary.json` (`test_accuracy` becomes the
-//! spiking accuracy, `rate_test_accuracy` the rate network's).
+//! spiking accuracy, `rate_test_accuracy` the rate network's). With
+//! `snn.runtime = "virtual"` the layers run as actors exchanging spike
+//! messages, and the spike edges' statistics go to `snn_runtime_stats.json`
+//! and `snn_runtime_edges.csv`.
 
 use crate::data::Dataset;
 use crate::metrics::plot::{Panel, Series};
 use crate::metrics::{Recorder, Table, num};
 use crate::nn::{Mlp, Real};
 use crate::scenario::{Scenario, SnnConfig};
-use crate::snn::{SpikingConfig, SpikingNetwork, evaluate};
+use crate::snn::{SnnRuntime, SpikingConfig, SpikingNetwork, evaluate, evaluate_on_actors};
 use anyhow::{Context, Result};
 use serde_json::json;
 
@@ -61,7 +64,23 @@ pub fn run_spiking<T: Real>(
     let (_, rate_correct) = mlp.evaluate(tx.view(), ty.view());
     let rate_subset_acc = rate_correct as f64 / test.len().max(1) as f64;
 
-    let report = evaluate(&net, test.x.view(), &test.labels, c.threads)?;
+    let (report, actors) = match c.runtime {
+        SnnRuntime::Loop => (
+            evaluate(&net, test.x.view(), &test.labels, c.threads)?,
+            None,
+        ),
+        SnnRuntime::Virtual => {
+            let (r, a) = evaluate_on_actors(
+                &net,
+                test.x.view(),
+                &test.labels,
+                c.threads,
+                &s.runtime,
+                s.runtime_seed(),
+            )?;
+            (r, Some(a))
+        }
+    };
 
     let mut table = Table::new(&["presentation_time", "spiking_accuracy", "rate_accuracy"]);
     for &(t, acc) in &report.accuracy_vs_time {
@@ -128,6 +147,21 @@ pub fn run_spiking<T: Real>(
         "input_clamped_fraction": clamped,
         "eval_seconds": report.wall_seconds,
         "threads": report.threads,
+        "runtime": c.runtime,
     });
+    if let Some(a) = actors {
+        // Virtual time is simulated seconds here (see snn::actors).
+        let stats = a.stats.to_json("simulated seconds");
+        rec.write_json("snn_runtime_stats.json", &stats)?;
+        rec.write_table("snn_runtime_edges.csv", &a.stats.edge_table())?;
+        let images = report.images.max(1) as f64;
+        summary["snn"]["actors"] = json!({
+            "spike_messages_per_image": a.stats.messages() as f64 / images,
+            "lost": a.stats.lost(),
+            "in_flight": a.stats.in_flight(),
+            "late_spikes_per_image": a.late_spikes_per_image,
+            "mean_latency": stats["mean_latency"],
+        });
+    }
     Ok(())
 }

@@ -268,11 +268,21 @@ fn check_delay(d: &DelayConfig, key: &str) -> Result<(), Invalid> {
 
 /// Which keys of `[runtime]` a configuration uses, and why a key it does
 /// not use is refused. `zil`: `None` for backprop.
-fn unused_reason(r: &RuntimeConfig, zil: Option<bool>, key: &str) -> Option<String> {
+fn unused_reason(r: &RuntimeConfig, zil: Option<bool>, spikes: bool, key: &str) -> Option<String> {
     let top = key
         .strip_prefix("runtime.")
         .and_then(|k| k.split('.').next())
         .unwrap_or(key);
+    if spikes && r.driver == Driver::Lockstep && top != "driver" {
+        return match top {
+            "delay_up" | "delivery" | "loss" | "duplication" | "compute" | "seed" | "watchdog" => {
+                None
+            }
+            _ => Some(
+                "the spiking evaluation on the actors (snn.runtime = \"virtual\") times its spike edges with runtime.delay_up, delivery, loss, duplication, compute, seed and watchdog only (spikes travel up, every layer steps on its own clock); remove the key".into(),
+            ),
+        };
+    }
     if zil.is_none() {
         return Some(
             "[runtime] drives the predictive-coding rules; algorithm.kind = \"bp\" has none (remove the key, or set algorithm.kind = \"il\" or \"zil\")".into(),
@@ -313,9 +323,18 @@ fn unused_reason(r: &RuntimeConfig, zil: Option<bool>, key: &str) -> Option<Stri
 /// the algorithm (`zil`: `None` for backprop, `Some(false)` IL, `Some(true)`
 /// Z-IL); errors name the key. A key the chosen driver, schedule or
 /// algorithm does not use is refused, so none is silently ignored.
-pub fn validate(r: &RuntimeConfig, zil: Option<bool>, layers: &[usize]) -> Result<(), Invalid> {
+///
+/// `spikes`: the `[snn]` evaluation runs on the actors and takes its spike
+/// edges' timing from the table (the keys it uses are then accepted with
+/// the lockstep driver, and with backprop).
+pub fn validate(
+    r: &RuntimeConfig,
+    zil: Option<bool>,
+    spikes: bool,
+    layers: &[usize],
+) -> Result<(), Invalid> {
     for key in crate::algo::pc::changed_keys(r, &RuntimeConfig::default(), "runtime") {
-        if let Some(reason) = unused_reason(r, zil, &key) {
+        if let Some(reason) = unused_reason(r, zil, spikes, &key) {
             return err(&key, reason);
         }
     }

@@ -3,14 +3,19 @@
 //! its state and exchanges only local messages. One `Actor` trait, two
 //! drivers behind one interface: `virtual_time` (deterministic discrete-event
 //! simulation) and `wall` (tokio tasks over bounded flume channels), which
-//! share the outbox routing (`route`). `pc` holds the predictive-coding
-//! actors that drive the PC rules, `trainer` the `Trainer` that lets
-//! `experiment` run asynchronous IL / Z-IL like any other algorithm.
+//! share the outbox routing (`route`). `spike` is the spike message (the
+//! neurons that fired in a step, signed for signed codes) that spiking
+//! actors send — the drivers are generic over the payload, so spikes get the
+//! same timing and fault models as graded messages. `pc` holds the
+//! predictive-coding actors that drive the PC rules, `trainer` the `Trainer`
+//! that lets `experiment` run asynchronous IL / Z-IL like any other
+//! algorithm; the spiking network's actors live in `snn::actors`.
 
 pub mod actor;
 pub mod config;
 pub mod pc;
 pub mod route;
+pub mod spike;
 pub mod stats;
 pub mod timing;
 pub mod trainer;
@@ -19,6 +24,7 @@ pub mod wall;
 pub mod watchdog;
 
 pub use actor::{Actor, ActorId, Ctx, Direction, Envelope, Link, Port, Topology};
+pub use spike::Spikes;
 pub use stats::Stats;
 pub use timing::Timing;
 pub use virtual_time::VirtualDriver;

@@ -12,6 +12,11 @@ pub struct EdgeStats {
     pub delivered: u64,
     pub lost: u64,
     pub duplicated: u64,
+    /// Messages dispatched (not lost) but not handled when the run ended:
+    /// still delayed, queued, or in the inbox of an actor that had finished.
+    /// Every message sent is delivered, lost or in flight:
+    /// `sent + duplicated = delivered + lost + in_flight`.
+    pub in_flight: u64,
     /// Sum of (arrival − send) over delivered messages.
     pub latency_sum: f64,
 }
@@ -57,6 +62,10 @@ impl Stats {
         self.edge.iter().map(|e| e.lost).sum()
     }
 
+    pub fn in_flight(&self) -> u64 {
+        self.edge.iter().map(|e| e.in_flight).sum()
+    }
+
     pub fn messages(&self) -> u64 {
         self.edge.iter().map(|e| e.sent).sum()
     }
@@ -68,6 +77,7 @@ impl Stats {
             a.delivered += b.delivered;
             a.lost += b.lost;
             a.duplicated += b.duplicated;
+            a.in_flight += b.in_flight;
             a.latency_sum += b.latency_sum;
         }
         for (a, b) in self.actor.iter_mut().zip(&other.actor) {
@@ -115,6 +125,7 @@ impl Stats {
             "delivered": delivered,
             "lost": self.lost(),
             "duplicated": self.edge.iter().map(|e| e.duplicated).sum::<u64>(),
+            "in_flight": self.in_flight(),
             "mean_latency": if delivered > 0 { latency / delivered as f64 } else { 0.0 },
             "mean_queueing_delay": if handled > 0 { queueing / handled as f64 } else { 0.0 },
             "events": self.events,
@@ -127,6 +138,7 @@ impl Stats {
                 "delivered": e.delivered,
                 "lost": e.lost,
                 "duplicated": e.duplicated,
+                "in_flight": e.in_flight,
                 "mean_latency": if e.delivered > 0 { e.latency_sum / e.delivered as f64 } else { 0.0 },
             })).collect::<Vec<_>>(),
         })
@@ -142,6 +154,7 @@ impl Stats {
             "delivered",
             "lost",
             "duplicated",
+            "in_flight",
             "mean_latency",
         ]);
         for (edge, e) in self.edges.iter().zip(&self.edge) {
@@ -153,6 +166,7 @@ impl Stats {
                 e.delivered.to_string(),
                 e.lost.to_string(),
                 e.duplicated.to_string(),
+                e.in_flight.to_string(),
                 crate::metrics::num(if e.delivered > 0 {
                     e.latency_sum / e.delivered as f64
                 } else {

@@ -124,6 +124,13 @@ impl<A: Actor> VirtualDriver<A> {
         let mut last_progress = self.now;
         while let Some(ev) = heap.pop() {
             if ev.time - last_progress > self.watchdog {
+                // What is still queued stays counted: in flight, not dropped.
+                let pending = std::iter::once(&ev).chain(heap.iter());
+                for e in pending {
+                    if let Kind::Deliver(_, edge) = &e.kind {
+                        self.stats.edge[*edge].in_flight += 1;
+                    }
+                }
                 return Err(self.stalled(ev.time - last_progress));
             }
             self.now = ev.time;

@@ -342,6 +342,13 @@ impl<A: Actor> WallDriver<A> {
                 total.latency_sum += e.latency_sum;
             }
         }
+        // Sends are counted by the sender's task and deliveries by the
+        // receiver's, so what neither lost nor handled is still on its way:
+        // sleeping in a delay task (aborted when the actors ended) or left in
+        // the inbox of an actor that had finished.
+        for e in &mut run_stats.edge {
+            e.in_flight = (e.sent + e.duplicated).saturating_sub(e.lost + e.delivered);
+        }
         let secs = took.as_secs_f64();
         run_stats.elapsed = secs;
         run_stats.runs = 1;

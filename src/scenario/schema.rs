@@ -10,7 +10,7 @@ pub use crate::algo::pc::spiking::{ForwardCode, InputCode, SpikingPcConfig};
 use crate::data::synthetic::SyntheticConfig;
 use crate::nn::activation::LifParams;
 use crate::nn::{ActivationKind, LossKind};
-use crate::snn::{Readout, SpikingConfig, SynapseKind};
+use crate::snn::{Readout, SnnRuntime, SpikingConfig, SynapseKind};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -425,6 +425,9 @@ pub struct SnnConfig {
     pub seed: Option<u64>,
     /// Worker threads over images (0: all cores); results do not depend on it.
     pub threads: usize,
+    /// `"loop"`: the per-image loop; `"virtual"`: one actor per layer on the
+    /// virtual-time driver, spike messages timed by `[runtime]`.
+    pub runtime: SnnRuntime,
 }
 
 impl Default for SnnConfig {
@@ -442,6 +445,7 @@ impl Default for SnnConfig {
             test_subset: None,
             seed: None,
             threads: 0,
+            runtime: SnnRuntime::Loop,
         }
     }
 }

@@ -249,7 +249,11 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
             "\"fixed\" is available on the lockstep driver only (the actor drivers always use \"local_curvature\"); remove the key or set runtime.driver = \"lockstep\"".into()
         },
     )?;
-    crate::runtime::config::validate(&s.runtime, zil, &s.network.layers)?;
+    let spike_edges = s
+        .snn
+        .as_ref()
+        .is_some_and(|c| c.evaluate && c.runtime == crate::snn::SnnRuntime::Virtual);
+    crate::runtime::config::validate(&s.runtime, zil, spike_edges, &s.network.layers)?;
     check_spiking_pc(s)?;
     for (key, v) in [
         ("data.train_subset", s.data.train_subset),
@@ -546,5 +550,20 @@ fn validate_snn(s: &Scenario, c: &SnnConfig) -> Result<(), Invalid> {
         "must be ≥ 1 when given".into()
     })?;
     at_most(c.threads, MAX_THREADS, "snn.threads", "worker threads")?;
+    check(
+        c.runtime == crate::snn::SnnRuntime::Loop
+            || s.runtime.driver == crate::scenario::Driver::Lockstep,
+        "snn.runtime",
+        || {
+            "\"virtual\" times the spike edges with [runtime], which here already times the actors of training (runtime.driver is not \"lockstep\"); use snn.runtime = \"loop\" or train on the lockstep driver".into()
+        },
+    )?;
+    check(
+        c.runtime == crate::snn::SnnRuntime::Loop || c.evaluate,
+        "snn.runtime",
+        || {
+            "chooses where the spiking evaluation runs, and snn.evaluate = false skips it; remove the key".into()
+        },
+    )?;
     Ok(())
 }

@@ -111,7 +111,7 @@ pub fn evaluate(
     ))
 }
 
-fn summarise(
+pub(super) fn summarise(
     net: &SpikingNetwork,
     results: &[ImageResult],
     labels: &[u8],

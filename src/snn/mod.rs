@@ -5,6 +5,7 @@
 //!
 //! Units: time in seconds, rates in Hz, currents normalised to threshold 1.
 
+pub mod actors;
 pub mod batchnorm;
 pub mod encode;
 pub mod eval;
@@ -12,6 +13,7 @@ pub mod lif;
 pub mod network;
 pub mod synapse;
 
+pub use actors::{ActorNetwork, ActorReport, SnnRuntime, evaluate_on_actors};
 pub use eval::{SpikingReport, evaluate};
 pub use network::{Readout, SpikingConfig, SpikingNetwork};
 pub use synapse::SynapseKind;

@@ -89,13 +89,13 @@ pub struct SpikingNetwork {
     /// `wt[i][k·n_out ..][..n_out]`: what one spike of neuron `k` of layer
     /// `i + 1` adds to the first filter stage of layer `i + 2`
     /// (`W[:, k] · spike scale · filter impulse`).
-    wt: Vec<Vec<f32>>,
-    bias: Vec<Vec<f32>>,
+    pub(super) wt: Vec<Vec<f32>>,
+    pub(super) bias: Vec<Vec<f32>>,
     pub lif: LifParams,
     pub cfg: SpikingConfig,
     /// Steps per presentation and at each checkpoint.
     steps: usize,
-    checkpoint_steps: Vec<usize>,
+    pub(super) checkpoint_steps: Vec<usize>,
 }
 
 /// What one image's simulation produced.
@@ -313,19 +313,26 @@ impl SpikingNetwork {
 
     /// The class and whether the spike counts alone were ambiguous.
     fn decide(&self, counts: &[u32], integral: &[f64]) -> (usize, bool) {
-        let best_current = |candidates: &mut dyn Iterator<Item = usize>| {
-            candidates
-                .max_by(|&a, &b| integral[a].total_cmp(&integral[b]).then(b.cmp(&a)))
-                .unwrap_or(0)
-        };
-        match self.cfg.readout {
-            Readout::Current => (best_current(&mut (0..integral.len())), false),
-            Readout::SpikeCount => {
-                let top = counts.iter().copied().max().unwrap_or(0);
-                let n_top = counts.iter().filter(|&&c| c == top).count();
-                let class = best_current(&mut (0..counts.len()).filter(|&k| counts[k] == top));
-                (class, n_top > 1)
-            }
+        decide(self.cfg.readout, counts, integral)
+    }
+}
+
+/// The class read from the output layer's spike `counts` and integrated
+/// current, and whether the spike counts alone were ambiguous (see the
+/// module doc); shared by the per-image loop and the output actor.
+pub(super) fn decide(readout: Readout, counts: &[u32], integral: &[f64]) -> (usize, bool) {
+    let best_current = |candidates: &mut dyn Iterator<Item = usize>| {
+        candidates
+            .max_by(|&a, &b| integral[a].total_cmp(&integral[b]).then(b.cmp(&a)))
+            .unwrap_or(0)
+    };
+    match readout {
+        Readout::Current => (best_current(&mut (0..integral.len())), false),
+        Readout::SpikeCount => {
+            let top = counts.iter().copied().max().unwrap_or(0);
+            let n_top = counts.iter().filter(|&&c| c == top).count();
+            let class = best_current(&mut (0..counts.len()).filter(|&k| counts[k] == top));
+            (class, n_top > 1)
         }
     }
 }
