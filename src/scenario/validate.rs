@@ -238,17 +238,6 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
         s.algorithm.kind == AlgorithmKind::Zil,
     );
     crate::algo::pc::check_inference_usage(&s.algorithm.inference, zil)?;
-    // The actors' layers always limit their steps (src/runtime builds them
-    // with the default rule), so the plain step exists on the lockstep
-    // driver only; refuse it rather than ignore it.
-    check(
-        s.algorithm.inference.step_control == super::schema::StepControl::LocalCurvature
-            || s.runtime.driver == crate::runtime::config::Driver::Lockstep,
-        "algorithm.inference.step_control",
-        || {
-            "\"fixed\" is available on the lockstep driver only (the actor drivers always use \"local_curvature\"); remove the key or set runtime.driver = \"lockstep\"".into()
-        },
-    )?;
     let spike_edges = s
         .snn
         .as_ref()

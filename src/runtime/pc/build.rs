@@ -110,7 +110,7 @@ impl<T: Real> PcNetwork<T> {
                 let fb = feedback
                     .as_ref()
                     .map(|b| b[l - 2].slice(s![r0..r1, ..]).to_owned());
-                let layer = PcLayer::new(
+                let mut layer = PcLayer::new(
                     l,
                     role,
                     Array2::zeros((r1 - r0, sizes[l - 2])),
@@ -118,6 +118,7 @@ impl<T: Real> PcNetwork<T> {
                     fb,
                 )
                 .map_err(|e| RuntimeError::Setup(e.to_string()))?;
+                layer.set_step_control(settings.rule.cfg.step_control);
                 let id = actors.len();
                 let name = names[id].clone();
                 actors.push(PcActor::Layer(Box::new(LayerActor::new(

@@ -76,6 +76,7 @@ impl<T: Real> ValueActor<T> {
             .spare
             .pop()
             .unwrap_or_else(|| ValueNodes::new(self.act));
+        nodes.set_step_control(self.settings.rule.cfg.step_control);
         nodes.init(x0.view());
         broadcast(
             ctx,
