@@ -335,3 +335,70 @@ fn unreadable_and_newer_files_are_tolerated() {
     assert!(b.is_some(), "{rows:?}");
     assert!(r.markdown.contains("summary.json unreadable"));
 }
+
+#[test]
+fn spiking_pc_rows_show_the_test_sweeps_spikes_and_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("runs");
+    let spc = [
+        "algorithm.kind=\"spiking_pc\"",
+        "algorithm.inference.gamma=0.1",
+        "algorithm.inference.steps=10",
+        "algorithm.inference.beta=0.1",
+        "training.epochs=1",
+    ];
+    for seed in [1, 2] {
+        let seed = format!("seed={seed}");
+        let mut o = spc.to_vec();
+        o.push(&seed);
+        run_tiny(&root, &seed, &o).unwrap();
+    }
+    // Two BP rows of the same network: RQ1 must pick the one trained as
+    // long as the spiking row (1 epoch), not the first one.
+    run_tiny(&root, "bp-a", &["name=\"bp-a\""]).unwrap();
+    run_tiny(&root, "bp-b", &["name=\"bp-b\"", "training.epochs=1"]).unwrap();
+    let r = report(
+        std::slice::from_ref(&root),
+        &ReportOptions {
+            out_dir: tmp.path().join("out"),
+            force: false,
+            command: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(r.runs, 4);
+    let (h, rows) = read_report(&tmp.path().join("out"));
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .filter(|r| cell(&h, r, "algorithm") != "BP")
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let mean = |key: &str| {
+        let v: Vec<f64> = ["seed=1", "seed=2"]
+            .iter()
+            .map(|d| {
+                summary(&root.join(d))["spiking_pc"]["evaluation"][key]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect();
+        (v[0] + v[1]) / 2.0
+    };
+    for key in ["synaptic_events_per_sample", "spikes_per_sample"] {
+        let got: f64 = cell(&h, &rows[0], key).parse().unwrap();
+        let want = mean(key);
+        assert!(want > 0.0, "{key}: the tiny run spiked");
+        assert!((got - want).abs() <= 1e-9 * want, "{key}: {got} vs {want}");
+    }
+    assert!(
+        r.markdown.contains("syn. events"),
+        "the results row names its unit"
+    );
+    assert!(!r.markdown.contains("**Missing:** spiking PC runs"));
+    let rq1 = &r.markdown[r.markdown.find("## RQ1").unwrap()..];
+    let rq1 = &rq1[..rq1.find("\n## ").unwrap_or(rq1.len())];
+    assert!(
+        rq1.contains("(bp-b)") && !rq1.contains("(bp-a)"),
+        "RQ1 compares with the BP row of equal epochs:\n{rq1}"
+    );
+}

@@ -15,8 +15,9 @@
 //! `snn_presentation.csv`), as loose TOML / JSON / CSV, so extra fields and
 //! new status values from newer versions are tolerated. Spike counts are read
 //! from `summary.snn.{spikes_per_image, synaptic_events_per_image}` (shadow
-//! SNN) or from `spikes_per_sample` / `synaptic_events_per_sample` at the top
-//! level of `summary.json` or in its `spiking` object (spiking PC).
+//! SNN), from `summary.spiking_pc.evaluation.{spikes_per_sample,
+//! synaptic_events_per_sample}` (spiking PC, the test sweep), or from those two
+//! keys at the top level of `summary.json` or in a `spiking` object.
 
 use crate::metrics::plot::{Axes, Panel, Series};
 use crate::metrics::{Recorder, Table, num};
@@ -191,7 +192,9 @@ impl Run {
             let spikes = json_path(s, "snn.spikes_per_image").and_then(total);
             return Some((spikes, events));
         }
-        for prefix in ["", "spiking."] {
+        // Spiking PC records training and evaluation separately; the test
+        // sweep is the per-image cost comparable with the shadow SNN's.
+        for prefix in ["spiking_pc.evaluation.", "", "spiking."] {
             if let Some(events) =
                 json_path(s, &format!("{prefix}synaptic_events_per_sample")).and_then(Json::as_f64)
             {
@@ -1553,13 +1556,21 @@ fn rq1(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
         return Ok(());
     }
     let layers = |i: usize| ctx.scenario(i).map(layers_of).unwrap_or_default();
+    // A BP row trained as long as the spiking row, when the inputs have
+    // one: a 2-epoch BP row says little about a 10-epoch spiking one.
     let bp_of = |i: usize| {
-        (0..ctx.rows.len()).find(|&j| {
-            ctx.kind(j) == "bp"
-                && ctx.rows[j].events.is_none()
-                && ctx.scenario(j).is_some_and(|s| s.get("snn").is_none())
-                && layers(j) == layers(i)
-        })
+        let bp: Vec<usize> = (0..ctx.rows.len())
+            .filter(|&j| {
+                ctx.kind(j) == "bp"
+                    && ctx.rows[j].events.is_none()
+                    && ctx.scenario(j).is_some_and(|s| s.get("snn").is_none())
+                    && layers(j) == layers(i)
+            })
+            .collect();
+        bp.iter()
+            .copied()
+            .find(|&j| ctx.rows[j].epochs == ctx.rows[i].epochs)
+            .or_else(|| bp.first().copied())
     };
     let rows: Vec<Vec<String>> = spiking
         .iter()
@@ -1629,9 +1640,10 @@ fn rq1(ctx: &Ctx, doc: &mut Doc) -> Result<()> {
                     .map(|&(t, a, s)| (t, 100.0 * a, 100.0 * s))
                     .collect(),
             ));
-        }
-        if let Some(j) = bp_of(i) {
-            bp_levels.insert(j, ctx.rows[j].acc_mean);
+            // Only rows with a curve get their BP level drawn beside it.
+            if let Some(j) = bp_of(i) {
+                bp_levels.insert(j, ctx.rows[j].acc_mean);
+            }
         }
     }
     if series.is_empty() {
