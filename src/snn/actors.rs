@@ -446,23 +446,10 @@ pub fn evaluate_on_actors(
     runtime: &RuntimeConfig,
     timing_seed: u64,
 ) -> Result<(SpikingReport, ActorReport), ConversionError> {
-    if x.ncols() != net.sizes[0] || x.nrows() != labels.len() {
-        return Err(ConversionError::Config(format!(
-            "{} images of {} values with {} labels for a network with {} inputs",
-            x.nrows(),
-            x.ncols(),
-            labels.len(),
-            net.sizes[0]
-        )));
-    }
+    super::eval::check_images(net, x, labels)?;
     let started = Instant::now();
     let n = x.nrows();
-    let threads = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |p| p.get())
-    } else {
-        threads
-    }
-    .clamp(1, n.max(1));
+    let threads = super::eval::eval_threads(threads, n);
     let template = ActorNetwork::new(net, 1.0);
     let names = template.names();
     let next = AtomicUsize::new(0);

@@ -42,15 +42,12 @@ impl SpikingReport {
 /// Images handed to a thread at a time.
 const CHUNK: usize = 8;
 
-/// Runs every row of `x` (values in `[0, 1]`) with spikes and scores the
-/// predictions against `labels`. `threads = 0` uses all available cores.
-/// Fails (instead of panicking) when `x` does not fit the network.
-pub fn evaluate(
+/// Refuses images that do not fit the network or their labels.
+pub(crate) fn check_images(
     net: &SpikingNetwork,
     x: ArrayView2<f32>,
     labels: &[u8],
-    threads: usize,
-) -> Result<SpikingReport, ConversionError> {
+) -> Result<(), ConversionError> {
     if x.ncols() != net.sizes[0] || x.nrows() != labels.len() {
         return Err(ConversionError::Config(format!(
             "{} images of {} values with {} labels for a network with {} inputs",
@@ -60,14 +57,32 @@ pub fn evaluate(
             net.sizes[0]
         )));
     }
-    let started = Instant::now();
-    let n = x.nrows().min(labels.len());
-    let threads = if threads == 0 {
+    Ok(())
+}
+
+/// Threads for `n` images: `threads`, or every core for 0, at most one per image.
+pub(crate) fn eval_threads(threads: usize, n: usize) -> usize {
+    if threads == 0 {
         std::thread::available_parallelism().map_or(1, |p| p.get())
     } else {
         threads
     }
-    .clamp(1, n.max(1));
+    .clamp(1, n.max(1))
+}
+
+/// Runs every row of `x` (values in `[0, 1]`) with spikes and scores the
+/// predictions against `labels`. `threads = 0` uses all available cores.
+/// Fails (instead of panicking) when `x` does not fit the network.
+pub fn evaluate(
+    net: &SpikingNetwork,
+    x: ArrayView2<f32>,
+    labels: &[u8],
+    threads: usize,
+) -> Result<SpikingReport, ConversionError> {
+    check_images(net, x, labels)?;
+    let started = Instant::now();
+    let n = x.nrows().min(labels.len());
+    let threads = eval_threads(threads, n);
     let next = AtomicUsize::new(0);
     let worker = || {
         let mut ws = net.workspace();

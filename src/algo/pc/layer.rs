@@ -1041,29 +1041,24 @@ fn step_row<T: Real>(
 ) {
     let n = x.len();
     let (e, fx, a, p) = (&mut e[..n], &mut fx[..n], &a[..n], &mut p[..n]);
+    let mut node = |i: usize| {
+        let d = df(x[i], a[i]) - e[i];
+        let step = h * d;
+        x[i] += step;
+        e[i] += step;
+        fx[i] = f(x[i]);
+        p[i] = d;
+        step
+    };
+    // Two loops rather than a test per node, so each one vectorises.
     match out {
-        None => {
-            for i in 0..n {
-                let d = df(x[i], a[i]) - e[i];
-                let step = h * d;
-                x[i] += step;
-                e[i] += step;
-                fx[i] = f(x[i]);
-                p[i] = d;
-            }
-        }
-        Some(o) => {
-            let o = &mut o[..n];
-            for i in 0..n {
-                let d = df(x[i], a[i]) - e[i];
-                let step = h * d;
-                x[i] += step;
-                e[i] += step;
-                fx[i] = f(x[i]);
-                p[i] = d;
-                o[i] = step;
-            }
-        }
+        None => (0..n).for_each(|i| {
+            node(i);
+        }),
+        Some(o) => o[..n]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, o)| *o = node(i)),
     }
 }
 
