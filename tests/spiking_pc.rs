@@ -367,10 +367,50 @@ fn keys_that_do_not_apply_are_refused_by_name() {
             "algorithm.inference.predict_steps",
             "spiking_pc",
         ),
+        (&["runtime.driver=\"wall\""], "runtime.driver", "virtual"),
         (
-            &["runtime.driver=\"virtual\""],
-            "runtime.driver",
-            "lockstep",
+            &["runtime.driver=\"virtual\"", "runtime.schedule=\"clocked\""],
+            "runtime.schedule",
+            "event",
+        ),
+        (
+            &[
+                "runtime.driver=\"virtual\"",
+                "runtime.granularity=\"groups\"",
+                "runtime.groups=2",
+            ],
+            "runtime.granularity",
+            "one actor per layer",
+        ),
+        (
+            &["runtime.driver=\"virtual\"", "runtime.loss=0.1"],
+            "runtime.loss",
+            "stall",
+        ),
+        (
+            &[
+                "runtime.driver=\"virtual\"",
+                "algorithm.spiking.code=\"lif\"",
+                "network.activation=\"lif\"",
+            ],
+            "algorithm.spiking.code",
+            "sigma-delta",
+        ),
+        (
+            &[
+                "runtime.driver=\"virtual\"",
+                "algorithm.spiking.input=\"poisson\"",
+            ],
+            "algorithm.spiking.input",
+            "sigma-delta",
+        ),
+        (
+            &[
+                "runtime.driver=\"virtual\"",
+                "algorithm.spiking.delay_jitter=2",
+            ],
+            "algorithm.spiking.delay_jitter",
+            "runtime.delay_up",
         ),
         (
             &["training.optimizer=\"adamw\""],
