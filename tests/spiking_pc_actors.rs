@@ -7,7 +7,7 @@
 use ndarray::Array2;
 use pcsim::algo::Trainer;
 use pcsim::algo::pc::PcConfig;
-use pcsim::algo::pc::spiking::{SpikingPc, SpikingPcConfig};
+use pcsim::algo::pc::spiking::{SpikeCounts, SpikingPc, SpikingPcConfig};
 use pcsim::data::synthetic::{SyntheticConfig, generate};
 use pcsim::nn::activation::LifParams;
 use pcsim::nn::{Activation, ActivationKind, LossKind, Mlp};
@@ -83,7 +83,12 @@ fn train(t: &mut dyn Trainer<f64>, seed: u64) -> (Mlp<f64>, Vec<u64>) {
     (mlp, losses)
 }
 
-fn lockstep(beta: f64, feedback: bool, window: usize, seed: u64) -> (Mlp<f64>, Vec<u64>) {
+fn lockstep(
+    beta: f64,
+    feedback: bool,
+    window: usize,
+    seed: u64,
+) -> (Mlp<f64>, Vec<u64>, SpikeCounts) {
     let mlp = network(seed);
     let mut t = SpikingPc::new(
         &mlp,
@@ -95,7 +100,8 @@ fn lockstep(beta: f64, feedback: bool, window: usize, seed: u64) -> (Mlp<f64>, V
         7,
     )
     .expect("lockstep spiking PC");
-    train(&mut t, seed)
+    let (m, l) = train(&mut t, seed);
+    (m, l, t.counts().clone())
 }
 
 fn actors(
@@ -149,7 +155,7 @@ fn assert_balanced(t: &SpcTrainer<f64>) {
 #[test]
 fn zero_delay_matches_lockstep_bit_for_bit() {
     for (beta, feedback, window, seed) in [(1.0, false, 1, 1), (0.1, true, 4, 2)] {
-        let (reference, ref_loss) = lockstep(beta, feedback, window, seed);
+        let (reference, ref_loss, counts) = lockstep(beta, feedback, window, seed);
         let start = network(seed);
         assert!(
             reference.w[0] != start.w[0],
@@ -167,6 +173,12 @@ fn zero_delay_matches_lockstep_bit_for_bit() {
         let sent = net.sent();
         assert_eq!(sent.len(), SIZES.len() - 1, "one sender per up-edge");
         assert!(sent.iter().all(|s| s.spikes > 0), "{sent:?}");
+        // The same spikes and messages as the lockstep trainer counts.
+        let spikes: Vec<u64> = sent.iter().map(|s| s.spikes).collect();
+        let messages: Vec<u64> = sent.iter().map(|s| s.spike_messages).collect();
+        assert_eq!(spikes, counts.spikes, "spikes per sender");
+        assert_eq!(messages, counts.spike_messages, "spike messages per sender");
+        assert_eq!(net.graded(), counts.graded_messages, "graded messages");
         // Every step sends one up-message per edge: spikes or a marker.
         let steps = (pc(beta, feedback).steps + 1) as u64 * 4;
         for s in &sent {
@@ -184,7 +196,7 @@ fn random_delays_change_nothing_and_repeat_byte_for_byte() {
         duplication: 0.2,
         ..RuntimeConfig::default()
     };
-    let (reference, ref_loss) = lockstep(0.1, false, 2, 3);
+    let (reference, ref_loss, _) = lockstep(0.1, false, 2, 3);
     let (a, la, ta) = actors(0.1, false, 2, 3, rt.clone());
     let (b, lb, tb) = actors(0.1, false, 2, 3, rt);
     // The event schedule waits for every step's messages: delays and

@@ -2,7 +2,7 @@
 //! `experiment` runs it like the lockstep `SpikingPc` (whose SGD with
 //! momentum and prediction it reuses).
 
-use super::actors::{SpcNetwork, SpcRule};
+use super::actors::{SentCounts, SpcNetwork, SpcRule};
 use crate::algo::pc::PcConfig;
 use crate::algo::pc::spiking::{SpikingPc, SpikingPcConfig};
 use crate::algo::{Momentum, Trainer};
@@ -26,6 +26,9 @@ pub struct SpcTrainer<T: Real> {
     updates: Updates<T>,
     kept: bool,
     network: Option<SpcNetwork<T>>,
+    /// Counts of the networks replaced (a batch of another size rebuilds
+    /// the network): per sender, graded messages, duplicates dropped.
+    earlier: (Vec<SentCounts>, u64, u64),
     batches: u64,
     error: Option<RuntimeError>,
     /// The lockstep trainer: prediction (evaluation is synchronous).
@@ -68,6 +71,7 @@ impl<T: Real> SpcTrainer<T> {
             updates: Updates::zeros_like(mlp),
             kept: false,
             network: None,
+            earlier: (Vec::new(), 0, 0),
             batches: 0,
             error: None,
             predictor,
@@ -77,6 +81,21 @@ impl<T: Real> SpcTrainer<T> {
     /// The actor network (after the first batch).
     pub fn network(&self) -> Option<&SpcNetwork<T>> {
         self.network.as_ref()
+    }
+
+    /// What every network so far sent: the replaced ones and `net`.
+    fn counts_with(&self, net: &SpcNetwork<T>) -> (Vec<SentCounts>, u64, u64) {
+        let mut sent = net.sent();
+        for (a, b) in sent.iter_mut().zip(&self.earlier.0) {
+            a.spikes += b.spikes;
+            a.spike_messages += b.spike_messages;
+            a.markers += b.markers;
+        }
+        (
+            sent,
+            net.graded() + self.earlier.1,
+            net.duplicates() + self.earlier.2,
+        )
     }
 
     fn rule(&self, mlp: &Mlp<T>) -> SpcRule<T> {
@@ -99,7 +118,11 @@ impl<T: Real> SpcTrainer<T> {
         y: ArrayView2<T>,
     ) -> Result<f64, RuntimeError> {
         if self.network.as_ref().is_none_or(|n| n.rows() != x.nrows()) {
-            let stats = self.network.take().and_then(|n| n.stats);
+            let old = self.network.take();
+            if let Some(n) = &old {
+                self.earlier = self.counts_with(n);
+            }
+            let stats = old.and_then(|n| n.stats);
             let mut net = SpcNetwork::new(mlp, self.rule(mlp), x.nrows());
             net.stats = stats;
             self.network = Some(net);
@@ -161,13 +184,13 @@ impl<T: Real> Trainer<T> for SpcTrainer<T> {
     fn runtime_stats(&self) -> Option<serde_json::Value> {
         let net = self.network.as_ref()?;
         let mut v = net.stats.as_ref()?.to_json("virtual time units");
-        let sent = net.sent();
+        let (sent, graded, duplicates) = self.counts_with(net);
         v["spiking_pc"] = json!({
             "spikes_per_sender": sent.iter().map(|s| s.spikes).collect::<Vec<_>>(),
             "spike_messages_per_sender": sent.iter().map(|s| s.spike_messages).collect::<Vec<_>>(),
             "step_markers_per_sender": sent.iter().map(|s| s.markers).collect::<Vec<_>>(),
-            "graded_messages": net.graded(),
-            "duplicates_dropped": net.duplicates(),
+            "graded_messages": graded,
+            "duplicates_dropped": duplicates,
         });
         Some(v)
     }
