@@ -272,8 +272,9 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
 
 /// `[algorithm.spiking]` belongs to `spiking_pc` alone, and within it a key
 /// counts only for the code that reads it (θ for sigma-delta, dt and τ_s for
-/// the timed codes); spiking PC runs on the lockstep driver and predicts
-/// with its own relaxation, so `predict_steps` is refused.
+/// the timed codes); spiking PC predicts with its own relaxation, so
+/// `predict_steps` is refused; the drivers it runs on are checked by
+/// `check_spiking_pc_driver`.
 fn check_spiking_pc(s: &Scenario) -> Result<(), Invalid> {
     use crate::algo::pc::spiking::{ForwardCode, InputCode, SpikingPcConfig};
     check(

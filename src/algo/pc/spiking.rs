@@ -1,7 +1,10 @@
 //! Spiking predictive coding (DESIGN.md §4, "Spiking predictive coding") on
 //! the lockstep driver: value nodes keep a graded state `x[l]`, but what
 //! leaves them upward is spikes only; errors travel down graded. The batch is
-//! a set of independent samples (rows) run side by side.
+//! a set of independent samples (rows) run side by side. The per-layer
+//! equations (`down_message`, `relax`, `receive_quantum`, `init_hidden`,
+//! `refresh_hidden`, `refresh_output`, `learn`, `quanta`) are also what the
+//! actors of `runtime::spc` call, so both give the same bits.
 //!
 //! # The circuit
 //!
