@@ -543,6 +543,11 @@ fn every_key_counts_for_spiking_pc_on_the_lockstep_driver() {
 }
 
 #[test]
+fn every_key_counts_for_spiking_pc_on_the_virtual_driver() {
+    check("spiking_pc", "virtual");
+}
+
+#[test]
 fn every_key_counts_for_il_on_the_virtual_driver() {
     check("il", "virtual");
 }

@@ -367,10 +367,50 @@ fn keys_that_do_not_apply_are_refused_by_name() {
             "algorithm.inference.predict_steps",
             "spiking_pc",
         ),
+        (&["runtime.driver=\"wall\""], "runtime.driver", "virtual"),
         (
-            &["runtime.driver=\"virtual\""],
-            "runtime.driver",
-            "lockstep",
+            &["runtime.driver=\"virtual\"", "runtime.schedule=\"clocked\""],
+            "runtime.schedule",
+            "event",
+        ),
+        (
+            &[
+                "runtime.driver=\"virtual\"",
+                "runtime.granularity=\"groups\"",
+                "runtime.groups=2",
+            ],
+            "runtime.granularity",
+            "one actor per layer",
+        ),
+        (
+            &["runtime.driver=\"virtual\"", "runtime.loss=0.1"],
+            "runtime.loss",
+            "stall",
+        ),
+        (
+            &[
+                "runtime.driver=\"virtual\"",
+                "algorithm.spiking.code=\"lif\"",
+                "network.activation=\"lif\"",
+            ],
+            "algorithm.spiking.code",
+            "sigma-delta",
+        ),
+        (
+            &[
+                "runtime.driver=\"virtual\"",
+                "algorithm.spiking.input=\"poisson\"",
+            ],
+            "algorithm.spiking.input",
+            "sigma-delta",
+        ),
+        (
+            &[
+                "runtime.driver=\"virtual\"",
+                "algorithm.spiking.delay_jitter=2",
+            ],
+            "algorithm.spiking.delay_jitter",
+            "runtime.delay_up",
         ),
         (
             &["training.optimizer=\"adamw\""],
@@ -416,4 +456,45 @@ fn keys_that_do_not_apply_are_refused_by_name() {
     let s = load(&bare, &[]).unwrap();
     assert_eq!(s.algorithm.spiking, Some(SpikingPcConfig::default()));
     assert!(s.to_toml().contains("[algorithm.spiking]"));
+}
+
+/// `runtime.driver = "virtual"` runs the layers as actors (`runtime::spc`):
+/// through the whole experiment (f32, random delays) the losses, accuracies
+/// and BP comparison equal the lockstep run's, byte for byte.
+#[test]
+fn scenario_on_the_virtual_driver_equals_lockstep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lock = load(BASE, &["training.epochs=2"]).expect("valid");
+    let actors = load(
+        BASE,
+        &[
+            "training.epochs=2",
+            "runtime.driver=\"virtual\"",
+            "runtime.delay_up={kind=\"uniform\", mean=1.0, spread=0.5}",
+            "runtime.delay_down={kind=\"exponential\", mean=0.7}",
+        ],
+    )
+    .expect("valid");
+    let a = outputs(&lock, &tmp.path().join("lockstep"));
+    let b = outputs(&actors, &tmp.path().join("virtual"));
+    // metrics.csv: the common columns (lockstep adds its spike metrics).
+    let cols = |t: &str| -> Vec<String> {
+        t.lines()
+            .map(|l| l.split(',').take(5).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(cols(&a[0].1), cols(&b[0].1), "metrics differ");
+    assert_eq!(a[1], b[1], "equivalence.csv differs");
+    let acc = |t: &str| {
+        let v: serde_json::Value = serde_json::from_str(t).unwrap();
+        v["test_accuracy"].as_f64().unwrap()
+    };
+    assert_eq!(acc(&a[2].1).to_bits(), acc(&b[2].1).to_bits());
+    let stats: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("virtual/runtime_stats.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(stats["elapsed"].as_f64().unwrap() > 0.0, "{stats}");
+    assert_eq!(stats["lost"], 0);
+    assert_eq!(stats["in_flight"], 0);
 }

@@ -68,6 +68,20 @@ pub fn build_trainer<T: Real>(s: &Scenario, mlp: &Mlp<T>) -> Result<Box<dyn Trai
             Backprop::new(mlp, t.learning_rate, t.momentum, t.batch_size)
                 .with_optimizer(mlp, optimizer),
         ),
+        AlgorithmKind::SpikingPc if s.runtime.driver != crate::scenario::Driver::Lockstep => {
+            let r = pc_rule(s);
+            Box::new(crate::runtime::spc::SpcTrainer::new(
+                mlp,
+                s.spiking_pc(),
+                r.cfg,
+                s.network.lif,
+                r.learning_rate,
+                r.momentum,
+                s.spiking_pc_seed(),
+                s.runtime.clone(),
+                s.runtime_seed(),
+            )?)
+        }
         AlgorithmKind::SpikingPc => {
             let r = pc_rule(s);
             Box::new(crate::algo::pc::spiking::SpikingPc::new(

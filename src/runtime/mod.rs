@@ -15,6 +15,7 @@ pub mod actor;
 pub mod config;
 pub mod pc;
 pub mod route;
+pub mod spc;
 pub mod spike;
 pub mod stats;
 pub mod timing;

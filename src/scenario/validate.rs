@@ -261,8 +261,9 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
 
 /// `[algorithm.spiking]` belongs to `spiking_pc` alone, and within it a key
 /// counts only for the code that reads it (θ for sigma-delta, dt and τ_s for
-/// the timed codes); spiking PC runs on the lockstep driver and predicts
-/// with its own relaxation, so `predict_steps` is refused.
+/// the timed codes); spiking PC predicts with its own relaxation, so
+/// `predict_steps` is refused; the drivers it runs on are checked by
+/// `check_spiking_pc_driver`.
 fn check_spiking_pc(s: &Scenario) -> Result<(), Invalid> {
     use crate::algo::pc::spiking::{ForwardCode, InputCode, SpikingPcConfig};
     check(
@@ -273,6 +274,9 @@ fn check_spiking_pc(s: &Scenario) -> Result<(), Invalid> {
             "spiking PC relaxes with the plain Euler step (its reconstructions are updated by spikes, not by a controlled step); remove the key".into()
         },
     )?;
+    if s.algorithm.kind == AlgorithmKind::SpikingPc {
+        check_spiking_pc_driver(s)?;
+    }
     let Some(c) = &s.algorithm.spiking else {
         return Ok(());
     };
@@ -285,13 +289,6 @@ fn check_spiking_pc(s: &Scenario) -> Result<(), Invalid> {
             ),
         ));
     }
-    check(
-        s.runtime.driver == crate::scenario::Driver::Lockstep,
-        "runtime.driver",
-        || {
-            "spiking_pc runs on the lockstep driver only (spikes through the actor runtime are not built yet); set runtime.driver = \"lockstep\"".into()
-        },
-    )?;
     check(
         s.algorithm.inference.predict_steps == 0,
         "algorithm.inference.predict_steps",
@@ -388,6 +385,54 @@ fn check_spiking_pc(s: &Scenario) -> Result<(), Invalid> {
         },
     )?;
     Ok(())
+}
+
+/// Spiking PC runs on the lockstep driver, or on the virtual one as one
+/// actor per layer (`runtime::spc`) with sigma-delta codes under the event
+/// schedule; the combinations not built are refused by key.
+fn check_spiking_pc_driver(s: &Scenario) -> Result<(), Invalid> {
+    use crate::algo::pc::spiking::{ForwardCode, InputCode};
+    use crate::runtime::config::{Driver, Granularity, Schedule};
+    let r = &s.runtime;
+    if r.driver == Driver::Lockstep {
+        return Ok(());
+    }
+    check(r.driver == Driver::Virtual, "runtime.driver", || {
+        "spiking_pc runs on the lockstep and virtual drivers (its actors are not built for the wall driver); set runtime.driver = \"lockstep\" or \"virtual\"".into()
+    })?;
+    let c = s.spiking_pc();
+    check(
+        c.code == ForwardCode::SigmaDelta,
+        "algorithm.spiking.code",
+        || {
+            "spiking_pc on the actors sends sigma-delta spikes only; set code = \"sigma_delta\" or runtime.driver = \"lockstep\"".into()
+        },
+    )?;
+    check(
+        c.input == InputCode::SigmaDelta,
+        "algorithm.spiking.input",
+        || {
+            "spiking_pc on the actors codes the input with sigma-delta only; set input = \"sigma_delta\" or runtime.driver = \"lockstep\"".into()
+        },
+    )?;
+    check(
+        c.delay_jitter == 0,
+        "algorithm.spiking.delay_jitter",
+        || {
+            "is the lockstep driver's timing noise; on the actors runtime.delay_up times the spike edges; remove the key".into()
+        },
+    )?;
+    check(
+        r.granularity == Granularity::Layer,
+        "runtime.granularity",
+        || "spiking_pc on the actors runs one actor per layer; set granularity = \"layer\"".into(),
+    )?;
+    check(r.schedule == Schedule::Event, "runtime.schedule", || {
+        "spiking_pc on the actors runs the event schedule only (a step runs when its messages arrived); set schedule = \"event\"".into()
+    })?;
+    check(r.loss == 0.0, "runtime.loss", || {
+        "spiking_pc's event schedule waits for every step's message, so a lost one would stall the run; remove the key".into()
+    })
 }
 
 /// Keys of the data source the scenario does not read are refused, so none

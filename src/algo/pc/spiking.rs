@@ -1,7 +1,10 @@
 //! Spiking predictive coding (DESIGN.md §4, "Spiking predictive coding") on
 //! the lockstep driver: value nodes keep a graded state `x[l]`, but what
 //! leaves them upward is spikes only; errors travel down graded. The batch is
-//! a set of independent samples (rows) run side by side.
+//! a set of independent samples (rows) run side by side. The per-layer
+//! equations (`down_message`, `relax`, `receive_quantum`, `init_hidden`,
+//! `refresh_hidden`, `refresh_output`, `learn`, `quanta`) are also what the
+//! actors of `runtime::spc` call, so both give the same bits.
 //!
 //! # The circuit
 //!
@@ -418,34 +421,23 @@ fn run_batch<T: Real>(
     for t in 1..=r.steps {
         // 1. Down-messages ε[l+1]·W[l+1] (graded), from the current errors.
         for k in 0..nw - 1 {
-            let eps = &st.eps[k + 1];
-            if eps.iter().all(|&e| e == T::zero()) {
-                st.down[k].fill(T::zero());
-                continue;
-            }
-            counts.graded_messages += rows as u64;
             let m = match r.feedback {
                 Some(f) => f[k + 1].view(),
                 None => mlp.w[k + 1].view(),
             };
-            matmul(eps.view(), m, None, st.down[k].view_mut());
+            if down_message(st.eps[k + 1].view(), m, st.down[k].view_mut()) {
+                counts.graded_messages += rows as u64;
+            }
         }
         // 2. Euler steps of the hidden value nodes.
         for k in 0..nw - 1 {
-            let (x, eps, fx) = (&mut st.x[k], &mut st.eps[k], &mut st.fx[k]);
-            euler_step(
+            relax(
                 &r.hidden,
                 r.gamma,
                 st.down[k].view(),
-                x.view_mut(),
-                eps.view_mut(),
-                fx.view_mut(),
-                Control {
-                    limit: false,
-                    dir: st.dir[k].view_mut(),
-                    gain: st.gain[k].view_mut(),
-                },
-                None,
+                [&mut st.x[k], &mut st.eps[k], &mut st.fx[k]],
+                &mut st.dir[k],
+                &mut st.gain[k],
             );
         }
         // 3. Spikes bottom-up; receivers refresh predictions and errors.
@@ -455,23 +447,15 @@ fn run_batch<T: Real>(
             }
         }
         // 4. The local update over the learning window.
-        if let Some((scale, upd)) = update.as_mut()
-            && t + window > r.steps
-        {
-            let s = *scale / T::of(window as f64);
-            let mode = if t + window == r.steps + 1 {
-                Accum::Set
-            } else {
-                Accum::Add
-            };
+        if let Some((scale, upd)) = update.as_mut() {
             for i in 0..nw {
-                rank_update(
-                    s,
-                    &[(st.eps[i].view(), st.rhat[i].view())],
-                    mode,
-                    upd.dw[i].view_mut(),
+                learn(
+                    *scale,
+                    (t, r.steps, window),
+                    st.eps[i].view(),
+                    st.rhat[i].view(),
+                    (&mut upd.dw[i], &mut upd.db[i]),
                 );
-                column_sums(s, &[st.eps[i].view()], mode, upd.db[i].view_mut());
             }
         }
     }
@@ -484,13 +468,13 @@ fn run_batch<T: Real>(
         && let Some((scale, upd)) = update
     {
         for i in 0..nw {
-            rank_update(
+            learn(
                 scale,
-                &[(st.eps[i].view(), st.rhat[i].view())],
-                Accum::Set,
-                upd.dw[i].view_mut(),
+                (0, 0, 1),
+                st.eps[i].view(),
+                st.rhat[i].view(),
+                (&mut upd.dw[i], &mut upd.db[i]),
             );
-            column_sums(scale, &[st.eps[i].view()], Accum::Set, upd.db[i].view_mut());
         }
     }
     loss
@@ -545,9 +529,8 @@ fn send_up<T: Real>(
             let mut fired = 0u64;
             for (j, (&a, rh)) in src.iter().zip(rh.iter_mut()).enumerate() {
                 if let Some((q, spikes)) = quanta(a - *rh, theta, inv) {
-                    *rh += q;
                     fired += spikes;
-                    axpy(z, q, wt.row(j).as_slice().expect("standard layout"));
+                    receive_quantum(rh, z, q, wt.row(j));
                 }
             }
             st.changed[row] = fired > 0;
@@ -677,9 +660,11 @@ fn send_delayed<T: Real>(
 /// output's clamp.
 fn init_layer<T: Real>(st: &mut State<T>, r: &Run<'_, '_, T>, i: usize, nw: usize) {
     if i + 1 < nw {
-        st.x[i].assign(&st.z[i]);
-        r.hidden.apply_into(st.x[i].view(), st.fx[i].view_mut());
-        st.eps[i].fill(T::zero());
+        init_hidden(
+            &r.hidden,
+            st.z[i].view(),
+            [&mut st.x[i], &mut st.eps[i], &mut st.fx[i]],
+        );
     } else {
         st.changed.fill(true);
         refresh_layer(st, r, i, nw);
@@ -690,24 +675,122 @@ fn init_layer<T: Real>(st: &mut State<T>, r: &Run<'_, '_, T>, i: usize, nw: usiz
 /// hidden error `ε = x − u`, or the output's `u = out(z)`, `ε = β (y − u)`.
 fn refresh_layer<T: Real>(st: &mut State<T>, r: &Run<'_, '_, T>, i: usize, nw: usize) {
     if i + 1 < nw {
-        for (row, &ch) in st.changed.iter().enumerate() {
-            if ch {
-                let (x, z) = (st.x[i].row(row), st.z[i].row(row));
-                let mut e = st.eps[i].row_mut(row);
-                ndarray::Zip::from(&mut e)
-                    .and(&x)
-                    .and(&z)
-                    .for_each(|e, &x, &u| *e = x - u);
-            }
-        }
+        refresh_hidden(&st.changed, st.x[i].view(), st.z[i].view(), &mut st.eps[i]);
         return;
     }
-    st.u_out.assign(&st.z[i]);
-    r.output.output_inplace(st.u_out.view_mut());
-    match r.target {
-        Some((y, beta)) => ndarray::Zip::from(&mut st.eps[i])
+    refresh_output(
+        r.output,
+        r.target,
+        st.z[i].view(),
+        &mut st.u_out,
+        &mut st.eps[i],
+    );
+}
+
+// The per-layer equations, shared by the lockstep trainer above and the
+// actors of `runtime::spc`, so that both compute the same bits.
+
+/// The graded down-message `ε[l+1] · M` (`M` = `W[l+1]`, or `B[l+1]` under
+/// feedback alignment) into `out`. All-zero errors send nothing (`out` is
+/// zeroed); returns whether a message was sent.
+pub(crate) fn down_message<T: Real>(
+    eps: ArrayView2<T>,
+    m: ArrayView2<T>,
+    mut out: ndarray::ArrayViewMut2<T>,
+) -> bool {
+    if eps.iter().all(|&e| e == T::zero()) {
+        out.fill(T::zero());
+        return false;
+    }
+    matmul(eps, m, None, out);
+    true
+}
+
+/// The fixed Euler step of a hidden layer's value nodes `[x, ε, f(x)]`
+/// with the feedback `down` from above.
+pub(crate) fn relax<T: Real>(
+    act: &Activation,
+    gamma: T,
+    down: ArrayView2<T>,
+    [x, eps, fx]: [&mut Array2<T>; 3],
+    dir: &mut Array2<T>,
+    gain: &mut Array2<T>,
+) {
+    euler_step(
+        act,
+        gamma,
+        down,
+        x.view_mut(),
+        eps.view_mut(),
+        fx.view_mut(),
+        Control {
+            limit: false,
+            dir: dir.view_mut(),
+            gain: gain.view_mut(),
+        },
+        None,
+    );
+}
+
+/// A sigma-delta quantum `q` of sender neuron `j` arrives: the receiver's
+/// reconstruction `r̂_j` and its prediction `z += q · W[:, j]` (`wt_row` is
+/// row `j` of `Wᵀ`).
+#[inline(always)]
+pub(crate) fn receive_quantum<T: Real>(
+    rh: &mut T,
+    z: &mut [T],
+    q: T,
+    wt_row: ndarray::ArrayView1<T>,
+) {
+    *rh += q;
+    axpy(z, q, wt_row.as_slice().expect("standard layout"));
+}
+
+/// The feedforward start of a hidden layer: `x ← u`, `f(x)`, `ε = 0`.
+pub(crate) fn init_hidden<T: Real>(
+    act: &Activation,
+    z: ArrayView2<T>,
+    [x, eps, fx]: [&mut Array2<T>; 3],
+) {
+    x.assign(&z);
+    act.apply_into(x.view(), fx.view_mut());
+    eps.fill(T::zero());
+}
+
+/// A hidden layer's error `ε = x − u` on the rows whose prediction changed.
+pub(crate) fn refresh_hidden<T: Real>(
+    changed: &[bool],
+    x: ArrayView2<T>,
+    z: ArrayView2<T>,
+    eps: &mut Array2<T>,
+) {
+    for (row, &ch) in changed.iter().enumerate() {
+        if ch {
+            let (x, z) = (x.row(row), z.row(row));
+            let mut e = eps.row_mut(row);
+            ndarray::Zip::from(&mut e)
+                .and(&x)
+                .and(&z)
+                .for_each(|e, &x, &u| *e = x - u);
+        }
+    }
+}
+
+/// The output layer: `u = out(z)` and `ε = β (y − u)`, or `ε = 0` when the
+/// output is free (`target = None`).
+pub(crate) fn refresh_output<T: Real>(
+    output: LossKind,
+    target: Option<(ArrayView2<T>, T)>,
+    z: ArrayView2<T>,
+    u_out: &mut Array2<T>,
+    eps: &mut Array2<T>,
+) {
+    u_out.assign(&z);
+    output.output_inplace(u_out.view_mut());
+    match target {
+        Some((y, beta)) => ndarray::Zip::from(eps)
             .and(&y)
-            .and(&st.u_out)
+            .and(&*u_out)
             .for_each(|e, &y, &u| {
                 *e = if beta == T::one() {
                     y - u
@@ -715,8 +798,37 @@ fn refresh_layer<T: Real>(st: &mut State<T>, r: &Run<'_, '_, T>, i: usize, nw: u
                     beta * (y - u)
                 }
             }),
-        None => st.eps[i].fill(T::zero()),
+        None => eps.fill(T::zero()),
     }
+}
+
+/// The local update at relaxation step `t` of `steps` (learning window
+/// `window`): `ΔW += s ε r̂ᵀ`, `Δb += s Σ ε` with `s = scale / window` over
+/// the last `window` steps (set on the first of them); with `steps = 0`
+/// the update of the sweep itself.
+pub(crate) fn learn<T: Real>(
+    scale: T,
+    (t, steps, window): (usize, usize, usize),
+    eps: ArrayView2<T>,
+    rhat: ArrayView2<T>,
+    (dw, db): (&mut Array2<T>, &mut ndarray::Array1<T>),
+) {
+    if steps == 0 {
+        rank_update(scale, &[(eps, rhat)], Accum::Set, dw.view_mut());
+        column_sums(scale, &[eps], Accum::Set, db.view_mut());
+        return;
+    }
+    if t + window <= steps {
+        return;
+    }
+    let s = scale / T::of(window as f64);
+    let mode = if t + window == steps + 1 {
+        Accum::Set
+    } else {
+        Accum::Add
+    };
+    rank_update(s, &[(eps, rhat)], mode, dw.view_mut());
+    column_sums(s, &[eps], mode, db.view_mut());
 }
 
 /// The spiking PC trainer (`algorithm.kind = "spiking_pc"`, lockstep).
@@ -751,7 +863,7 @@ pub struct SpikingPc<T: Real> {
 /// announcement: `n` signed quanta of size θ (`n = trunc(d / θ)`, `inv =
 /// 1/θ`), as the value `n θ` and the spike count `|n|`; nothing below θ.
 #[inline(always)]
-fn quanta<T: Real>(d: T, theta: T, inv: T) -> Option<(T, u64)> {
+pub(crate) fn quanta<T: Real>(d: T, theta: T, inv: T) -> Option<(T, u64)> {
     if d.abs() >= theta {
         let n = (d * inv).trunc();
         (n != T::zero()).then(|| (n * theta, n.abs().f64() as u64))

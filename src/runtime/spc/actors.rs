@@ -1,0 +1,564 @@
+//! The actors of spiking PC and the network that holds them (see the
+//! module doc of `runtime::spc` for the messages and the schedule).
+
+use crate::algo::pc::spiking::{
+    down_message, init_hidden, learn, quanta, receive_quantum, refresh_hidden, refresh_output,
+    relax,
+};
+use crate::nn::{Activation, LossKind, Mlp, Real, Updates};
+use crate::runtime::{
+    Actor, Ctx, Direction, Envelope, Link, Port, RuntimeError, Spikes, Stats, Timing, Topology,
+    VirtualDriver,
+};
+use ndarray::{Array1, Array2, ArrayView2};
+
+/// The payloads: sigma-delta spikes up, graded `ε W` down (`None`: the
+/// sender's errors were all zero — a step marker).
+#[derive(Clone, Debug)]
+pub enum SpcMsg<T: Real> {
+    Up(Spikes),
+    Down(Option<Array2<T>>),
+}
+
+/// What every layer knows about the rule.
+#[derive(Clone, Debug)]
+pub struct SpcRule<T: Real> {
+    pub hidden: Activation,
+    pub output: LossKind,
+    pub gamma: T,
+    pub steps: usize,
+    pub window: usize,
+    pub beta: T,
+    /// Quanta of the input code and of the hidden code.
+    pub theta_input: T,
+    pub theta: T,
+}
+
+/// Counts an actor keeps of what it sent.
+#[derive(Clone, Debug, Default)]
+pub struct SentCounts {
+    /// Quanta sent up.
+    pub spikes: u64,
+    /// Sample-steps on which something fired (as the lockstep trainer counts).
+    pub spike_messages: u64,
+    /// Up-messages that carried no spike (step markers).
+    pub markers: u64,
+}
+
+/// The sigma-delta sender of one edge: what it announced per sample.
+#[derive(Clone, Debug)]
+struct Sender<T: Real> {
+    announced: Array2<T>,
+    theta: T,
+    neurons: Vec<u32>,
+    counts: Vec<i32>,
+    sent: SentCounts,
+}
+
+impl<T: Real> Sender<T> {
+    fn new(rows: usize, n: usize, theta: T) -> Self {
+        Self {
+            announced: Array2::zeros((rows, n)),
+            theta,
+            neurons: Vec::new(),
+            counts: Vec::new(),
+            sent: SentCounts::default(),
+        }
+    }
+
+    /// The quanta of `src` against what was announced, as one message.
+    fn encode(&mut self, src: ArrayView2<T>) -> Spikes {
+        let inv = T::one() / self.theta;
+        let n = src.ncols();
+        self.neurons.clear();
+        self.counts.clear();
+        for (row, (s, mut a)) in src
+            .rows()
+            .into_iter()
+            .zip(self.announced.rows_mut())
+            .enumerate()
+        {
+            let mut fired = 0u64;
+            for (j, (&v, an)) in s.iter().zip(a.iter_mut()).enumerate() {
+                if let Some((q, k)) = quanta(v - *an, self.theta, inv) {
+                    *an += q;
+                    fired += k;
+                    self.neurons.push((row * n + j) as u32);
+                    // `q = n θ` with `n` an integer: its sign and count.
+                    self.counts
+                        .push(if q < T::zero() { -(k as i32) } else { k as i32 });
+                }
+            }
+            if fired > 0 {
+                self.sent.spikes += fired;
+                self.sent.spike_messages += 1;
+            }
+        }
+        if self.neurons.is_empty() {
+            self.sent.markers += 1;
+        }
+        Spikes::signed(&self.neurons, &self.counts)
+    }
+}
+
+/// The input: the batch, sigma-delta coded in the sweep, then markers.
+#[derive(Clone, Debug)]
+pub struct InputActor<T: Real> {
+    x: Array2<T>,
+    sender: Sender<T>,
+    steps: usize,
+    up: Link,
+    batch: u64,
+    done: bool,
+}
+
+/// Layer `index + 2`: its value nodes (hidden) or the clamped output, and
+/// the synapses that feed it.
+#[derive(Clone, Debug)]
+pub struct LayerActor<T: Real> {
+    index: usize,
+    rule: SpcRule<T>,
+    /// `Wᵀ` (a sender's column of `W` is a contiguous row), `b`.
+    wt: Array2<T>,
+    b: Array1<T>,
+    /// The matrix of the down-messages (`W`, or `B` under feedback
+    /// alignment); empty for layer 2, which sends nothing down.
+    m_down: Array2<T>,
+    rhat: Array2<T>,
+    z: Array2<T>,
+    x: Array2<T>,
+    eps: Array2<T>,
+    fx: Array2<T>,
+    dir: Array2<T>,
+    gain: Array2<T>,
+    down: Array2<T>,
+    down_out: Array2<T>,
+    u_out: Array2<T>,
+    y: Array2<T>,
+    changed: Vec<bool>,
+    /// Quantum of the edge from below.
+    theta_in: T,
+    sender: Option<Sender<T>>,
+    up: Option<Link>,
+    down_link: Option<Link>,
+    inbox_up: Vec<Option<Spikes>>,
+    inbox_down: Vec<Option<Option<Array2<T>>>>,
+    step: usize,
+    batch: u64,
+    scale: T,
+    pub dw: Array2<T>,
+    pub db: Array1<T>,
+    pub loss: f64,
+    pub graded: u64,
+    /// Copies of a step's message that arrived twice (dropped).
+    pub duplicates: u64,
+}
+
+#[derive(Clone, Debug)]
+pub enum SpcActor<T: Real> {
+    Input(Box<InputActor<T>>),
+    Layer(Box<LayerActor<T>>),
+}
+
+impl<T: Real> LayerActor<T> {
+    fn hidden(&self) -> bool {
+        self.sender.is_some()
+    }
+
+    fn ready(&self) -> bool {
+        let t = self.step;
+        t <= self.rule.steps
+            && self.inbox_up[t].is_some()
+            && (t == 0 || !self.hidden() || self.inbox_down[t].is_some())
+    }
+
+    /// Applies step `t`'s spikes from below; returns whether any arrived.
+    fn apply_up(&mut self, t: usize) -> bool {
+        let spikes = self.inbox_up[t].take().expect("ready");
+        self.changed.fill(false);
+        let n = self.rhat.ncols();
+        for (k, c) in spikes.iter() {
+            let (row, j) = (k as usize / n, k as usize % n);
+            let q = T::of(c as f64) * self.theta_in;
+            let mut z = self.z.row_mut(row);
+            let z = z.as_slice_mut().expect("standard layout");
+            receive_quantum(&mut self.rhat[[row, j]], z, q, self.wt.row(j));
+            self.changed[row] = true;
+        }
+        !spikes.is_empty()
+    }
+
+    fn run_step(&mut self, ctx: &mut Ctx<SpcMsg<T>>) {
+        let t = self.step;
+        let steps = self.rule.steps;
+        if t == 0 {
+            self.apply_up(0);
+            if self.hidden() {
+                init_hidden(
+                    &self.rule.hidden,
+                    self.z.view(),
+                    [&mut self.x, &mut self.eps, &mut self.fx],
+                );
+            } else {
+                refresh_output(
+                    self.rule.output,
+                    Some((self.y.view(), self.rule.beta)),
+                    self.z.view(),
+                    &mut self.u_out,
+                    &mut self.eps,
+                );
+                self.loss = self
+                    .rule
+                    .output
+                    .loss(self.u_out.view(), self.y.view())
+                    .f64();
+            }
+        } else {
+            if self.hidden() {
+                match self.inbox_down[t].take().expect("ready") {
+                    Some(d) => self.down.assign(&d),
+                    None => self.down.fill(T::zero()),
+                }
+                relax(
+                    &self.rule.hidden,
+                    self.rule.gamma,
+                    self.down.view(),
+                    [&mut self.x, &mut self.eps, &mut self.fx],
+                    &mut self.dir,
+                    &mut self.gain,
+                );
+            }
+            self.send_up(t, ctx);
+            if self.apply_up(t) {
+                if self.hidden() {
+                    refresh_hidden(&self.changed, self.x.view(), self.z.view(), &mut self.eps);
+                } else {
+                    refresh_output(
+                        self.rule.output,
+                        Some((self.y.view(), self.rule.beta)),
+                        self.z.view(),
+                        &mut self.u_out,
+                        &mut self.eps,
+                    );
+                }
+            }
+            let window = self.rule.window.min(steps).max(1);
+            learn(
+                self.scale,
+                (t, steps, window),
+                self.eps.view(),
+                self.rhat.view(),
+                (&mut self.dw, &mut self.db),
+            );
+        }
+        if t == 0 {
+            self.send_up(0, ctx);
+        }
+        if steps == 0 {
+            learn(
+                self.scale,
+                (0, 0, 1),
+                self.eps.view(),
+                self.rhat.view(),
+                (&mut self.dw, &mut self.db),
+            );
+        }
+        if let Some(link) = self.down_link
+            && t < steps
+        {
+            let msg = if down_message(
+                self.eps.view(),
+                self.m_down.view(),
+                self.down_out.view_mut(),
+            ) {
+                self.graded += self.eps.nrows() as u64;
+                Some(self.down_out.clone())
+            } else {
+                None
+            };
+            ctx.send(link, self.batch, (t + 1) as u32, SpcMsg::Down(msg));
+        }
+        if t == steps && !self.hidden() {
+            ctx.progress(1);
+        }
+        self.step += 1;
+    }
+
+    fn send_up(&mut self, t: usize, ctx: &mut Ctx<SpcMsg<T>>) {
+        if let (Some(s), Some(link)) = (self.sender.as_mut(), self.up) {
+            let msg = s.encode(self.fx.view());
+            ctx.send(link, self.batch, t as u32, SpcMsg::Up(msg));
+        }
+    }
+}
+
+impl<T: Real> Actor for SpcActor<T> {
+    type Msg = SpcMsg<T>;
+
+    fn name(&self) -> String {
+        match self {
+            SpcActor::Input(_) => "input".into(),
+            SpcActor::Layer(l) => format!("layer{}", l.index + 2),
+        }
+    }
+
+    fn start(&mut self, ctx: &mut Ctx<SpcMsg<T>>) {
+        let SpcActor::Input(a) = self else {
+            return;
+        };
+        let empty = Array2::zeros((a.x.nrows(), 0));
+        for t in 0..=a.steps {
+            // A constant input is announced in full in the sweep.
+            let msg = if t == 0 {
+                a.sender.encode(a.x.view())
+            } else {
+                a.sender.encode(empty.view())
+            };
+            ctx.send(a.up, a.batch, t as u32, SpcMsg::Up(msg));
+        }
+        a.done = true;
+    }
+
+    fn handle(&mut self, env: Envelope<SpcMsg<T>>, ctx: &mut Ctx<SpcMsg<T>>) {
+        let SpcActor::Layer(l) = self else {
+            return; // nothing sends to the input
+        };
+        let t = env.tick as usize;
+        if env.sample != l.batch || t < l.step || t > l.rule.steps {
+            l.duplicates += 1;
+            return;
+        }
+        let fresh = match env.payload {
+            SpcMsg::Up(s) => l.inbox_up[t].replace(s).is_none(),
+            SpcMsg::Down(d) => l.inbox_down[t].replace(d).is_none(),
+        };
+        if !fresh {
+            l.duplicates += 1;
+        }
+        while l.ready() {
+            l.run_step(ctx);
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        match self {
+            SpcActor::Input(a) => a.done,
+            SpcActor::Layer(l) => l.step > l.rule.steps,
+        }
+    }
+
+    fn waiting_for(&self) -> String {
+        match self {
+            SpcActor::Input(_) => "nothing (the input sends every step at start)".into(),
+            SpcActor::Layer(l) => {
+                let t = l.step;
+                let mut w = Vec::new();
+                if l.inbox_up.get(t).is_some_and(Option::is_none) {
+                    w.push(format!("the spikes of step {t} from below"));
+                }
+                if t > 0 && l.hidden() && l.inbox_down.get(t).is_some_and(Option::is_none) {
+                    w.push(format!("the errors of step {t} from above"));
+                }
+                w.join(" and ")
+            }
+        }
+    }
+}
+
+/// The actors and edges of a spiking PC network, reused batch after batch.
+#[derive(Clone, Debug)]
+pub struct SpcNetwork<T: Real> {
+    pub actors: Vec<SpcActor<T>>,
+    pub topo: Topology,
+    pub stats: Option<Stats>,
+}
+
+impl<T: Real> SpcNetwork<T> {
+    /// One actor per layer of `mlp`'s shape, for batches of `rows`.
+    pub fn new(mlp: &Mlp<T>, rule: SpcRule<T>, rows: usize) -> Self {
+        let sizes = &mlp.sizes;
+        let nw = sizes.len() - 1;
+        let mut topo = Topology::new();
+        let ups: Vec<Link> = (0..nw)
+            .map(|i| topo.add(i, i + 1, Port::Forward, Direction::Up))
+            .collect();
+        let downs: Vec<Option<Link>> = (0..nw)
+            .map(|i| (i > 0).then(|| topo.add(i + 1, i, Port::Backward, Direction::Down)))
+            .collect();
+        let m = |r: usize, c: usize| Array2::<T>::zeros((r, c));
+        let mut actors = vec![SpcActor::Input(Box::new(InputActor {
+            x: m(rows, sizes[0]),
+            sender: Sender::new(rows, sizes[0], rule.theta_input),
+            steps: rule.steps,
+            up: ups[0],
+            batch: 0,
+            done: false,
+        }))];
+        for i in 0..nw {
+            let (n_in, n) = (sizes[i], sizes[i + 1]);
+            let hidden = i + 1 < nw;
+            actors.push(SpcActor::Layer(Box::new(LayerActor {
+                index: i,
+                wt: m(n_in, n),
+                b: Array1::zeros(n),
+                m_down: if i > 0 { m(n, n_in) } else { m(0, 0) },
+                rhat: m(rows, n_in),
+                z: m(rows, n),
+                x: m(rows, n),
+                eps: m(rows, n),
+                fx: m(rows, n),
+                dir: m(rows, n),
+                gain: Array2::from_elem((rows, 1), T::one()),
+                down: m(rows, n),
+                down_out: m(rows, n_in),
+                u_out: m(rows, n),
+                y: m(rows, n),
+                changed: vec![false; rows],
+                theta_in: if i == 0 { rule.theta_input } else { rule.theta },
+                sender: hidden.then(|| Sender::new(rows, n, rule.theta)),
+                up: ups.get(i + 1).copied(),
+                down_link: downs[i],
+                inbox_up: vec![None; rule.steps + 1],
+                inbox_down: vec![None; rule.steps + 1],
+                step: 0,
+                batch: 0,
+                scale: T::zero(),
+                dw: m(n, n_in),
+                db: Array1::zeros(n),
+                loss: 0.0,
+                graded: 0,
+                duplicates: 0,
+                rule: rule.clone(),
+            })));
+        }
+        Self {
+            actors,
+            topo,
+            stats: None,
+        }
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.actors.iter().map(Actor::name).collect()
+    }
+
+    /// Batch rows the network was built for.
+    pub fn rows(&self) -> usize {
+        match &self.actors[0] {
+            SpcActor::Input(a) => a.x.nrows(),
+            SpcActor::Layer(_) => 0,
+        }
+    }
+
+    /// Loads the weights (`feedback`: the down-message matrices under
+    /// feedback alignment), batch `(x, y)` number `batch`, and the update
+    /// scale; puts every actor at rest.
+    pub fn load(
+        &mut self,
+        mlp: &Mlp<T>,
+        feedback: Option<&[Array2<T>]>,
+        (x, y): (ArrayView2<T>, ArrayView2<T>),
+        batch: u64,
+        scale: T,
+    ) {
+        for a in &mut self.actors {
+            match a {
+                SpcActor::Input(a) => {
+                    a.x.assign(&x);
+                    a.sender.announced.fill(T::zero());
+                    a.batch = batch;
+                    a.done = false;
+                }
+                SpcActor::Layer(l) => {
+                    let i = l.index;
+                    crate::nn::kernels::transpose_into(mlp.w[i].view(), l.wt.view_mut());
+                    l.b.assign(&mlp.b[i]);
+                    if i > 0 {
+                        l.m_down.assign(match feedback {
+                            Some(f) => &f[i],
+                            None => &mlp.w[i],
+                        });
+                    }
+                    l.rhat.fill(T::zero());
+                    for mut row in l.z.rows_mut() {
+                        row.assign(&l.b);
+                    }
+                    if let Some(s) = l.sender.as_mut() {
+                        s.announced.fill(T::zero());
+                    }
+                    if l.sender.is_none() {
+                        l.y.assign(&y);
+                    }
+                    l.inbox_up.iter_mut().for_each(|m| *m = None);
+                    l.inbox_down.iter_mut().for_each(|m| *m = None);
+                    l.step = 0;
+                    l.batch = batch;
+                    l.scale = scale;
+                }
+            }
+        }
+    }
+
+    /// Runs the loaded batch on the virtual-time driver; adds the run's
+    /// message statistics to `stats`.
+    pub fn run_virtual(&mut self, timing: Timing, watchdog: f64) -> Result<(), RuntimeError> {
+        let actors = std::mem::take(&mut self.actors);
+        let mut driver = VirtualDriver::new(actors, self.topo.clone(), timing, watchdog);
+        let run = driver.run();
+        self.actors = std::mem::take(&mut driver.actors);
+        run?;
+        match &mut self.stats {
+            Some(s) => s.merge(&driver.stats),
+            None => self.stats = Some(driver.stats.clone()),
+        }
+        Ok(())
+    }
+
+    /// The per-layer updates of the last batch into `upd`; its loss.
+    pub fn updates_into(&self, upd: &mut Updates<T>) -> f64 {
+        let mut loss = 0.0;
+        for a in &self.actors {
+            if let SpcActor::Layer(l) = a {
+                upd.dw[l.index].assign(&l.dw);
+                upd.db[l.index].assign(&l.db);
+                if l.sender.is_none() {
+                    loss = l.loss;
+                }
+            }
+        }
+        loss
+    }
+
+    /// What every sender sent, summed over the runs (input first).
+    pub fn sent(&self) -> Vec<SentCounts> {
+        self.actors
+            .iter()
+            .filter_map(|a| match a {
+                SpcActor::Input(a) => Some(a.sender.sent.clone()),
+                SpcActor::Layer(l) => l.sender.as_ref().map(|s| s.sent.clone()),
+            })
+            .collect()
+    }
+
+    /// Down-messages with errors, times the batch rows (lockstep's count).
+    pub fn graded(&self) -> u64 {
+        self.actors
+            .iter()
+            .map(|a| match a {
+                SpcActor::Layer(l) => l.graded,
+                SpcActor::Input(_) => 0,
+            })
+            .sum()
+    }
+
+    /// Step messages that arrived twice or for a finished step (dropped).
+    pub fn duplicates(&self) -> u64 {
+        self.actors
+            .iter()
+            .map(|a| match a {
+                SpcActor::Layer(l) => l.duplicates,
+                SpcActor::Input(_) => 0,
+            })
+            .sum()
+    }
+}

@@ -1,0 +1,36 @@
+//! Spiking predictive coding (`algo::pc::spiking`) on the actor runtime: one
+//! actor per layer (`input`, `layer2` … `layerL`), sigma-delta spikes up as
+//! `runtime::Spikes`, graded errors `ε W` down, under the event schedule —
+//! an actor runs relaxation step `t` once step `t`'s messages arrived, so
+//! any delay gives the lockstep result. No equation is written here: the
+//! per-layer math is `algo::pc::spiking`'s (`quanta`, `receive_quantum`,
+//! `init_hidden`, `relax`, `refresh_*`, `down_message`, `learn`).
+//!
+//! * A message is one step of the whole batch: spike `k` of an up-message
+//!   is sender neuron `k mod n` of sample `k div n` (`n` the sender's width),
+//!   with its signed count of quanta. The sender remembers what it
+//!   announced; the receiver owns `W` (as `Wᵀ`), `b` and `r̂` and turns every
+//!   quantum into a column-add of its prediction.
+//! * "No spikes this step" vs "not arrived yet": every actor sends its
+//!   up-message every step; an empty one is a step marker. Actors count
+//!   spike messages (sample-steps on which something fired, as the lockstep
+//!   trainer counts them) and markers separately. A down-message of all-zero
+//!   errors is a marker too (`Down(None)`).
+//! * Step `t ≥ 1` of a hidden layer: Euler step with `Down(t)` from above,
+//!   send `Up(t)` from the new `f(x)`, apply `Up(t)` from below and refresh
+//!   `ε`, learn, send `Down(t + 1)` below. Step 0 is the bottom-up sweep.
+//!   The output has no Euler step. The input sends all its steps at start.
+//! * Each step's message is stored by its tick, and a second copy of a tick
+//!   is dropped, so duplication is harmless; a lost message would stall the
+//!   schedule, so validation refuses `runtime.loss` for this algorithm.
+//!
+//! `SpcTrainer` loads the weights into the actors before every batch, runs
+//! the network on the virtual-time driver, collects the per-layer updates
+//! and applies them with the lockstep trainer's SGD with momentum.
+//! Prediction runs the lockstep spiking trainer (evaluation is synchronous).
+
+mod actors;
+mod trainer;
+
+pub use actors::{SpcActor, SpcMsg, SpcNetwork};
+pub use trainer::SpcTrainer;
