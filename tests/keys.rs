@@ -303,9 +303,21 @@ fn outputs(s: &Scenario, dir: &Path) -> BTreeMap<String, String> {
             strip(&mut v, wall);
             v.to_string()
         } else if name == "metrics.csv" {
-            // The last column is wall_seconds.
+            // Drop the wall_seconds column, found by its header (the
+            // relaxation monitor's columns follow it for IL).
+            let col = text
+                .lines()
+                .next()
+                .and_then(|h| h.split(',').position(|c| c == "wall_seconds"));
             text.lines()
-                .map(|l| l.rsplit_once(',').map_or(l, |(h, _)| h))
+                .map(|l| {
+                    l.split(',')
+                        .enumerate()
+                        .filter(|&(i, _)| Some(i) != col)
+                        .map(|(_, v)| v)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .collect::<Vec<_>>()
                 .join("\n")
         } else {
