@@ -560,6 +560,11 @@ fn every_key_counts_for_spiking_pc_on_the_virtual_driver() {
 }
 
 #[test]
+fn every_key_counts_for_spiking_pc_on_the_wall_driver() {
+    check("spiking_pc", "wall");
+}
+
+#[test]
 fn every_key_counts_for_il_on_the_virtual_driver() {
     check("il", "virtual");
 }

@@ -367,7 +367,6 @@ fn keys_that_do_not_apply_are_refused_by_name() {
             "algorithm.inference.predict_steps",
             "spiking_pc",
         ),
-        (&["runtime.driver=\"wall\""], "runtime.driver", "virtual"),
         (
             &["runtime.driver=\"virtual\"", "runtime.schedule=\"clocked\""],
             "runtime.schedule",
@@ -458,9 +457,10 @@ fn keys_that_do_not_apply_are_refused_by_name() {
     assert!(s.to_toml().contains("[algorithm.spiking]"));
 }
 
-/// `runtime.driver = "virtual"` runs the layers as actors (`runtime::spc`):
-/// through the whole experiment (f32, random delays) the losses, accuracies
-/// and BP comparison equal the lockstep run's, byte for byte.
+/// `runtime.driver = "virtual"` (or `"wall"`) runs the layers as actors
+/// (`runtime::spc`): through the whole experiment (f32, random delays on the
+/// virtual driver) the losses, accuracies and BP comparison equal the
+/// lockstep run's, byte for byte.
 #[test]
 fn scenario_on_the_virtual_driver_equals_lockstep() {
     let tmp = tempfile::tempdir().unwrap();
@@ -497,4 +497,19 @@ fn scenario_on_the_virtual_driver_equals_lockstep() {
     assert!(stats["elapsed"].as_f64().unwrap() > 0.0, "{stats}");
     assert_eq!(stats["lost"], 0);
     assert_eq!(stats["in_flight"], 0);
+    // The same actors on the wall-clock driver (tokio tasks, real threads):
+    // the event schedule makes the numbers the same again.
+    let wall = load(
+        BASE,
+        &[
+            "training.epochs=2",
+            "runtime.driver=\"wall\"",
+            "runtime.workers=2",
+        ],
+    )
+    .expect("valid");
+    let c = outputs(&wall, &tmp.path().join("wall"));
+    assert_eq!(cols(&a[0].1), cols(&c[0].1), "wall: metrics differ");
+    assert_eq!(a[1], c[1], "wall: equivalence.csv differs");
+    assert_eq!(acc(&a[2].1).to_bits(), acc(&c[2].1).to_bits());
 }

@@ -387,9 +387,9 @@ fn check_spiking_pc(s: &Scenario) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Spiking PC runs on the lockstep driver, or on the virtual one as one
-/// actor per layer (`runtime::spc`) with sigma-delta codes under the event
-/// schedule; the combinations not built are refused by key.
+/// Spiking PC runs on the lockstep driver, or on the virtual or wall one as
+/// one actor per layer (`runtime::spc`) with sigma-delta codes under the
+/// event schedule; the combinations not built are refused by key.
 fn check_spiking_pc_driver(s: &Scenario) -> Result<(), Invalid> {
     use crate::algo::pc::spiking::{ForwardCode, InputCode};
     use crate::runtime::config::{Driver, Granularity, Schedule};
@@ -397,9 +397,6 @@ fn check_spiking_pc_driver(s: &Scenario) -> Result<(), Invalid> {
     if r.driver == Driver::Lockstep {
         return Ok(());
     }
-    check(r.driver == Driver::Virtual, "runtime.driver", || {
-        "spiking_pc runs on the lockstep and virtual drivers (its actors are not built for the wall driver); set runtime.driver = \"lockstep\" or \"virtual\"".into()
-    })?;
     let c = s.spiking_pc();
     check(
         c.code == ForwardCode::SigmaDelta,

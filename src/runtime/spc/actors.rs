@@ -8,7 +8,7 @@ use crate::algo::pc::spiking::{
 use crate::nn::{Activation, LossKind, Mlp, Real, Updates};
 use crate::runtime::{
     Actor, Ctx, Direction, Envelope, Link, Port, RuntimeError, Spikes, Stats, Timing, Topology,
-    VirtualDriver,
+    VirtualDriver, WallDriver, WallOptions,
 };
 use ndarray::{Array1, Array2, ArrayView2};
 
@@ -504,6 +504,22 @@ impl<T: Real> SpcNetwork<T> {
     pub fn run_virtual(&mut self, timing: Timing, watchdog: f64) -> Result<(), RuntimeError> {
         let actors = std::mem::take(&mut self.actors);
         let mut driver = VirtualDriver::new(actors, self.topo.clone(), timing, watchdog);
+        let run = driver.run();
+        self.actors = std::mem::take(&mut driver.actors);
+        run?;
+        match &mut self.stats {
+            Some(s) => s.merge(&driver.stats),
+            None => self.stats = Some(driver.stats.clone()),
+        }
+        Ok(())
+    }
+
+    /// Runs the loaded batch on the wall-clock driver (tokio tasks over
+    /// flume channels); adds the run's message statistics to `stats`. The
+    /// event schedule makes the numbers the virtual driver's.
+    pub fn run_wall(&mut self, timing: Timing, opts: WallOptions) -> Result<(), RuntimeError> {
+        let actors = std::mem::take(&mut self.actors);
+        let mut driver = WallDriver::new(actors, self.topo.clone(), timing, opts)?;
         let run = driver.run();
         self.actors = std::mem::take(&mut driver.actors);
         run?;

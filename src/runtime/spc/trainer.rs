@@ -138,7 +138,17 @@ impl<T: Real> SpcTrainer<T> {
                 .wrapping_add(1)
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let timing = Timing::from_config(&self.runtime, &names, seed);
-        net.run_virtual(timing, self.runtime.watchdog)?;
+        match self.runtime.driver {
+            crate::runtime::config::Driver::Wall => net.run_wall(
+                timing,
+                crate::runtime::WallOptions {
+                    workers: self.runtime.workers,
+                    capacity: self.runtime.channel_capacity,
+                    idle_timeout: std::time::Duration::from_millis(self.runtime.idle_timeout_ms),
+                },
+            )?,
+            _ => net.run_virtual(timing, self.runtime.watchdog)?,
+        }
         self.batches += 1;
         Ok(net.updates_into(&mut self.updates))
     }
