@@ -38,6 +38,17 @@ pub struct WallOptions {
     pub idle_timeout: Duration,
 }
 
+impl WallOptions {
+    /// The scenario's `runtime.workers`, `channel_capacity` and `idle_timeout_ms`.
+    pub fn from_config(r: &super::config::RuntimeConfig) -> Self {
+        Self {
+            workers: r.workers,
+            capacity: r.channel_capacity,
+            idle_timeout: Duration::from_millis(r.idle_timeout_ms),
+        }
+    }
+}
+
 /// Where a message goes next.
 enum Sink<M> {
     Strong(flume::Sender<M>),

@@ -17,7 +17,6 @@ use crate::runtime::config::{Driver as DriverKind, Granularity, RuntimeConfig};
 use crate::runtime::timing::Timing;
 use crate::runtime::{Driver, RuntimeError, Stats, VirtualDriver, WallDriver, WallOptions};
 use ndarray::{Array1, Array2, s};
-use std::time::Duration;
 
 /// `k` nearly equal slices of `0..n` (`k ≤ n`; validation refuses more).
 fn slices(n: usize, k: usize) -> Vec<(usize, usize)> {
@@ -153,11 +152,7 @@ impl<T: Real> PcNetwork<T> {
                 actors,
                 topo,
                 timing,
-                WallOptions {
-                    workers: runtime.workers,
-                    capacity: runtime.channel_capacity,
-                    idle_timeout: Duration::from_millis(runtime.idle_timeout_ms),
-                },
+                WallOptions::from_config(runtime),
             )?),
             _ => Driver::Virtual(VirtualDriver::new(actors, topo, timing, runtime.watchdog)),
         };

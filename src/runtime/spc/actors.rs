@@ -7,8 +7,8 @@ use crate::algo::pc::spiking::{
 };
 use crate::nn::{Activation, LossKind, Mlp, Real, Updates};
 use crate::runtime::{
-    Actor, Ctx, Direction, Envelope, Link, Port, RuntimeError, Spikes, Stats, Timing, Topology,
-    VirtualDriver, WallDriver, WallOptions,
+    Actor, Ctx, Direction, Driver, Envelope, Link, Port, RuntimeError, Spikes, Stats, Timing,
+    Topology, VirtualDriver, WallDriver, WallOptions,
 };
 use ndarray::{Array1, Array2, ArrayView2};
 
@@ -502,30 +502,34 @@ impl<T: Real> SpcNetwork<T> {
     /// Runs the loaded batch on the virtual-time driver; adds the run's
     /// message statistics to `stats`.
     pub fn run_virtual(&mut self, timing: Timing, watchdog: f64) -> Result<(), RuntimeError> {
-        let actors = std::mem::take(&mut self.actors);
-        let mut driver = VirtualDriver::new(actors, self.topo.clone(), timing, watchdog);
-        let run = driver.run();
-        self.actors = std::mem::take(&mut driver.actors);
-        run?;
-        match &mut self.stats {
-            Some(s) => s.merge(&driver.stats),
-            None => self.stats = Some(driver.stats.clone()),
-        }
-        Ok(())
+        self.run_on(|actors, topo| {
+            Ok(Driver::Virtual(VirtualDriver::new(
+                actors, topo, timing, watchdog,
+            )))
+        })
     }
 
     /// Runs the loaded batch on the wall-clock driver (tokio tasks over
     /// flume channels); adds the run's message statistics to `stats`. The
     /// event schedule makes the numbers the virtual driver's.
     pub fn run_wall(&mut self, timing: Timing, opts: WallOptions) -> Result<(), RuntimeError> {
+        self.run_on(|actors, topo| Ok(Driver::Wall(WallDriver::new(actors, topo, timing, opts)?)))
+    }
+
+    /// Lends the actors to the driver `make` builds, runs it, takes them
+    /// back (also after a failed run) and adds its statistics.
+    fn run_on(
+        &mut self,
+        make: impl FnOnce(Vec<SpcActor<T>>, Topology) -> Result<Driver<SpcActor<T>>, RuntimeError>,
+    ) -> Result<(), RuntimeError> {
         let actors = std::mem::take(&mut self.actors);
-        let mut driver = WallDriver::new(actors, self.topo.clone(), timing, opts)?;
+        let mut driver = make(actors, self.topo.clone())?;
         let run = driver.run();
-        self.actors = std::mem::take(&mut driver.actors);
+        self.actors = std::mem::take(driver.actors_mut());
         run?;
         match &mut self.stats {
-            Some(s) => s.merge(&driver.stats),
-            None => self.stats = Some(driver.stats.clone()),
+            Some(s) => s.merge(driver.stats()),
+            None => self.stats = Some(driver.stats().clone()),
         }
         Ok(())
     }

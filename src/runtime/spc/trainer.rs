@@ -141,11 +141,7 @@ impl<T: Real> SpcTrainer<T> {
         match self.runtime.driver {
             crate::runtime::config::Driver::Wall => net.run_wall(
                 timing,
-                crate::runtime::WallOptions {
-                    workers: self.runtime.workers,
-                    capacity: self.runtime.channel_capacity,
-                    idle_timeout: std::time::Duration::from_millis(self.runtime.idle_timeout_ms),
-                },
+                crate::runtime::WallOptions::from_config(&self.runtime),
             )?,
             _ => net.run_virtual(timing, self.runtime.watchdog)?,
         }
