@@ -358,3 +358,38 @@ fn lif_step_equals_the_one_neuron_rule() {
         assert!(level_run > 1000, "neurons spiked ({level_run})");
     }
 }
+
+/// The lane copy and compare that hand weights between `Mlp` and the layer
+/// actors: the same values as ndarray's element walk for every mix of
+/// layouts, including a row slice of a column-major matrix.
+#[test]
+fn lane_copy_and_compare_match_the_element_walk() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let src_c = random(&mut rng, 40, 30, 0.0);
+    let mut src_f = Array2::zeros((40, 30).f());
+    src_f.assign(&src_c);
+    for src in [src_c.view(), src_f.view()] {
+        for (r0, r1) in [(0, 40), (7, 23)] {
+            let part = src.slice(s![r0..r1, ..]);
+            for fortran in [false, true] {
+                let mut dst = if fortran {
+                    Array2::zeros((r1 - r0, 30).f())
+                } else {
+                    Array2::zeros((r1 - r0, 30))
+                };
+                kernels::copy_into(part, dst.view_mut());
+                assert_eq!(dst, part);
+                assert!(kernels::equal(dst.view(), part));
+                dst[[r1 - r0 - 1, 29]] += 1e-12;
+                assert!(!kernels::equal(dst.view(), part), "a changed last element");
+                assert!(!kernels::equal(dst.slice(s![.., ..29]), part));
+            }
+        }
+    }
+    let mut nan = src_c.clone();
+    nan[[0, 0]] = f64::NAN;
+    assert!(
+        !kernels::equal(nan.view(), nan.view()),
+        "NaN is never equal"
+    );
+}

@@ -24,7 +24,7 @@
 //! product wants (see `PcLayer`, `Backprop`).
 
 use super::simd::{Level, level};
-use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 
 /// A SIMD vector of `T` (or one scalar), the building block of the kernels.
 ///
@@ -1080,4 +1080,60 @@ unsafe fn transpose_blocks<T: super::Real>(
     c: usize,
 ) {
     transpose_blocks_impl(src, s_rs, s_cs, dst, d_rs, d_cs, r, c)
+}
+
+/// The axis along which both arrays are contiguous (stride 1), preferring
+/// the last: a row slice of a column-major `W` is contiguous down its
+/// columns only.
+fn shared_unit_axis<T>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>) -> Option<Axis> {
+    (0..2)
+        .rev()
+        .find(|&k| a.strides()[k] == 1 && b.strides()[k] == 1)
+        .map(Axis)
+}
+
+/// `dst ← src` as one `memcpy` per contiguous lane. ndarray's `assign`
+/// walks mixed or strided layouts element by element in row-major order,
+/// which for a row slice of a column-major matrix is a strided, scalar
+/// walk (it dominated the actors' weight hand-over).
+pub fn copy_into<T: Copy>(src: ArrayView2<'_, T>, mut dst: ArrayViewMut2<'_, T>) {
+    assert_eq!(src.dim(), dst.dim(), "copy shapes");
+    let Some(axis) = shared_unit_axis(&src, &dst.view()) else {
+        dst.assign(&src);
+        return;
+    };
+    for (mut d, s) in dst.lanes_mut(axis).into_iter().zip(src.lanes(axis)) {
+        if let (Some(ds), Some(ss)) = (d.as_slice_mut(), s.as_slice()) {
+            ds.copy_from_slice(ss);
+        } else {
+            d.assign(&s);
+        }
+    }
+}
+
+/// Whether `a == b` element by element, one slice compare per contiguous
+/// lane (see `copy_into`).
+pub fn equal<T: PartialEq>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> bool {
+    if a.dim() != b.dim() {
+        return false;
+    }
+    let Some(axis) = shared_unit_axis(&a, &b) else {
+        return a == b;
+    };
+    a.lanes(axis)
+        .into_iter()
+        .zip(b.lanes(axis))
+        .all(|(x, y)| match (x.as_slice(), y.as_slice()) {
+            (Some(x), Some(y)) => slices_equal(x, y),
+            _ => x == y,
+        })
+}
+
+/// `x == y` in blocks without an early exit inside a block, so that the
+/// compare vectorises (a plain slice `==` on floats goes element by element).
+fn slices_equal<T: PartialEq>(x: &[T], y: &[T]) -> bool {
+    x.len() == y.len()
+        && x.chunks(64)
+            .zip(y.chunks(64))
+            .all(|(p, q)| p.iter().zip(q).fold(true, |all, (a, b)| all & (a == b)))
 }

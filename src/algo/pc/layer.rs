@@ -494,7 +494,7 @@ impl<T: Real> PcLayer<T> {
     /// Shapes must match the layer's.
     pub fn load_params(&mut self, w: ArrayView2<T>, b: ArrayView1<T>) {
         debug_assert_eq!(w.dim(), self.w.dim());
-        self.w.assign(&w);
+        crate::nn::kernels::copy_into(w, self.w.view_mut());
         self.b.assign(&b);
         self.weights_changed();
     }

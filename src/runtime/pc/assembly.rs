@@ -53,7 +53,9 @@ pub(super) fn add_part<T: Real>(
     }
     a.from.push(from);
     match cols {
-        Some((c0, c1, _)) => a.buf.slice_mut(s![.., c0..c1]).assign(&part),
+        Some((c0, c1, _)) => {
+            crate::nn::kernels::copy_into(part.view(), a.buf.slice_mut(s![.., c0..c1]))
+        }
         None => a.buf += &part,
     }
     a.parts += 1;

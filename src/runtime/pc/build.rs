@@ -205,9 +205,7 @@ impl<T: Real> PcNetwork<T> {
     pub fn store_weights(&mut self, mlp: &mut Mlp<T>) {
         for a in self.layers() {
             let (i, (r0, r1)) = (a.l - 2, a.rows);
-            mlp.w[i]
-                .slice_mut(s![r0..r1, ..])
-                .assign(&a.layer.weights());
+            crate::nn::kernels::copy_into(a.layer.weights(), mlp.w[i].slice_mut(s![r0..r1, ..]));
             mlp.b[i].slice_mut(s![r0..r1]).assign(&a.layer.bias());
         }
     }
@@ -217,7 +215,7 @@ impl<T: Real> PcNetwork<T> {
         for a in self.layers() {
             let (i, (r0, r1)) = (a.l - 2, a.rows);
             if a.dw.dim() == (r1 - r0, upd.dw[i].ncols()) {
-                upd.dw[i].slice_mut(s![r0..r1, ..]).assign(&a.dw);
+                crate::nn::kernels::copy_into(a.dw.view(), upd.dw[i].slice_mut(s![r0..r1, ..]));
                 upd.db[i].slice_mut(s![r0..r1]).assign(&a.db);
             }
         }

@@ -130,7 +130,8 @@ impl<T: Real> LayerActor<T> {
             return;
         }
         for &(link, c0, c1) in &self.down {
-            let part = payload.slice(s![.., c0..c1]).to_owned();
+            let mut part = Array2::zeros((payload.nrows(), c1 - c0));
+            crate::nn::kernels::copy_into(payload.slice(s![.., c0..c1]), part.view_mut());
             ctx.send(link, s, t, PcMsg::Down(part));
         }
     }
@@ -479,10 +480,15 @@ impl<T: Real> LayerActor<T> {
         }
     }
 
-    /// Copies this slice's parameters from the full `W[l]`, `b[l]`.
+    /// Copies this slice's parameters from the full `W[l]`, `b[l]`, unless
+    /// the actor holds them already (it keeps its weights between batches;
+    /// a reload would only refresh the mirror a second time).
     pub(super) fn load(&mut self, w: ArrayView2<T>, b: ndarray::ArrayView1<T>) {
         let (r0, r1) = self.rows;
-        self.layer
-            .load_params(w.slice(s![r0..r1, ..]), b.slice(s![r0..r1]));
+        let (w, b) = (w.slice(s![r0..r1, ..]), b.slice(s![r0..r1]));
+        if b == self.layer.bias() && crate::nn::kernels::equal(w, self.layer.weights()) {
+            return;
+        }
+        self.layer.load_params(w, b);
     }
 }
