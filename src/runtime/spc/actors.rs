@@ -1,6 +1,11 @@
 //! The actors of spiking PC and the network that holds them (see the
-//! module doc of `runtime::spc` for the messages and the schedule).
+//! module doc of `runtime::spc` for the messages and the schedule). Each
+//! layer actor owns its `Synapses` (weights, momentum, learning rate) and
+//! steps them itself at the end of a sample's settling; the network is the
+//! harness around the actors: it presents batches, and reads the weights
+//! and the last update back for evaluation, checkpoints and comparisons.
 
+use super::synapses::{DownMatrix, Synapses};
 use crate::algo::pc::spiking::{
     down_message, init_hidden, learn, quanta, receive_quantum, refresh_hidden, refresh_output,
     relax,
@@ -118,12 +123,9 @@ pub struct InputActor<T: Real> {
 pub struct LayerActor<T: Real> {
     index: usize,
     rule: SpcRule<T>,
-    /// `Wᵀ` (a sender's column of `W` is a contiguous row), `b`.
-    wt: Array2<T>,
-    b: Array1<T>,
-    /// The matrix of the down-messages (`W`, or `B` under feedback
-    /// alignment); empty for layer 2, which sends nothing down.
-    m_down: Array2<T>,
+    /// `W[l]` (as `Wᵀ`), `b[l]`, the down-message matrix (`W`, or `B` under
+    /// feedback alignment), momentum and learning rate: this actor's own.
+    syn: Synapses<T>,
     rhat: Array2<T>,
     z: Array2<T>,
     x: Array2<T>,
@@ -145,7 +147,10 @@ pub struct LayerActor<T: Real> {
     inbox_down: Vec<Option<Option<Array2<T>>>>,
     step: usize,
     batch: u64,
+    /// `α / (β · rows)` of this batch, from the actor's own learning rate.
     scale: T,
+    /// The update accumulated over the learning window of the last sample
+    /// (before momentum: what the lockstep trainer reports as its update).
     pub dw: Array2<T>,
     pub db: Array1<T>,
     pub loss: f64,
@@ -182,7 +187,7 @@ impl<T: Real> LayerActor<T> {
             let q = T::of(c as f64) * self.theta_in;
             let mut z = self.z.row_mut(row);
             let z = z.as_slice_mut().expect("standard layout");
-            receive_quantum(&mut self.rhat[[row, j]], z, q, self.wt.row(j));
+            receive_quantum(&mut self.rhat[[row, j]], z, q, self.syn.wt.row(j));
             self.changed[row] = true;
         }
         !spikes.is_empty()
@@ -268,7 +273,7 @@ impl<T: Real> LayerActor<T> {
         {
             let msg = if down_message(
                 self.eps.view(),
-                self.m_down.view(),
+                self.syn.down_matrix(),
                 self.down_out.view_mut(),
             ) {
                 self.graded += self.eps.nrows() as u64;
@@ -278,8 +283,14 @@ impl<T: Real> LayerActor<T> {
             };
             ctx.send(link, self.batch, (t + 1) as u32, SpcMsg::Down(msg));
         }
-        if t == steps && !self.hidden() {
-            ctx.progress(1);
+        if t == steps {
+            // The end of the sample's settling: every down-message of the
+            // batch has gone with the old weights, so the step changes no
+            // number another actor still needs.
+            self.syn.step(self.dw.view(), self.db.view());
+            if !self.hidden() {
+                ctx.progress(1);
+            }
         }
         self.step += 1;
     }
@@ -371,13 +382,80 @@ pub struct SpcNetwork<T: Real> {
     pub actors: Vec<SpcActor<T>>,
     pub topo: Topology,
     pub stats: Option<Stats>,
+    sizes: Vec<usize>,
+    rule: SpcRule<T>,
 }
 
 impl<T: Real> SpcNetwork<T> {
-    /// One actor per layer of `mlp`'s shape, for batches of `rows`.
-    pub fn new(mlp: &Mlp<T>, rule: SpcRule<T>, rows: usize) -> Self {
-        let sizes = &mlp.sizes;
+    /// One actor per layer of `mlp`'s shape, for batches of `rows`. Each
+    /// layer actor takes its `W[l]`, `b[l]` from `mlp` (and its `B[l]` from
+    /// `feedback` under feedback alignment), zero velocity, the learning
+    /// rate and μ; from then on the weights live in the actors.
+    pub fn new(
+        mlp: &Mlp<T>,
+        feedback: Option<&[Array2<T>]>,
+        rule: SpcRule<T>,
+        rows: usize,
+        (learning_rate, momentum): (T, T),
+    ) -> Self {
+        let syn = (0..mlp.w.len())
+            .map(|i| {
+                let down = match (i, feedback) {
+                    (0, _) => DownMatrix::None,
+                    (_, Some(f)) => DownMatrix::Fixed(f[i].clone()),
+                    (_, None) => DownMatrix::Tied(mlp.w[i].clone()),
+                };
+                Synapses::new(
+                    mlp.w[i].view(),
+                    mlp.b[i].view(),
+                    down,
+                    learning_rate,
+                    momentum,
+                )
+            })
+            .collect();
+        Self::build(&mlp.sizes, rule, rows, syn)
+    }
+
+    /// The same network for batches of `rows` (a batch of another size):
+    /// the layer actors carry their synapses — weights, momentum, learning
+    /// rate — and every actor its counts into the new state; the statistics
+    /// carry over too.
+    pub fn resized(self, rows: usize) -> Self {
+        let mut syn = Vec::new();
+        let mut counts = Vec::new();
+        for a in self.actors {
+            match a {
+                SpcActor::Input(a) => counts.push((Some(a.sender.sent), 0, 0)),
+                SpcActor::Layer(l) => {
+                    let l = *l;
+                    counts.push((l.sender.map(|s| s.sent), l.graded, l.duplicates));
+                    syn.push(l.syn);
+                }
+            }
+        }
+        let mut net = Self::build(&self.sizes, self.rule, rows, syn);
+        net.stats = self.stats;
+        for (a, (sent, graded, duplicates)) in net.actors.iter_mut().zip(counts) {
+            match a {
+                SpcActor::Input(a) => a.sender.sent = sent.unwrap_or_default(),
+                SpcActor::Layer(l) => {
+                    if let (Some(s), Some(sent)) = (l.sender.as_mut(), sent) {
+                        s.sent = sent;
+                    }
+                    l.graded = graded;
+                    l.duplicates = duplicates;
+                }
+            }
+        }
+        net
+    }
+
+    /// The actors and edges for layer sizes `sizes` and batches of `rows`,
+    /// layer `i + 2` owning `syn[i]`.
+    fn build(sizes: &[usize], rule: SpcRule<T>, rows: usize, syn: Vec<Synapses<T>>) -> Self {
         let nw = sizes.len() - 1;
+        assert_eq!(syn.len(), nw, "one set of synapses per weight layer");
         let mut topo = Topology::new();
         let ups: Vec<Link> = (0..nw)
             .map(|i| topo.add(i, i + 1, Port::Forward, Direction::Up))
@@ -394,14 +472,12 @@ impl<T: Real> SpcNetwork<T> {
             batch: 0,
             done: false,
         }))];
-        for i in 0..nw {
+        for (i, syn) in syn.into_iter().enumerate() {
             let (n_in, n) = (sizes[i], sizes[i + 1]);
             let hidden = i + 1 < nw;
             actors.push(SpcActor::Layer(Box::new(LayerActor {
                 index: i,
-                wt: m(n_in, n),
-                b: Array1::zeros(n),
-                m_down: if i > 0 { m(n, n_in) } else { m(0, 0) },
+                syn,
                 rhat: m(rows, n_in),
                 z: m(rows, n),
                 x: m(rows, n),
@@ -435,6 +511,8 @@ impl<T: Real> SpcNetwork<T> {
             actors,
             topo,
             stats: None,
+            sizes: sizes.to_vec(),
+            rule,
         }
     }
 
@@ -450,17 +528,11 @@ impl<T: Real> SpcNetwork<T> {
         }
     }
 
-    /// Loads the weights (`feedback`: the down-message matrices under
-    /// feedback alignment), batch `(x, y)` number `batch`, and the update
-    /// scale; puts every actor at rest.
-    pub fn load(
-        &mut self,
-        mlp: &Mlp<T>,
-        feedback: Option<&[Array2<T>]>,
-        (x, y): (ArrayView2<T>, ArrayView2<T>),
-        batch: u64,
-        scale: T,
-    ) {
+    /// Presents batch `(x, y)` number `batch` (`rows()` rows): the input
+    /// takes `x`, the output its target `y`, and every layer actor puts its
+    /// nodes at rest and sets its update scale `α / (β · rows)` from its
+    /// own learning rate. The synapses are the actors' and stay as they are.
+    pub fn present(&mut self, (x, y): (ArrayView2<T>, ArrayView2<T>), batch: u64) {
         for a in &mut self.actors {
             match a {
                 SpcActor::Input(a) => {
@@ -470,18 +542,9 @@ impl<T: Real> SpcNetwork<T> {
                     a.done = false;
                 }
                 SpcActor::Layer(l) => {
-                    let i = l.index;
-                    crate::nn::kernels::transpose_into(mlp.w[i].view(), l.wt.view_mut());
-                    l.b.assign(&mlp.b[i]);
-                    if i > 0 {
-                        l.m_down.assign(match feedback {
-                            Some(f) => &f[i],
-                            None => &mlp.w[i],
-                        });
-                    }
                     l.rhat.fill(T::zero());
                     for mut row in l.z.rows_mut() {
-                        row.assign(&l.b);
+                        row.assign(&l.syn.b);
                     }
                     if let Some(s) = l.sender.as_mut() {
                         s.announced.fill(T::zero());
@@ -493,9 +556,53 @@ impl<T: Real> SpcNetwork<T> {
                     l.inbox_down.iter_mut().for_each(|m| *m = None);
                     l.step = 0;
                     l.batch = batch;
-                    l.scale = scale;
+                    l.scale = crate::algo::pc::update_scale(
+                        l.syn.learning_rate(),
+                        l.rule.beta,
+                        x.nrows(),
+                    );
                 }
             }
+        }
+    }
+
+    /// Sets every layer actor's learning rate (a schedule's `lr_decay`
+    /// reaches the actors through this, between batches).
+    pub fn set_learning_rate(&mut self, learning_rate: T) {
+        for a in &mut self.actors {
+            if let SpcActor::Layer(l) = a {
+                l.syn.set_learning_rate(learning_rate);
+            }
+        }
+    }
+
+    /// The synapses of layer `i + 2` (`mlp.w[i]`'s layer), for the harness.
+    pub fn synapses(&self, i: usize) -> Option<&Synapses<T>> {
+        self.layers().find(|l| l.index == i).map(|l| &l.syn)
+    }
+
+    /// The same, writable (a harness hook: see `Synapses::velocity_mut`).
+    pub fn synapses_mut(&mut self, i: usize) -> Option<&mut Synapses<T>> {
+        self.actors.iter_mut().find_map(|a| match a {
+            SpcActor::Layer(l) if l.index == i => Some(&mut l.syn),
+            _ => None,
+        })
+    }
+
+    fn layers(&self) -> impl Iterator<Item = &LayerActor<T>> {
+        self.actors.iter().filter_map(|a| match a {
+            SpcActor::Layer(l) => Some(&**l),
+            SpcActor::Input(_) => None,
+        })
+    }
+
+    /// Copies the actors' weights into `mlp` (evaluation, checkpoints and
+    /// `.npy` export read the `Mlp`; the actors never read it back).
+    pub fn store_weights(&self, mlp: &mut Mlp<T>) {
+        for l in self.layers() {
+            let i = l.index;
+            crate::nn::kernels::transpose_into(l.syn.wt.view(), mlp.w[i].view_mut());
+            mlp.b[i].assign(&l.syn.b);
         }
     }
 
@@ -534,19 +641,20 @@ impl<T: Real> SpcNetwork<T> {
         Ok(())
     }
 
-    /// The per-layer updates of the last batch into `upd`; its loss.
-    pub fn updates_into(&self, upd: &mut Updates<T>) -> f64 {
-        let mut loss = 0.0;
-        for a in &self.actors {
-            if let SpcActor::Layer(l) = a {
-                upd.dw[l.index].assign(&l.dw);
-                upd.db[l.index].assign(&l.db);
-                if l.sender.is_none() {
-                    loss = l.loss;
-                }
-            }
+    /// The per-layer updates of the last batch (before momentum, as the
+    /// lockstep trainer reports them) into `upd`.
+    pub fn updates_into(&self, upd: &mut Updates<T>) {
+        for l in self.layers() {
+            upd.dw[l.index].assign(&l.dw);
+            upd.db[l.index].assign(&l.db);
         }
-        loss
+    }
+
+    /// The loss of the last batch's sweep, as the output actor computed it.
+    pub fn loss(&self) -> f64 {
+        self.layers()
+            .find(|l| l.sender.is_none())
+            .map_or(f64::NAN, |l| l.loss)
     }
 
     /// What every sender sent, summed over the runs (input first).

@@ -24,13 +24,27 @@
 //!   is dropped, so duplication is harmless; a lost message would stall the
 //!   schedule, so validation refuses `runtime.loss` for this algorithm.
 //!
-//! `SpcTrainer` loads the weights into the actors before every batch, runs
-//! the network on the virtual-time driver, collects the per-layer updates
-//! and applies them with the lockstep trainer's SGD with momentum.
-//! Prediction runs the lockstep spiking trainer (evaluation is synchronous).
+//! * Learning is local: layer actor `l` owns `W[l]` (as `Wᵀ`), `b[l]`, the
+//!   momentum buffers of both, the learning rate and μ (`Synapses`). It
+//!   accumulates `ΔW` over its learning window from its own `ε` and the
+//!   `r̂` it decoded from the spikes it received, and at the end of the
+//!   sample's settling (after its last step, when every down-message of
+//!   the batch has left with the old weights) steps its own synapses with
+//!   the lockstep trainer's SGD-with-momentum arithmetic, element by
+//!   element — so the actors still equal lockstep bit for bit.
+//!
+//! `SpcTrainer` builds the network from the `Mlp` once (the weights then
+//! live in the actors, across batches; a batch of another size rebuilds
+//! the per-batch state and the actors carry their synapses over), presents
+//! each batch, runs it on the virtual or the wall-clock driver, and stores
+//! the weights back into the `Mlp` for evaluation, checkpoints and export;
+//! it applies no update itself. Prediction runs the lockstep spiking
+//! trainer (evaluation is synchronous).
 
 mod actors;
+mod synapses;
 mod trainer;
 
 pub use actors::{SpcActor, SpcMsg, SpcNetwork};
+pub use synapses::Synapses;
 pub use trainer::SpcTrainer;
