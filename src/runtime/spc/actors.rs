@@ -150,7 +150,8 @@ pub struct LayerActor<T: Real> {
     /// `α / (β · rows)` of this batch, from the actor's own learning rate.
     scale: T,
     /// The update accumulated over the learning window of the last sample
-    /// (before momentum: what the lockstep trainer reports as its update).
+    /// (before momentum: what the lockstep trainer reports as its update);
+    /// column-major, the layout of the synapses' `W`.
     pub dw: Array2<T>,
     pub db: Array1<T>,
     pub loss: f64,
@@ -187,7 +188,7 @@ impl<T: Real> LayerActor<T> {
             let q = T::of(c as f64) * self.theta_in;
             let mut z = self.z.row_mut(row);
             let z = z.as_slice_mut().expect("standard layout");
-            receive_quantum(&mut self.rhat[[row, j]], z, q, self.syn.wt.row(j));
+            receive_quantum(&mut self.rhat[[row, j]], z, q, self.syn.column(j));
             self.changed[row] = true;
         }
         !spikes.is_empty()
@@ -400,10 +401,13 @@ impl<T: Real> SpcNetwork<T> {
     ) -> Self {
         let syn = (0..mlp.w.len())
             .map(|i| {
+                // Row-major whatever `mlp`'s layout: `matmul` would copy a
+                // column-major right operand on every down-message.
+                let row_major = |m: &Array2<T>| m.as_standard_layout().into_owned();
                 let down = match (i, feedback) {
                     (0, _) => DownMatrix::None,
-                    (_, Some(f)) => DownMatrix::Fixed(f[i].clone()),
-                    (_, None) => DownMatrix::Tied(mlp.w[i].clone()),
+                    (_, Some(f)) => DownMatrix::Fixed(row_major(&f[i])),
+                    (_, None) => DownMatrix::Tied(row_major(&mlp.w[i])),
                 };
                 Synapses::new(
                     mlp.w[i].view(),
@@ -475,6 +479,7 @@ impl<T: Real> SpcNetwork<T> {
         for (i, syn) in syn.into_iter().enumerate() {
             let (n_in, n) = (sizes[i], sizes[i + 1]);
             let hidden = i + 1 < nw;
+            let dw = syn.zeros_like_weights();
             actors.push(SpcActor::Layer(Box::new(LayerActor {
                 index: i,
                 syn,
@@ -499,7 +504,7 @@ impl<T: Real> SpcNetwork<T> {
                 step: 0,
                 batch: 0,
                 scale: T::zero(),
-                dw: m(n, n_in),
+                dw,
                 db: Array1::zeros(n),
                 loss: 0.0,
                 graded: 0,
@@ -601,7 +606,7 @@ impl<T: Real> SpcNetwork<T> {
     pub fn store_weights(&self, mlp: &mut Mlp<T>) {
         for l in self.layers() {
             let i = l.index;
-            crate::nn::kernels::transpose_into(l.syn.wt.view(), mlp.w[i].view_mut());
+            l.syn.store_weights(mlp.w[i].view_mut());
             mlp.b[i].assign(&l.syn.b);
         }
     }

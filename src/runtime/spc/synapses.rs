@@ -1,4 +1,4 @@
-//! The synapses a spiking-PC layer actor owns — `W[l]` (held as `Wᵀ`),
+//! The synapses a spiking-PC layer actor owns — `W[l]` (column-major),
 //! `b[l]`, the momentum buffers of both, the learning rate and μ — and the
 //! actor's local weight step. The step is a method of this struct alone: it
 //! reads nothing but these fields and the update the actor accumulated from
@@ -9,7 +9,7 @@
 
 use crate::algo::pc::momentum_step;
 use crate::nn::Real;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, ShapeBuilder};
 
 /// The matrix a layer sends its errors down through.
 #[derive(Clone, Debug)]
@@ -26,12 +26,14 @@ pub(super) enum DownMatrix<T: Real> {
 /// One layer's synapses and its optimizer state (see the module doc).
 #[derive(Clone, Debug)]
 pub struct Synapses<T: Real> {
-    /// `Wᵀ` (`n_in × n`): a sender's column of `W` is a contiguous row, so
-    /// a quantum from sender `j` is one row-add into the prediction.
-    pub(super) wt: Array2<T>,
+    /// `W` (`n × n_in`) column-major — `Wᵀ` row-major: a sender's column
+    /// of `W` is contiguous, so a quantum from sender `j` is one row-add
+    /// into the prediction. The update, the velocity and `W` share this
+    /// layout, so the step is three contiguous passes.
+    w: Array2<T>,
     pub(super) b: Array1<T>,
     pub(super) down: DownMatrix<T>,
-    /// Velocity of `W` (in `W`'s layout, as the update) and of `b`; empty
+    /// Velocity of `W` (column-major, as `w` and the update) and of `b`; empty
     /// while μ = 0, where the step is plain SGD as in `algo::Momentum`.
     vw: Array2<T>,
     vb: Array1<T>,
@@ -41,7 +43,8 @@ pub struct Synapses<T: Real> {
 
 impl<T: Real> Synapses<T> {
     /// Synapses holding `w` (`n × n_in`) and `b`, sending down through
-    /// `down`, with zero velocity.
+    /// `down`, with zero velocity. The update handed to `step` must be
+    /// column-major like `zeros_like_weights`.
     pub(super) fn new(
         w: ArrayView2<T>,
         b: ArrayView1<T>,
@@ -50,17 +53,17 @@ impl<T: Real> Synapses<T> {
         momentum: T,
     ) -> Self {
         let (n, n_in) = w.dim();
-        let mut wt = Array2::zeros((n_in, n));
-        crate::nn::kernels::transpose_into(w, wt.view_mut());
+        let mut own = Array2::zeros((n, n_in).f());
+        own.assign(&w);
         let plain = momentum == T::zero();
         Self {
-            wt,
+            w: own,
             b: b.to_owned(),
             down,
             vw: if plain {
                 Array2::zeros((0, 0))
             } else {
-                Array2::zeros((n, n_in))
+                Array2::zeros((n, n_in).f())
             },
             vb: Array1::zeros(if plain { 0 } else { n }),
             learning_rate,
@@ -79,8 +82,9 @@ impl<T: Real> Synapses<T> {
             momentum_step(self.momentum, self.vb.view_mut(), db);
             (self.vw.view(), self.vb.view())
         };
-        self.wt.zip_mut_with(&sw.t(), |w, &d| *w += d);
+        self.w.zip_mut_with(&sw, |w, &d| *w += d);
         if let DownMatrix::Tied(m) = &mut self.down {
+            // Row-major for the down product: the one strided pass.
             m.zip_mut_with(&sw, |w, &d| *w += d);
         }
         self.b.zip_mut_with(&sb, |b, &d| *b += d);
@@ -94,9 +98,25 @@ impl<T: Real> Synapses<T> {
         }
     }
 
-    /// `W` (`n × n_in`), a transposed view of what the actor holds.
+    /// A zero update in the layout `step` takes (column-major `n × n_in`).
+    pub(super) fn zeros_like_weights(&self) -> Array2<T> {
+        Array2::zeros(self.w.dim().f())
+    }
+
+    /// Sender `j`'s column of `W`, contiguous.
+    pub(super) fn column(&self, j: usize) -> ArrayView1<'_, T> {
+        self.w.column(j)
+    }
+
+    /// `W` (`n × n_in`).
     pub fn weights(&self) -> ArrayView2<'_, T> {
-        self.wt.t()
+        self.w.view()
+    }
+
+    /// Writes `W` into `dst` (`n × n_in`; a copy of memory when `dst` is
+    /// column-major too, as `Mlp`'s weights are).
+    pub(super) fn store_weights(&self, mut dst: ndarray::ArrayViewMut2<T>) {
+        dst.assign(&self.w);
     }
 
     pub fn bias(&self) -> ArrayView1<'_, T> {
@@ -165,7 +185,9 @@ mod tests {
                 }
                 opt.apply(&mut mlp, &upd);
                 for (i, s) in syn.iter_mut().enumerate() {
-                    s.step(upd.dw[i].view(), upd.db[i].view());
+                    let mut dw = s.zeros_like_weights();
+                    dw.assign(&upd.dw[i]);
+                    s.step(dw.view(), upd.db[i].view());
                 }
             }
             for (i, s) in syn.iter().enumerate() {
