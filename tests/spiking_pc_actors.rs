@@ -190,6 +190,14 @@ fn zero_delay_matches_lockstep_bit_for_bit() {
             assert!(s.markers <= steps, "{s:?}");
         }
         assert_eq!(net.duplicates(), 0);
+        // Payload buffers are recycled: every layer outbox sends 13 steps ×
+        // 4 batches, and at zero delay the receiver has dropped each message
+        // before the next is written, so one buffer per outbox serves them
+        // all (layer 3 has two: up and down). The input sends a batch's 13
+        // steps at once, so it needs 12 more each batch (step 0 reuses the
+        // buffer of the last batch's step 12).
+        let buffers = net.payload_buffers();
+        assert_eq!(buffers, vec![1 + 4 * 12, 1, 2, 1], "payload buffers");
     }
 }
 

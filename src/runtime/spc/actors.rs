@@ -16,13 +16,54 @@ use crate::runtime::{
     Topology, VirtualDriver, WallDriver, WallOptions,
 };
 use ndarray::{Array1, Array2, ArrayView2};
+use std::sync::Arc;
 
 /// The payloads: sigma-delta spikes up, graded `ε W` down (`None`: the
-/// sender's errors were all zero — a step marker).
+/// sender's errors were all zero — a step marker). Both are the sender's
+/// `Outbox` buffer, shared read-only with the receiver (see `Outbox`).
 #[derive(Clone, Debug)]
 pub enum SpcMsg<T: Real> {
-    Up(Spikes),
-    Down(Option<Array2<T>>),
+    Up(Arc<Spikes>),
+    Down(Option<Arc<Array2<T>>>),
+}
+
+/// An actor's own outgoing buffer: a message is a reference-counted,
+/// read-only handle to it, so sending allocates nothing while the buffer
+/// comes back. Before writing the next message the actor refills the buffer
+/// in place when it holds the only handle again (the receiver has consumed
+/// and dropped the last message, and no delayed or duplicated copy is in
+/// flight); otherwise it takes a fresh buffer. A sent message is never
+/// changed, so this is message passing by value without the copy.
+#[derive(Clone, Debug)]
+struct Outbox<P> {
+    buf: Arc<P>,
+    /// Buffers taken because the last one was still held (the first one
+    /// included): the allocations that recycling did not avoid.
+    fresh: u64,
+}
+
+impl<P> Outbox<P> {
+    fn new(p: P) -> Self {
+        Self {
+            buf: Arc::new(p),
+            fresh: 1,
+        }
+    }
+
+    /// The buffer to write the next message into; `blank` makes a fresh one
+    /// (of the shape of the held one) when the last is still out.
+    fn slot(&mut self, blank: impl FnOnce(&P) -> P) -> &mut P {
+        if Arc::get_mut(&mut self.buf).is_none() {
+            self.buf = Arc::new(blank(&self.buf));
+            self.fresh += 1;
+        }
+        Arc::get_mut(&mut self.buf).expect("sole holder")
+    }
+
+    /// A handle to the buffer as written: the message.
+    fn share(&self) -> Arc<P> {
+        Arc::clone(&self.buf)
+    }
 }
 
 /// What every layer knows about the rule.
@@ -55,8 +96,7 @@ pub struct SentCounts {
 struct Sender<T: Real> {
     announced: Array2<T>,
     theta: T,
-    neurons: Vec<u32>,
-    counts: Vec<i32>,
+    out: Outbox<Spikes>,
     sent: SentCounts,
 }
 
@@ -65,18 +105,20 @@ impl<T: Real> Sender<T> {
         Self {
             announced: Array2::zeros((rows, n)),
             theta,
-            neurons: Vec::new(),
-            counts: Vec::new(),
+            out: Outbox::new(Spikes::default()),
             sent: SentCounts::default(),
         }
     }
 
     /// The quanta of `src` against what was announced, as one message.
-    fn encode(&mut self, src: ArrayView2<T>) -> Spikes {
+    fn encode(&mut self, src: ArrayView2<T>) -> Arc<Spikes> {
         let inv = T::one() / self.theta;
         let n = src.ncols();
-        self.neurons.clear();
-        self.counts.clear();
+        // Signed spikes, written as `Spikes::signed` builds them (a count
+        // is never zero: `quanta` fires at least one quantum).
+        let out = self.out.slot(|_| Spikes::default());
+        out.neurons.clear();
+        out.counts.clear();
         for (row, (s, mut a)) in src
             .rows()
             .into_iter()
@@ -88,9 +130,9 @@ impl<T: Real> Sender<T> {
                 if let Some((q, k)) = quanta(v - *an, self.theta, inv) {
                     *an += q;
                     fired += k;
-                    self.neurons.push((row * n + j) as u32);
+                    out.neurons.push((row * n + j) as u32);
                     // `q = n θ` with `n` an integer: its sign and count.
-                    self.counts
+                    out.counts
                         .push(if q < T::zero() { -(k as i32) } else { k as i32 });
                 }
             }
@@ -99,10 +141,10 @@ impl<T: Real> Sender<T> {
                 self.sent.spike_messages += 1;
             }
         }
-        if self.neurons.is_empty() {
+        if out.neurons.is_empty() {
             self.sent.markers += 1;
         }
-        Spikes::signed(&self.neurons, &self.counts)
+        self.out.share()
     }
 }
 
@@ -133,8 +175,9 @@ pub struct LayerActor<T: Real> {
     fx: Array2<T>,
     dir: Array2<T>,
     gain: Array2<T>,
-    down: Array2<T>,
-    down_out: Array2<T>,
+    /// All-zero errors from above (what a `Down(None)` marker means).
+    no_down: Array2<T>,
+    down_out: Outbox<Array2<T>>,
     u_out: Array2<T>,
     y: Array2<T>,
     changed: Vec<bool>,
@@ -143,8 +186,8 @@ pub struct LayerActor<T: Real> {
     sender: Option<Sender<T>>,
     up: Option<Link>,
     down_link: Option<Link>,
-    inbox_up: Vec<Option<Spikes>>,
-    inbox_down: Vec<Option<Option<Array2<T>>>>,
+    inbox_up: Vec<Option<Arc<Spikes>>>,
+    inbox_down: Vec<Option<Option<Arc<Array2<T>>>>>,
     step: usize,
     batch: u64,
     /// `α / (β · rows)` of this batch, from the actor's own learning rate.
@@ -221,14 +264,17 @@ impl<T: Real> LayerActor<T> {
             }
         } else {
             if self.hidden() {
-                match self.inbox_down[t].take().expect("ready") {
-                    Some(d) => self.down.assign(&d),
-                    None => self.down.fill(T::zero()),
-                }
+                // Read in place; dropping it hands the buffer back to the
+                // sender above.
+                let msg = self.inbox_down[t].take().expect("ready");
+                let down = match &msg {
+                    Some(d) => d.view(),
+                    None => self.no_down.view(),
+                };
                 relax(
                     &self.rule.hidden,
                     self.rule.gamma,
-                    self.down.view(),
+                    down,
                     [&mut self.x, &mut self.eps, &mut self.fx],
                     &mut self.dir,
                     &mut self.gain,
@@ -272,13 +318,10 @@ impl<T: Real> LayerActor<T> {
         if let Some(link) = self.down_link
             && t < steps
         {
-            let msg = if down_message(
-                self.eps.view(),
-                self.syn.down_matrix(),
-                self.down_out.view_mut(),
-            ) {
+            let out = self.down_out.slot(|a| Array2::zeros(a.raw_dim()));
+            let msg = if down_message(self.eps.view(), self.syn.down_matrix(), out.view_mut()) {
                 self.graded += self.eps.nrows() as u64;
-                Some(self.down_out.clone())
+                Some(self.down_out.share())
             } else {
                 None
             };
@@ -490,8 +533,8 @@ impl<T: Real> SpcNetwork<T> {
                 fx: m(rows, n),
                 dir: m(rows, n),
                 gain: Array2::from_elem((rows, 1), T::one()),
-                down: m(rows, n),
-                down_out: m(rows, n_in),
+                no_down: m(rows, n),
+                down_out: Outbox::new(m(rows, n_in)),
                 u_out: m(rows, n),
                 y: m(rows, n),
                 changed: vec![false; rows],
@@ -669,6 +712,26 @@ impl<T: Real> SpcNetwork<T> {
             .filter_map(|a| match a {
                 SpcActor::Input(a) => Some(a.sender.sent.clone()),
                 SpcActor::Layer(l) => l.sender.as_ref().map(|s| s.sent.clone()),
+            })
+            .collect()
+    }
+
+    /// Per actor (input first): the payload buffers it allocated since the
+    /// network was built for this batch size — the first of each outbox,
+    /// then one per message whose buffer was still held (see `Outbox`).
+    pub fn payload_buffers(&self) -> Vec<u64> {
+        self.actors
+            .iter()
+            .map(|a| match a {
+                SpcActor::Input(a) => a.sender.out.fresh,
+                SpcActor::Layer(l) => {
+                    l.sender.as_ref().map_or(0, |s| s.out.fresh)
+                        + if l.down_link.is_some() {
+                            l.down_out.fresh
+                        } else {
+                            0
+                        }
+                }
             })
             .collect()
     }

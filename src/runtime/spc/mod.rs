@@ -20,6 +20,11 @@
 //!   send `Up(t)` from the new `f(x)`, apply `Up(t)` from below and refresh
 //!   `ε`, learn, send `Down(t + 1)` below. Step 0 is the bottom-up sweep.
 //!   The output has no Euler step. The input sends all its steps at start.
+//! * Payloads are not allocated per message: a message is a read-only
+//!   `Arc` handle to the sender's own outgoing buffer, which the sender
+//!   refills in place once the receiver has dropped the last message
+//!   (`Outbox`; a fresh buffer only while a delayed or duplicated copy is
+//!   still held). The receiver reads the errors from above in place.
 //! * Each step's message is stored by its tick, and a second copy of a tick
 //!   is dropped, so duplication is harmless; a lost message would stall the
 //!   schedule, so validation refuses `runtime.loss` for this algorithm.
