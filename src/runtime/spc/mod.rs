@@ -9,8 +9,9 @@
 //! * A message is one step of the whole batch: spike `k` of an up-message
 //!   is sender neuron `k mod n` of sample `k div n` (`n` the sender's width),
 //!   with its signed count of quanta. The sender remembers what it
-//!   announced; the receiver owns `W` (as `Wᵀ`), `b` and `r̂` and turns every
-//!   quantum into a column-add of its prediction.
+//!   announced; the receiver owns `W` (column-major, so a sender's column
+//!   is contiguous), `b` and `r̂` and turns every quantum into a column-add
+//!   of its prediction.
 //! * "No spikes this step" vs "not arrived yet": every actor sends its
 //!   up-message every step; an empty one is a step marker. Actors count
 //!   spike messages (sample-steps on which something fired, as the lockstep
@@ -28,8 +29,7 @@
 //! * Each step's message is stored by its tick, and a second copy of a tick
 //!   is dropped, so duplication is harmless; a lost message would stall the
 //!   schedule, so validation refuses `runtime.loss` for this algorithm.
-//!
-//! * Learning is local: layer actor `l` owns `W[l]` (as `Wᵀ`), `b[l]`, the
+//! * Learning is local: layer actor `l` owns `W[l]`, `b[l]`, the
 //!   momentum buffers of both, the learning rate and μ (`Synapses`). It
 //!   accumulates `ΔW` over its learning window from its own `ε` and the
 //!   `r̂` it decoded from the spikes it received, and at the end of the
