@@ -3,6 +3,11 @@
 //! bit; under the event schedule random delays (and duplicated messages)
 //! change nothing either; a delayed run is byte-identical on repeat; every
 //! edge balances `sent + duplicated = delivered + lost + in_flight`.
+//! Local learning: the layer actors own their weights and momentum across
+//! batches (of changing sizes too) and step them themselves — on the virtual
+//! and the wall driver still lockstep's weights bit for bit; momentum
+//! persists in the actors; one layer's optimizer state never reaches another
+//! layer's update; the learning rate reaches the actors.
 
 use ndarray::Array2;
 use pcsim::algo::Trainer;
@@ -11,7 +16,7 @@ use pcsim::algo::pc::spiking::{SpikeCounts, SpikingPc, SpikingPcConfig};
 use pcsim::data::synthetic::{SyntheticConfig, generate};
 use pcsim::nn::activation::LifParams;
 use pcsim::nn::{Activation, ActivationKind, LossKind, Mlp};
-use pcsim::runtime::config::{DelayConfig, DelayKind, RuntimeConfig};
+use pcsim::runtime::config::{DelayConfig, DelayKind, Driver, RuntimeConfig};
 use pcsim::runtime::spc::SpcTrainer;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -185,6 +190,14 @@ fn zero_delay_matches_lockstep_bit_for_bit() {
             assert!(s.markers <= steps, "{s:?}");
         }
         assert_eq!(net.duplicates(), 0);
+        // Payload buffers are recycled: every layer outbox sends 13 steps ×
+        // 4 batches, and at zero delay the receiver has dropped each message
+        // before the next is written, so one buffer per outbox serves them
+        // all (layer 3 has two: up and down). The input sends a batch's 13
+        // steps at once, so it needs 12 more each batch (step 0 reuses the
+        // buffer of the last batch's step 12).
+        let buffers = net.payload_buffers();
+        assert_eq!(buffers, vec![1 + 4 * 12, 1, 2, 1], "payload buffers");
     }
 }
 
@@ -220,4 +233,209 @@ fn random_delays_change_nothing_and_repeat_byte_for_byte() {
         "duplicates reached the actors"
     );
     assert_balanced(&ta);
+}
+
+/// Trains on consecutive batches of the given sizes (samples in order),
+/// setting the learning rate to `lr.1` before batch `lr.0`; keeps every
+/// update. Returns the weights, the loss bits and the last batch's update.
+fn train_sizes(
+    t: &mut dyn Trainer<f64>,
+    mut mlp: Mlp<f64>,
+    sizes: &[usize],
+    lr: Option<(usize, f64)>,
+) -> (Mlp<f64>, Vec<u64>, pcsim::nn::Updates<f64>) {
+    let (x, y) = data(sizes.iter().sum());
+    let mut losses = Vec::new();
+    let mut start = 0;
+    for (k, &n) in sizes.iter().enumerate() {
+        if let Some((at, rate)) = lr
+            && at == k
+        {
+            t.set_learning_rate(rate);
+        }
+        let rows = start..start + n;
+        start += n;
+        let (xb, yb) = (
+            x.slice(ndarray::s![rows.clone(), ..]),
+            y.slice(ndarray::s![rows, ..]),
+        );
+        losses.push(t.train_batch(&mut mlp, xb, yb, true).to_bits());
+    }
+    let upd = t.last_updates().expect("kept").clone();
+    (mlp, losses, upd)
+}
+
+fn lockstep_trainer(mlp: &Mlp<f64>, momentum: f64) -> SpikingPc<f64> {
+    SpikingPc::new(
+        mlp,
+        cfg(2),
+        pc(0.1, false),
+        LifParams::default(),
+        0.1,
+        momentum,
+        7,
+    )
+    .expect("lockstep spiking PC")
+}
+
+fn actor_trainer(mlp: &Mlp<f64>, momentum: f64, rt: RuntimeConfig) -> SpcTrainer<f64> {
+    SpcTrainer::new(
+        mlp,
+        cfg(2),
+        pc(0.1, false),
+        LifParams::default(),
+        0.1,
+        momentum,
+        7,
+        rt,
+        99,
+    )
+    .expect("spiking PC on actors")
+}
+
+fn wall() -> RuntimeConfig {
+    RuntimeConfig {
+        driver: Driver::Wall,
+        workers: 2,
+        ..RuntimeConfig::default()
+    }
+}
+
+/// Batches of changing size make the network rebuild its per-batch state
+/// twice; the actors carry weights, momentum and counts over, and on both
+/// drivers end with lockstep's weights, losses and spike counts bit for bit
+/// (a decayed learning rate included).
+#[test]
+fn local_learning_on_virtual_and_wall_equals_lockstep_over_batch_sizes() {
+    const BATCHES: [usize; 5] = [16, 16, 10, 16, 6];
+    let start = network(4);
+    let mut lock = lockstep_trainer(&start, 0.9);
+    let (reference, ref_loss, ref_upd) =
+        train_sizes(&mut lock, start.clone(), &BATCHES, Some((3, 0.05)));
+    assert!(reference.w[1] != start.w[1], "lockstep did not learn");
+    let virt = RuntimeConfig {
+        driver: Driver::Virtual,
+        delay_up: delay(1.0, 0.5),
+        ..RuntimeConfig::default()
+    };
+    for (name, rt) in [("virtual", virt), ("wall", wall())] {
+        let mut t = actor_trainer(&start, 0.9, rt);
+        let (got, loss, upd) = train_sizes(&mut t, start.clone(), &BATCHES, Some((3, 0.05)));
+        assert!(t.take_error().is_none(), "{name}: the actor run failed");
+        assert_bits(&got, &reference, name);
+        assert_eq!(loss, ref_loss, "{name}: losses");
+        assert_eq!(upd, ref_upd, "{name}: the last batch's update");
+        let net = t.network().expect("built");
+        assert_eq!(net.rows(), 6, "{name}: the last batch was 6 rows");
+        // The actors hold what was stored into the Mlp, and the new rate.
+        for (i, w) in reference.w.iter().enumerate() {
+            let syn = net.synapses(i).expect("layer");
+            assert_eq!(syn.weights(), w.view(), "{name}: actor W{}", i + 2);
+            assert_eq!(syn.learning_rate(), 0.05, "{name}: learning rate");
+        }
+        let spikes: Vec<u64> = net.sent().iter().map(|s| s.spikes).collect();
+        assert_eq!(spikes, lock.counts().spikes, "{name}: spikes over resizes");
+        assert_eq!(net.graded(), lock.counts().graded_messages, "{name}");
+    }
+}
+
+/// The velocity lives in the actors: after one batch it is that batch's
+/// update; two batches in one trainer differ from a second batch on a
+/// trainer rebuilt from the same weights (zero momentum) — and with μ = 0
+/// the two are the same bit for bit, so the difference is the momentum.
+#[test]
+fn momentum_persists_in_the_actors_across_batches() {
+    let start = network(6);
+    for mu in [0.9, 0.0] {
+        let mut one = actor_trainer(&start, mu, RuntimeConfig::default());
+        let (after1, _, upd1) = train_sizes(&mut one, start.clone(), &[16], None);
+        for i in 0..SIZES.len() - 1 {
+            let syn = one.network().unwrap().synapses(i).unwrap();
+            match syn.velocity() {
+                Some((vw, vb)) => {
+                    assert_eq!(vw, upd1.dw[i].view(), "v = ΔW after one batch");
+                    assert_eq!(vb, upd1.db[i].view());
+                }
+                None => assert_eq!(mu, 0.0, "no velocity with momentum {mu}"),
+            }
+        }
+        let (x, y) = data(32);
+        let (xb, yb) = (
+            x.slice(ndarray::s![16.., ..]),
+            y.slice(ndarray::s![16.., ..]),
+        );
+        let mut kept = after1.clone();
+        one.train_batch(&mut kept, xb, yb, false);
+        let mut fresh = actor_trainer(&after1, mu, RuntimeConfig::default());
+        let mut reloaded = after1.clone();
+        fresh.train_batch(&mut reloaded, xb, yb, false);
+        assert!(one.take_error().is_none() && fresh.take_error().is_none());
+        if mu == 0.0 {
+            assert_bits(&kept, &reloaded, "plain SGD: kept vs reloaded");
+        } else {
+            for i in 0..SIZES.len() - 1 {
+                assert!(
+                    kept.w[i] != reloaded.w[i],
+                    "W{}: momentum changed nothing",
+                    i + 2
+                );
+            }
+        }
+    }
+}
+
+/// Locality of the update: perturbing layer 3's optimizer state before a
+/// batch changes layer 3's weights after it and nothing of layers 2 and 4
+/// (their weights, velocities) nor any layer's update of that batch — each
+/// actor's step reads only its own synapses and its own accumulated update.
+#[test]
+fn one_layers_optimizer_state_does_not_reach_another_layers_update() {
+    let start = network(8);
+    let (x, y) = data(32);
+    let b1 = (
+        x.slice(ndarray::s![..16, ..]),
+        y.slice(ndarray::s![..16, ..]),
+    );
+    let b2 = (
+        x.slice(ndarray::s![16.., ..]),
+        y.slice(ndarray::s![16.., ..]),
+    );
+    let run = |perturb: bool| {
+        let mut t = actor_trainer(&start, 0.9, RuntimeConfig::default());
+        let mut mlp = start.clone();
+        t.train_batch(&mut mlp, b1.0, b1.1, false);
+        if perturb {
+            let syn = t.network_mut().unwrap().synapses_mut(1).unwrap();
+            let (mut vw, mut vb) = syn.velocity_mut().expect("momentum 0.9");
+            vw.mapv_inplace(|v| 3.0 * v + 0.01);
+            vb.mapv_inplace(|v| v - 0.02);
+        }
+        t.train_batch(&mut mlp, b2.0, b2.1, true);
+        assert!(t.take_error().is_none());
+        let upd = t.last_updates().unwrap().clone();
+        let net = t.network().unwrap();
+        let vel: Vec<_> = (0..3)
+            .map(|i| {
+                let (vw, vb) = net.synapses(i).unwrap().velocity().unwrap();
+                (vw.to_owned(), vb.to_owned())
+            })
+            .collect();
+        (mlp, upd, vel)
+    };
+    let (a, ua, va) = run(false);
+    let (b, ub, vb) = run(true);
+    assert_eq!(ua, ub, "the batch's updates (computed before any step)");
+    for i in [0, 2] {
+        let bits = |p: &ndarray::Array2<f64>, q: &ndarray::Array2<f64>| {
+            p.iter().zip(q).all(|(u, v)| u.to_bits() == v.to_bits())
+        };
+        assert!(bits(&a.w[i], &b.w[i]), "W{} saw layer 3's momentum", i + 2);
+        assert_eq!(a.b[i], b.b[i], "b{}", i + 2);
+        assert_eq!(va[i], vb[i], "velocity of layer {}", i + 2);
+    }
+    assert!(
+        a.w[1] != b.w[1],
+        "the perturbed layer's own step ignored its state"
+    );
+    assert!(a.b[1] != b.b[1]);
 }

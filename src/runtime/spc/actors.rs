@@ -1,6 +1,11 @@
 //! The actors of spiking PC and the network that holds them (see the
-//! module doc of `runtime::spc` for the messages and the schedule).
+//! module doc of `runtime::spc` for the messages and the schedule). Each
+//! layer actor owns its `Synapses` (weights, momentum, learning rate) and
+//! steps them itself at the end of a sample's settling; the network is the
+//! harness around the actors: it presents batches, and reads the weights
+//! and the last update back for evaluation, checkpoints and comparisons.
 
+use super::synapses::{DownMatrix, Synapses};
 use crate::algo::pc::spiking::{
     down_message, init_hidden, learn, quanta, receive_quantum, refresh_hidden, refresh_output,
     relax,
@@ -11,13 +16,54 @@ use crate::runtime::{
     Topology, VirtualDriver, WallDriver, WallOptions,
 };
 use ndarray::{Array1, Array2, ArrayView2};
+use std::sync::Arc;
 
 /// The payloads: sigma-delta spikes up, graded `ε W` down (`None`: the
-/// sender's errors were all zero — a step marker).
+/// sender's errors were all zero — a step marker). Both are the sender's
+/// `Outbox` buffer, shared read-only with the receiver (see `Outbox`).
 #[derive(Clone, Debug)]
 pub enum SpcMsg<T: Real> {
-    Up(Spikes),
-    Down(Option<Array2<T>>),
+    Up(Arc<Spikes>),
+    Down(Option<Arc<Array2<T>>>),
+}
+
+/// An actor's own outgoing buffer: a message is a reference-counted,
+/// read-only handle to it, so sending allocates nothing while the buffer
+/// comes back. Before writing the next message the actor refills the buffer
+/// in place when it holds the only handle again (the receiver has consumed
+/// and dropped the last message, and no delayed or duplicated copy is in
+/// flight); otherwise it takes a fresh buffer. A sent message is never
+/// changed, so this is message passing by value without the copy.
+#[derive(Clone, Debug)]
+struct Outbox<P> {
+    buf: Arc<P>,
+    /// Buffers taken because the last one was still held (the first one
+    /// included): the allocations that recycling did not avoid.
+    fresh: u64,
+}
+
+impl<P> Outbox<P> {
+    fn new(p: P) -> Self {
+        Self {
+            buf: Arc::new(p),
+            fresh: 1,
+        }
+    }
+
+    /// The buffer to write the next message into; `blank` makes a fresh one
+    /// (of the shape of the held one) when the last is still out.
+    fn slot(&mut self, blank: impl FnOnce(&P) -> P) -> &mut P {
+        if Arc::get_mut(&mut self.buf).is_none() {
+            self.buf = Arc::new(blank(&self.buf));
+            self.fresh += 1;
+        }
+        Arc::get_mut(&mut self.buf).expect("sole holder")
+    }
+
+    /// A handle to the buffer as written: the message.
+    fn share(&self) -> Arc<P> {
+        Arc::clone(&self.buf)
+    }
 }
 
 /// What every layer knows about the rule.
@@ -50,8 +96,7 @@ pub struct SentCounts {
 struct Sender<T: Real> {
     announced: Array2<T>,
     theta: T,
-    neurons: Vec<u32>,
-    counts: Vec<i32>,
+    out: Outbox<Spikes>,
     sent: SentCounts,
 }
 
@@ -60,18 +105,20 @@ impl<T: Real> Sender<T> {
         Self {
             announced: Array2::zeros((rows, n)),
             theta,
-            neurons: Vec::new(),
-            counts: Vec::new(),
+            out: Outbox::new(Spikes::default()),
             sent: SentCounts::default(),
         }
     }
 
     /// The quanta of `src` against what was announced, as one message.
-    fn encode(&mut self, src: ArrayView2<T>) -> Spikes {
+    fn encode(&mut self, src: ArrayView2<T>) -> Arc<Spikes> {
         let inv = T::one() / self.theta;
         let n = src.ncols();
-        self.neurons.clear();
-        self.counts.clear();
+        // Signed spikes, written as `Spikes::signed` builds them (a count
+        // is never zero: `quanta` fires at least one quantum).
+        let out = self.out.slot(|_| Spikes::default());
+        out.neurons.clear();
+        out.counts.clear();
         for (row, (s, mut a)) in src
             .rows()
             .into_iter()
@@ -83,9 +130,9 @@ impl<T: Real> Sender<T> {
                 if let Some((q, k)) = quanta(v - *an, self.theta, inv) {
                     *an += q;
                     fired += k;
-                    self.neurons.push((row * n + j) as u32);
+                    out.neurons.push((row * n + j) as u32);
                     // `q = n θ` with `n` an integer: its sign and count.
-                    self.counts
+                    out.counts
                         .push(if q < T::zero() { -(k as i32) } else { k as i32 });
                 }
             }
@@ -94,10 +141,10 @@ impl<T: Real> Sender<T> {
                 self.sent.spike_messages += 1;
             }
         }
-        if self.neurons.is_empty() {
+        if out.neurons.is_empty() {
             self.sent.markers += 1;
         }
-        Spikes::signed(&self.neurons, &self.counts)
+        self.out.share()
     }
 }
 
@@ -118,12 +165,9 @@ pub struct InputActor<T: Real> {
 pub struct LayerActor<T: Real> {
     index: usize,
     rule: SpcRule<T>,
-    /// `Wᵀ` (a sender's column of `W` is a contiguous row), `b`.
-    wt: Array2<T>,
-    b: Array1<T>,
-    /// The matrix of the down-messages (`W`, or `B` under feedback
-    /// alignment); empty for layer 2, which sends nothing down.
-    m_down: Array2<T>,
+    /// `W[l]` (as `Wᵀ`), `b[l]`, the down-message matrix (`W`, or `B` under
+    /// feedback alignment), momentum and learning rate: this actor's own.
+    syn: Synapses<T>,
     rhat: Array2<T>,
     z: Array2<T>,
     x: Array2<T>,
@@ -131,8 +175,9 @@ pub struct LayerActor<T: Real> {
     fx: Array2<T>,
     dir: Array2<T>,
     gain: Array2<T>,
-    down: Array2<T>,
-    down_out: Array2<T>,
+    /// All-zero errors from above (what a `Down(None)` marker means).
+    no_down: Array2<T>,
+    down_out: Outbox<Array2<T>>,
     u_out: Array2<T>,
     y: Array2<T>,
     changed: Vec<bool>,
@@ -141,11 +186,15 @@ pub struct LayerActor<T: Real> {
     sender: Option<Sender<T>>,
     up: Option<Link>,
     down_link: Option<Link>,
-    inbox_up: Vec<Option<Spikes>>,
-    inbox_down: Vec<Option<Option<Array2<T>>>>,
+    inbox_up: Vec<Option<Arc<Spikes>>>,
+    inbox_down: Vec<Option<Option<Arc<Array2<T>>>>>,
     step: usize,
     batch: u64,
+    /// `α / (β · rows)` of this batch, from the actor's own learning rate.
     scale: T,
+    /// The update accumulated over the learning window of the last sample
+    /// (before momentum: what the lockstep trainer reports as its update);
+    /// column-major, the layout of the synapses' `W`.
     pub dw: Array2<T>,
     pub db: Array1<T>,
     pub loss: f64,
@@ -182,7 +231,7 @@ impl<T: Real> LayerActor<T> {
             let q = T::of(c as f64) * self.theta_in;
             let mut z = self.z.row_mut(row);
             let z = z.as_slice_mut().expect("standard layout");
-            receive_quantum(&mut self.rhat[[row, j]], z, q, self.wt.row(j));
+            receive_quantum(&mut self.rhat[[row, j]], z, q, self.syn.column(j));
             self.changed[row] = true;
         }
         !spikes.is_empty()
@@ -215,14 +264,17 @@ impl<T: Real> LayerActor<T> {
             }
         } else {
             if self.hidden() {
-                match self.inbox_down[t].take().expect("ready") {
-                    Some(d) => self.down.assign(&d),
-                    None => self.down.fill(T::zero()),
-                }
+                // Read in place; dropping it hands the buffer back to the
+                // sender above.
+                let msg = self.inbox_down[t].take().expect("ready");
+                let down = match &msg {
+                    Some(d) => d.view(),
+                    None => self.no_down.view(),
+                };
                 relax(
                     &self.rule.hidden,
                     self.rule.gamma,
-                    self.down.view(),
+                    down,
                     [&mut self.x, &mut self.eps, &mut self.fx],
                     &mut self.dir,
                     &mut self.gain,
@@ -266,20 +318,23 @@ impl<T: Real> LayerActor<T> {
         if let Some(link) = self.down_link
             && t < steps
         {
-            let msg = if down_message(
-                self.eps.view(),
-                self.m_down.view(),
-                self.down_out.view_mut(),
-            ) {
+            let out = self.down_out.slot(|a| Array2::zeros(a.raw_dim()));
+            let msg = if down_message(self.eps.view(), self.syn.down_matrix(), out.view_mut()) {
                 self.graded += self.eps.nrows() as u64;
-                Some(self.down_out.clone())
+                Some(self.down_out.share())
             } else {
                 None
             };
             ctx.send(link, self.batch, (t + 1) as u32, SpcMsg::Down(msg));
         }
-        if t == steps && !self.hidden() {
-            ctx.progress(1);
+        if t == steps {
+            // The end of the sample's settling: every down-message of the
+            // batch has gone with the old weights, so the step changes no
+            // number another actor still needs.
+            self.syn.step(self.dw.view(), self.db.view());
+            if !self.hidden() {
+                ctx.progress(1);
+            }
         }
         self.step += 1;
     }
@@ -371,13 +426,83 @@ pub struct SpcNetwork<T: Real> {
     pub actors: Vec<SpcActor<T>>,
     pub topo: Topology,
     pub stats: Option<Stats>,
+    sizes: Vec<usize>,
+    rule: SpcRule<T>,
 }
 
 impl<T: Real> SpcNetwork<T> {
-    /// One actor per layer of `mlp`'s shape, for batches of `rows`.
-    pub fn new(mlp: &Mlp<T>, rule: SpcRule<T>, rows: usize) -> Self {
-        let sizes = &mlp.sizes;
+    /// One actor per layer of `mlp`'s shape, for batches of `rows`. Each
+    /// layer actor takes its `W[l]`, `b[l]` from `mlp` (and its `B[l]` from
+    /// `feedback` under feedback alignment), zero velocity, the learning
+    /// rate and μ; from then on the weights live in the actors.
+    pub fn new(
+        mlp: &Mlp<T>,
+        feedback: Option<&[Array2<T>]>,
+        rule: SpcRule<T>,
+        rows: usize,
+        (learning_rate, momentum): (T, T),
+    ) -> Self {
+        let syn = (0..mlp.w.len())
+            .map(|i| {
+                // Row-major whatever `mlp`'s layout: `matmul` would copy a
+                // column-major right operand on every down-message.
+                let row_major = |m: &Array2<T>| m.as_standard_layout().into_owned();
+                let down = match (i, feedback) {
+                    (0, _) => DownMatrix::None,
+                    (_, Some(f)) => DownMatrix::Fixed(row_major(&f[i])),
+                    (_, None) => DownMatrix::Tied(row_major(&mlp.w[i])),
+                };
+                Synapses::new(
+                    mlp.w[i].view(),
+                    mlp.b[i].view(),
+                    down,
+                    learning_rate,
+                    momentum,
+                )
+            })
+            .collect();
+        Self::build(&mlp.sizes, rule, rows, syn)
+    }
+
+    /// The same network for batches of `rows` (a batch of another size):
+    /// the layer actors carry their synapses — weights, momentum, learning
+    /// rate — and every actor its counts into the new state; the statistics
+    /// carry over too.
+    pub fn resized(self, rows: usize) -> Self {
+        let mut syn = Vec::new();
+        let mut counts = Vec::new();
+        for a in self.actors {
+            match a {
+                SpcActor::Input(a) => counts.push((Some(a.sender.sent), 0, 0)),
+                SpcActor::Layer(l) => {
+                    let l = *l;
+                    counts.push((l.sender.map(|s| s.sent), l.graded, l.duplicates));
+                    syn.push(l.syn);
+                }
+            }
+        }
+        let mut net = Self::build(&self.sizes, self.rule, rows, syn);
+        net.stats = self.stats;
+        for (a, (sent, graded, duplicates)) in net.actors.iter_mut().zip(counts) {
+            match a {
+                SpcActor::Input(a) => a.sender.sent = sent.unwrap_or_default(),
+                SpcActor::Layer(l) => {
+                    if let (Some(s), Some(sent)) = (l.sender.as_mut(), sent) {
+                        s.sent = sent;
+                    }
+                    l.graded = graded;
+                    l.duplicates = duplicates;
+                }
+            }
+        }
+        net
+    }
+
+    /// The actors and edges for layer sizes `sizes` and batches of `rows`,
+    /// layer `i + 2` owning `syn[i]`.
+    fn build(sizes: &[usize], rule: SpcRule<T>, rows: usize, syn: Vec<Synapses<T>>) -> Self {
         let nw = sizes.len() - 1;
+        assert_eq!(syn.len(), nw, "one set of synapses per weight layer");
         let mut topo = Topology::new();
         let ups: Vec<Link> = (0..nw)
             .map(|i| topo.add(i, i + 1, Port::Forward, Direction::Up))
@@ -394,14 +519,13 @@ impl<T: Real> SpcNetwork<T> {
             batch: 0,
             done: false,
         }))];
-        for i in 0..nw {
+        for (i, syn) in syn.into_iter().enumerate() {
             let (n_in, n) = (sizes[i], sizes[i + 1]);
             let hidden = i + 1 < nw;
+            let dw = syn.zeros_like_weights();
             actors.push(SpcActor::Layer(Box::new(LayerActor {
                 index: i,
-                wt: m(n_in, n),
-                b: Array1::zeros(n),
-                m_down: if i > 0 { m(n, n_in) } else { m(0, 0) },
+                syn,
                 rhat: m(rows, n_in),
                 z: m(rows, n),
                 x: m(rows, n),
@@ -409,8 +533,8 @@ impl<T: Real> SpcNetwork<T> {
                 fx: m(rows, n),
                 dir: m(rows, n),
                 gain: Array2::from_elem((rows, 1), T::one()),
-                down: m(rows, n),
-                down_out: m(rows, n_in),
+                no_down: m(rows, n),
+                down_out: Outbox::new(m(rows, n_in)),
                 u_out: m(rows, n),
                 y: m(rows, n),
                 changed: vec![false; rows],
@@ -423,7 +547,7 @@ impl<T: Real> SpcNetwork<T> {
                 step: 0,
                 batch: 0,
                 scale: T::zero(),
-                dw: m(n, n_in),
+                dw,
                 db: Array1::zeros(n),
                 loss: 0.0,
                 graded: 0,
@@ -435,6 +559,8 @@ impl<T: Real> SpcNetwork<T> {
             actors,
             topo,
             stats: None,
+            sizes: sizes.to_vec(),
+            rule,
         }
     }
 
@@ -450,17 +576,11 @@ impl<T: Real> SpcNetwork<T> {
         }
     }
 
-    /// Loads the weights (`feedback`: the down-message matrices under
-    /// feedback alignment), batch `(x, y)` number `batch`, and the update
-    /// scale; puts every actor at rest.
-    pub fn load(
-        &mut self,
-        mlp: &Mlp<T>,
-        feedback: Option<&[Array2<T>]>,
-        (x, y): (ArrayView2<T>, ArrayView2<T>),
-        batch: u64,
-        scale: T,
-    ) {
+    /// Presents batch `(x, y)` number `batch` (`rows()` rows): the input
+    /// takes `x`, the output its target `y`, and every layer actor puts its
+    /// nodes at rest and sets its update scale `α / (β · rows)` from its
+    /// own learning rate. The synapses are the actors' and stay as they are.
+    pub fn present(&mut self, (x, y): (ArrayView2<T>, ArrayView2<T>), batch: u64) {
         for a in &mut self.actors {
             match a {
                 SpcActor::Input(a) => {
@@ -470,18 +590,9 @@ impl<T: Real> SpcNetwork<T> {
                     a.done = false;
                 }
                 SpcActor::Layer(l) => {
-                    let i = l.index;
-                    crate::nn::kernels::transpose_into(mlp.w[i].view(), l.wt.view_mut());
-                    l.b.assign(&mlp.b[i]);
-                    if i > 0 {
-                        l.m_down.assign(match feedback {
-                            Some(f) => &f[i],
-                            None => &mlp.w[i],
-                        });
-                    }
                     l.rhat.fill(T::zero());
                     for mut row in l.z.rows_mut() {
-                        row.assign(&l.b);
+                        row.assign(&l.syn.b);
                     }
                     if let Some(s) = l.sender.as_mut() {
                         s.announced.fill(T::zero());
@@ -493,9 +604,53 @@ impl<T: Real> SpcNetwork<T> {
                     l.inbox_down.iter_mut().for_each(|m| *m = None);
                     l.step = 0;
                     l.batch = batch;
-                    l.scale = scale;
+                    l.scale = crate::algo::pc::update_scale(
+                        l.syn.learning_rate(),
+                        l.rule.beta,
+                        x.nrows(),
+                    );
                 }
             }
+        }
+    }
+
+    /// Sets every layer actor's learning rate (a schedule's `lr_decay`
+    /// reaches the actors through this, between batches).
+    pub fn set_learning_rate(&mut self, learning_rate: T) {
+        for a in &mut self.actors {
+            if let SpcActor::Layer(l) = a {
+                l.syn.set_learning_rate(learning_rate);
+            }
+        }
+    }
+
+    /// The synapses of layer `i + 2` (`mlp.w[i]`'s layer), for the harness.
+    pub fn synapses(&self, i: usize) -> Option<&Synapses<T>> {
+        self.layers().find(|l| l.index == i).map(|l| &l.syn)
+    }
+
+    /// The same, writable (a harness hook: see `Synapses::velocity_mut`).
+    pub fn synapses_mut(&mut self, i: usize) -> Option<&mut Synapses<T>> {
+        self.actors.iter_mut().find_map(|a| match a {
+            SpcActor::Layer(l) if l.index == i => Some(&mut l.syn),
+            _ => None,
+        })
+    }
+
+    fn layers(&self) -> impl Iterator<Item = &LayerActor<T>> {
+        self.actors.iter().filter_map(|a| match a {
+            SpcActor::Layer(l) => Some(&**l),
+            SpcActor::Input(_) => None,
+        })
+    }
+
+    /// Copies the actors' weights into `mlp` (evaluation, checkpoints and
+    /// `.npy` export read the `Mlp`; the actors never read it back).
+    pub fn store_weights(&self, mlp: &mut Mlp<T>) {
+        for l in self.layers() {
+            let i = l.index;
+            l.syn.store_weights(mlp.w[i].view_mut());
+            mlp.b[i].assign(&l.syn.b);
         }
     }
 
@@ -534,19 +689,20 @@ impl<T: Real> SpcNetwork<T> {
         Ok(())
     }
 
-    /// The per-layer updates of the last batch into `upd`; its loss.
-    pub fn updates_into(&self, upd: &mut Updates<T>) -> f64 {
-        let mut loss = 0.0;
-        for a in &self.actors {
-            if let SpcActor::Layer(l) = a {
-                upd.dw[l.index].assign(&l.dw);
-                upd.db[l.index].assign(&l.db);
-                if l.sender.is_none() {
-                    loss = l.loss;
-                }
-            }
+    /// The per-layer updates of the last batch (before momentum, as the
+    /// lockstep trainer reports them) into `upd`.
+    pub fn updates_into(&self, upd: &mut Updates<T>) {
+        for l in self.layers() {
+            upd.dw[l.index].assign(&l.dw);
+            upd.db[l.index].assign(&l.db);
         }
-        loss
+    }
+
+    /// The loss of the last batch's sweep, as the output actor computed it.
+    pub fn loss(&self) -> f64 {
+        self.layers()
+            .find(|l| l.sender.is_none())
+            .map_or(f64::NAN, |l| l.loss)
     }
 
     /// What every sender sent, summed over the runs (input first).
@@ -556,6 +712,26 @@ impl<T: Real> SpcNetwork<T> {
             .filter_map(|a| match a {
                 SpcActor::Input(a) => Some(a.sender.sent.clone()),
                 SpcActor::Layer(l) => l.sender.as_ref().map(|s| s.sent.clone()),
+            })
+            .collect()
+    }
+
+    /// Per actor (input first): the payload buffers it allocated since the
+    /// network was built for this batch size — the first of each outbox,
+    /// then one per message whose buffer was still held (see `Outbox`).
+    pub fn payload_buffers(&self) -> Vec<u64> {
+        self.actors
+            .iter()
+            .map(|a| match a {
+                SpcActor::Input(a) => a.sender.out.fresh,
+                SpcActor::Layer(l) => {
+                    l.sender.as_ref().map_or(0, |s| s.out.fresh)
+                        + if l.down_link.is_some() {
+                            l.down_out.fresh
+                        } else {
+                            0
+                        }
+                }
             })
             .collect()
     }

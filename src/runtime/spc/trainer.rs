@@ -1,11 +1,15 @@
 //! `SpcTrainer`: spiking PC on the actor network as a `Trainer`, so
-//! `experiment` runs it like the lockstep `SpikingPc` (whose SGD with
-//! momentum and prediction it reuses).
+//! `experiment` runs it like the lockstep `SpikingPc` (whose prediction it
+//! reuses). It applies no update: the layer actors own their weights and
+//! momentum across batches and step them themselves; after every batch the
+//! trainer stores the weights back into the `Mlp` (evaluation, checkpoints,
+//! `.npy` export) and, when asked to keep it, the batch's update (the
+//! equivalence harness, which may see everything; the rules may not).
 
-use super::actors::{SentCounts, SpcNetwork, SpcRule};
+use super::actors::{SpcNetwork, SpcRule};
+use crate::algo::Trainer;
 use crate::algo::pc::PcConfig;
 use crate::algo::pc::spiking::{SpikingPc, SpikingPcConfig};
-use crate::algo::{Momentum, Trainer};
 use crate::nn::activation::LifParams;
 use crate::nn::{Mlp, Real, Updates};
 use crate::runtime::config::RuntimeConfig;
@@ -20,15 +24,16 @@ pub struct SpcTrainer<T: Real> {
     runtime: RuntimeConfig,
     /// Seed of the timing streams; batch `k` draws from its own.
     timing_seed: u64,
+    /// The down-message matrices under feedback alignment, handed to the
+    /// actors when the network is built.
     feedback: Option<Vec<Array2<T>>>,
+    /// Learning rate and μ the actors start with (a later
+    /// `set_learning_rate` also reaches the actors that exist).
     learning_rate: T,
-    optimizer: Momentum<T>,
+    momentum: T,
     updates: Updates<T>,
     kept: bool,
     network: Option<SpcNetwork<T>>,
-    /// Counts of the networks replaced (a batch of another size rebuilds
-    /// the network): per sender, graded messages, duplicates dropped.
-    earlier: (Vec<SentCounts>, u64, u64),
     batches: u64,
     error: Option<RuntimeError>,
     /// The lockstep trainer: prediction (evaluation is synchronous).
@@ -67,11 +72,10 @@ impl<T: Real> SpcTrainer<T> {
             timing_seed,
             feedback,
             learning_rate: T::of(learning_rate),
-            optimizer: Momentum::new(momentum),
+            momentum: T::of(momentum),
             updates: Updates::zeros_like(mlp),
             kept: false,
             network: None,
-            earlier: (Vec::new(), 0, 0),
             batches: 0,
             error: None,
             predictor,
@@ -83,19 +87,10 @@ impl<T: Real> SpcTrainer<T> {
         self.network.as_ref()
     }
 
-    /// What every network so far sent: the replaced ones and `net`.
-    fn counts_with(&self, net: &SpcNetwork<T>) -> (Vec<SentCounts>, u64, u64) {
-        let mut sent = net.sent();
-        for (a, b) in sent.iter_mut().zip(&self.earlier.0) {
-            a.spikes += b.spikes;
-            a.spike_messages += b.spike_messages;
-            a.markers += b.markers;
-        }
-        (
-            sent,
-            net.graded() + self.earlier.1,
-            net.duplicates() + self.earlier.2,
-        )
+    /// The actor network, writable: a harness hook (the locality tests
+    /// perturb one actor's optimizer state through it).
+    pub fn network_mut(&mut self) -> Option<&mut SpcNetwork<T>> {
+        self.network.as_mut()
     }
 
     fn rule(&self, mlp: &Mlp<T>) -> SpcRule<T> {
@@ -111,26 +106,31 @@ impl<T: Real> SpcTrainer<T> {
         }
     }
 
+    /// Runs batch `(x, y)` on the actors; the weights they end with are
+    /// stored into `mlp`. Returns the loss of the sweep.
     fn run(
         &mut self,
-        mlp: &Mlp<T>,
+        mlp: &mut Mlp<T>,
         x: ArrayView2<T>,
         y: ArrayView2<T>,
+        keep_updates: bool,
     ) -> Result<f64, RuntimeError> {
-        if self.network.as_ref().is_none_or(|n| n.rows() != x.nrows()) {
-            let old = self.network.take();
-            if let Some(n) = &old {
-                self.earlier = self.counts_with(n);
-            }
-            let stats = old.and_then(|n| n.stats);
-            let mut net = SpcNetwork::new(mlp, self.rule(mlp), x.nrows());
-            net.stats = stats;
-            self.network = Some(net);
-        }
+        // The weights are read from `mlp` once, when the network is first
+        // built; a batch of another size rebuilds the per-batch state and
+        // the actors carry their synapses (weights and momentum) over.
+        self.network = Some(match self.network.take() {
+            None => SpcNetwork::new(
+                mlp,
+                self.feedback.as_deref(),
+                self.rule(mlp),
+                x.nrows(),
+                (self.learning_rate, self.momentum),
+            ),
+            Some(n) if n.rows() != x.nrows() => n.resized(x.nrows()),
+            Some(n) => n,
+        });
         let net = self.network.as_mut().expect("built");
-        let beta = T::of(self.pc.beta);
-        let scale = crate::algo::pc::update_scale(self.learning_rate, beta, x.nrows());
-        net.load(mlp, self.feedback.as_deref(), (x, y), self.batches, scale);
+        net.present((x, y), self.batches);
         let names = net.names();
         let seed = self.timing_seed
             ^ self
@@ -146,7 +146,12 @@ impl<T: Real> SpcTrainer<T> {
             _ => net.run_virtual(timing, self.runtime.watchdog)?,
         }
         self.batches += 1;
-        Ok(net.updates_into(&mut self.updates))
+        net.store_weights(mlp);
+        self.kept = keep_updates;
+        if keep_updates {
+            net.updates_into(&mut self.updates);
+        }
+        Ok(net.loss())
     }
 }
 
@@ -161,12 +166,8 @@ impl<T: Real> Trainer<T> for SpcTrainer<T> {
         if self.error.is_some() {
             return f64::NAN;
         }
-        match self.run(mlp, x, y) {
-            Ok(loss) => {
-                self.optimizer.apply(mlp, &self.updates);
-                self.kept = keep_updates;
-                loss
-            }
+        match self.run(mlp, x, y, keep_updates) {
+            Ok(loss) => loss,
             Err(e) => {
                 self.network = None;
                 self.error = Some(e);
@@ -177,6 +178,9 @@ impl<T: Real> Trainer<T> for SpcTrainer<T> {
 
     fn set_learning_rate(&mut self, learning_rate: f64) {
         self.learning_rate = T::of(learning_rate);
+        if let Some(n) = self.network.as_mut() {
+            n.set_learning_rate(self.learning_rate);
+        }
     }
 
     fn last_updates(&self) -> Option<&Updates<T>> {
@@ -190,7 +194,7 @@ impl<T: Real> Trainer<T> for SpcTrainer<T> {
     fn runtime_stats(&self) -> Option<serde_json::Value> {
         let net = self.network.as_ref()?;
         let mut v = net.stats.as_ref()?.to_json("virtual time units");
-        let (sent, graded, duplicates) = self.counts_with(net);
+        let (sent, graded, duplicates) = (net.sent(), net.graded(), net.duplicates());
         v["spiking_pc"] = json!({
             "spikes_per_sender": sent.iter().map(|s| s.spikes).collect::<Vec<_>>(),
             "spike_messages_per_sender": sent.iter().map(|s| s.spike_messages).collect::<Vec<_>>(),
