@@ -439,3 +439,36 @@ fn one_layers_optimizer_state_does_not_reach_another_layers_update() {
     );
     assert!(a.b[1] != b.b[1]);
 }
+
+/// The actors own their weights, but a write to the `Mlp` between batches
+/// (from outside the trainer) is not silently lost: the next batch reloads
+/// the changed layer, so with plain SGD the actors again equal lockstep
+/// trained on the same edited weights.
+#[test]
+fn a_weight_written_outside_the_trainer_is_reloaded() {
+    let start = network(8);
+    let (x, y) = data(32);
+    let first = (
+        x.slice(ndarray::s![..16, ..]),
+        y.slice(ndarray::s![..16, ..]),
+    );
+    let second = (
+        x.slice(ndarray::s![16.., ..]),
+        y.slice(ndarray::s![16.., ..]),
+    );
+    let mut on_actors = actor_trainer(&start, 0.0, RuntimeConfig::default());
+    let mut mlp = start.clone();
+    on_actors.train_batch(&mut mlp, first.0, first.1, false);
+    mlp.w[1].mapv_inplace(|w| 0.5 * w);
+    let edited = mlp.clone();
+    on_actors.train_batch(&mut mlp, second.0, second.1, false);
+    assert!(on_actors.take_error().is_none());
+    let mut reference = edited.clone();
+    lockstep_trainer(&edited, 0.0).train_batch(&mut reference, second.0, second.1, false);
+    assert_bits(&mlp, &reference, "after an outside write to W3");
+    assert_eq!(
+        on_actors.network_mut().unwrap().sync_from(&mlp),
+        0,
+        "the actors hold what they stored"
+    );
+}

@@ -644,6 +644,25 @@ impl<T: Real> SpcNetwork<T> {
         })
     }
 
+    /// Reloads the synapses of every layer whose `W`, `b` differ from
+    /// `mlp`'s. The actors own their weights and the trainer stores them
+    /// into `mlp` after every batch, so this is a compare; it turns a write
+    /// to `mlp` from outside the trainer into a reload instead of a change
+    /// the actors silently never see. Returns the layers reloaded.
+    pub fn sync_from(&mut self, mlp: &Mlp<T>) -> usize {
+        let mut reloaded = 0;
+        for a in &mut self.actors {
+            if let SpcActor::Layer(l) = a {
+                let i = l.index;
+                if !l.syn.holds(mlp.w[i].view(), mlp.b[i].view()) {
+                    l.syn.load(mlp.w[i].view(), mlp.b[i].view());
+                    reloaded += 1;
+                }
+            }
+        }
+        reloaded
+    }
+
     /// Copies the actors' weights into `mlp` (evaluation, checkpoints and
     /// `.npy` export read the `Mlp`; the actors never read it back).
     pub fn store_weights(&self, mlp: &mut Mlp<T>) {

@@ -108,6 +108,22 @@ impl<T: Real> Synapses<T> {
         self.w.column(j)
     }
 
+    /// Whether these synapses hold exactly `w`, `b` (one contiguous
+    /// compare per column).
+    pub(super) fn holds(&self, w: ArrayView2<T>, b: ArrayView1<T>) -> bool {
+        b == self.b.view() && crate::nn::kernels::equal(w, self.w.view())
+    }
+
+    /// Overwrites `W` (and the tied down matrix) and `b`; the velocity is
+    /// kept, as the IL layer actors keep theirs when they reload.
+    pub(super) fn load(&mut self, w: ArrayView2<T>, b: ArrayView1<T>) {
+        crate::nn::kernels::copy_into(w, self.w.view_mut());
+        if let DownMatrix::Tied(m) = &mut self.down {
+            m.assign(&w);
+        }
+        self.b.assign(&b);
+    }
+
     /// `W` (`n × n_in`).
     pub fn weights(&self) -> ArrayView2<'_, T> {
         self.w.view()

@@ -115,9 +115,12 @@ impl<T: Real> SpcTrainer<T> {
         y: ArrayView2<T>,
         keep_updates: bool,
     ) -> Result<f64, RuntimeError> {
-        // The weights are read from `mlp` once, when the network is first
-        // built; a batch of another size rebuilds the per-batch state and
-        // the actors carry their synapses (weights and momentum) over.
+        // The weights are read from `mlp` when the network is first built;
+        // a batch of another size rebuilds the per-batch state and the
+        // actors carry their synapses (weights and momentum) over. Before
+        // every batch `sync_from` checks that `mlp` still holds what the
+        // actors stored (nothing else writes it during a run) and reloads
+        // a layer if not.
         self.network = Some(match self.network.take() {
             None => SpcNetwork::new(
                 mlp,
@@ -130,6 +133,7 @@ impl<T: Real> SpcTrainer<T> {
             Some(n) => n,
         });
         let net = self.network.as_mut().expect("built");
+        net.sync_from(mlp);
         net.present((x, y), self.batches);
         let names = net.names();
         let seed = self.timing_seed
