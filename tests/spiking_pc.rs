@@ -7,7 +7,9 @@
 
 use ndarray::Array2;
 use pcsim::algo::Trainer;
-use pcsim::algo::pc::spiking::{SpikingPc, SpikingPcConfig, total_rel_diff};
+use pcsim::algo::pc::spiking::{
+    ForwardCode, InputCode, SpikingPc, SpikingPcConfig, WindowAverage, total_rel_diff,
+};
 use pcsim::algo::pc::{Il, PcConfig};
 use pcsim::data::synthetic::{SyntheticConfig, generate};
 use pcsim::experiment::{self, RunOptions};
@@ -292,9 +294,113 @@ fn runs_are_byte_identical_for_a_seed_and_learn() {
     }
 }
 
+/// The LIF code on an easy seeded task (4 Gaussian classes): soft-LIF value
+/// nodes with hidden bias 2 (every unit starts firing), Poisson input,
+/// τ_s 20 ms, a 100-step feedforward sweep, T 200, the update from the
+/// window means of the last 100 steps.
+const LIF: &str = r#"
+name = "spk-lif"
+seed = 1
+[network]
+layers = [10, 24, 16, 4]
+activation = "soft_lif"
+hidden_bias_init = 2.0
+[algorithm]
+kind = "spiking_pc"
+[algorithm.inference]
+gamma = 0.1
+steps = 200
+[algorithm.spiking]
+code = "lif"
+input = "poisson"
+tau_s = 0.02
+sweep_steps = 100
+learning_window = 100
+window_average = "means"
+[data.synthetic]
+n_train = 400
+n_test = 200
+n_features = 10
+n_classes = 4
+clusters_per_class = 1
+[training]
+epochs = 3
+batch_size = 20
+learning_rate = 0.03
+[output]
+plots = false
+equivalence_every = 0
+"#;
+
+#[test]
+fn lif_code_learns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = load(LIF, &[]).expect("valid");
+    experiment::run(
+        &s,
+        &RunOptions {
+            out_dir: tmp.path().to_path_buf(),
+            ..Default::default()
+        },
+    )
+    .expect("run");
+    let read = |name: &str| std::fs::read_to_string(tmp.path().join(name)).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&read("summary.json")).unwrap();
+    let acc = summary["test_accuracy"].as_f64().unwrap();
+    let losses: Vec<f64> = read("metrics.csv")
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+        .collect();
+    let rates = &summary["spiking_pc"]["training"]["mean_rate_hz"];
+    println!("LIF code: train loss per epoch {losses:?}, test accuracy {acc}, rates (Hz) {rates}");
+    let chance_loss = 4f64.ln();
+    let last = *losses.last().unwrap();
+    assert!(
+        last < 0.75 * chance_loss,
+        "the LIF code's training loss must fall clearly below ln 4 = {chance_loss:.3}: {losses:?}"
+    );
+    assert!(losses[0] > last, "{losses:?}");
+    assert!(acc > 0.6, "test accuracy {acc} (chance 0.25)");
+    // The hidden senders fire in the tens of Hz (the trace needs rate · τ_s ≫ 1).
+    for l in 1..3 {
+        let r = rates[l].as_f64().unwrap();
+        assert!(r > 20.0 && r < 250.0, "layer {} fires at {r} Hz", l + 1);
+    }
+}
+
 #[test]
 fn keys_that_do_not_apply_are_refused_by_name() {
     let cases: &[(&[&str], &str, &str)] = &[
+        (
+            &["algorithm.spiking.sweep_steps=10"],
+            "algorithm.spiking.sweep_steps",
+            "LIF code",
+        ),
+        (
+            &["algorithm.spiking.window_average=\"means\""],
+            "algorithm.spiking.window_average",
+            "LIF code",
+        ),
+        (
+            &[
+                "algorithm.spiking.code=\"lif\"",
+                "network.activation=\"lif\"",
+                "algorithm.spiking.sweep_steps=2",
+                "algorithm.spiking.delay_jitter=2",
+            ],
+            "algorithm.spiking.sweep_steps",
+            "delay_jitter",
+        ),
+        (
+            &[
+                "algorithm.spiking.code=\"lif\"",
+                "network.activation=\"lif\"",
+                "algorithm.spiking.window_average=\"mean\"",
+            ],
+            "algorithm.spiking.window_average",
+            "means",
+        ),
         (
             &["algorithm.kind=\"il\"", "algorithm.spiking.theta=0.02"],
             "algorithm.spiking",
@@ -512,4 +618,65 @@ fn scenario_on_the_virtual_driver_equals_lockstep() {
     assert_eq!(cols(&a[0].1), cols(&c[0].1), "wall: metrics differ");
     assert_eq!(a[1], c[1], "wall: equivalence.csv differs");
     assert_eq!(acc(&a[2].1).to_bits(), acc(&c[2].1).to_bits());
+}
+
+/// A `[10, 24, 16, 4]` soft-LIF network with hidden biases 2 (the units
+/// start well inside the firing range, j > 1).
+fn lif_network(seed: u64) -> Mlp<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut mlp = Mlp::kaiming(
+        &[10, 24, 16, 4],
+        Activation::new(ActivationKind::SoftLif),
+        LossKind::SoftmaxCe,
+        &mut rng,
+    );
+    let n = mlp.b.len();
+    for b in &mut mlp.b[..n - 1] {
+        b.fill(2.0);
+    }
+    mlp
+}
+
+/// The LIF code's update approaches rate IL's (same weights, same batch, f =
+/// the soft-LIF rate, same T) as the presentation grows: longer synaptic
+/// traces (τ_s), a longer feedforward sweep and a longer learning window
+/// average out more of the spike noise.
+#[test]
+fn lif_update_approaches_rate_il_as_presentation_grows() {
+    let (x, y) = data(32, 10, 4, 5);
+    let mlp = lif_network(1);
+    let mut diffs = Vec::new();
+    for (tau_s, window) in [(0.005, 25), (0.02, 100), (0.08, 400)] {
+        let steps = 2 * window;
+        let pcfg = PcConfig { steps, ..pc(1.0) };
+        let reference = il_update(&mlp, pcfg.clone(), &x, &y);
+        for avg in [WindowAverage::Product, WindowAverage::Means] {
+            let cfg = SpikingPcConfig {
+                code: ForwardCode::Lif,
+                input: InputCode::Poisson,
+                tau_s,
+                sweep_steps: window,
+                learning_window: window,
+                window_average: avg,
+                ..SpikingPcConfig::default()
+            };
+            let mut spk =
+                SpikingPc::new(&mlp, cfg, pcfg.clone(), LifParams::default(), 0.1, 0.0, 7).unwrap();
+            let upd = spk.compute_update(&mlp, x.view(), y.view()).clone();
+            let d = total_rel_diff(&upd, &reference);
+            println!(
+                "τ_s {tau_s}, T {steps}, window {window}, {avg:?}: rel diff {d:.3} (per layer {:?}), cosine {:?}",
+                upd.rel_diff(&reference),
+                upd.cosine(&reference)
+            );
+            if avg == WindowAverage::Means {
+                diffs.push(d);
+            }
+        }
+    }
+    assert!(
+        diffs.windows(2).all(|w| w[1] < w[0]),
+        "the LIF update's difference from rate IL must fall as the presentation grows: {diffs:?}"
+    );
+    assert!(diffs[2] < 0.2, "at τ_s 80 ms, T 800: {diffs:?}");
 }

@@ -354,6 +354,31 @@ fn check_spiking_pc(s: &Scenario) -> Result<(), Invalid> {
             "the Poisson input fires at rate x / t_ref, so t_ref must be > 0".into()
         })?;
     }
+    if c.code != ForwardCode::Lif {
+        for (key, same) in [
+            ("sweep_steps", c.sweep_steps == d.sweep_steps),
+            ("window_average", c.window_average == d.window_average),
+        ] {
+            if !same {
+                return Err(unused(
+                    key,
+                    "applies to the LIF code (a LIF trace needs time to fill and is noisy) and algorithm.spiking.code is \"sigma_delta\"; remove the key or set code = \"lif\"",
+                ));
+            }
+        }
+    }
+    check(
+        c.sweep_steps <= 100_000,
+        "algorithm.spiking.sweep_steps",
+        || format!("must be at most 100000 steps, got {}", c.sweep_steps),
+    )?;
+    check(
+        c.sweep_steps == 0 || c.delay_jitter == 0,
+        "algorithm.spiking.sweep_steps",
+        || {
+            "is not built with algorithm.spiking.delay_jitter (the delayed input's slots count the relaxation steps); remove one of the keys".into()
+        },
+    )?;
     let steps = s.algorithm.inference.steps;
     if c.delay_jitter > 0 {
         check(

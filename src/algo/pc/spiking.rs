@@ -24,7 +24,14 @@
 //! * `lif`: `x[l]` is the input current of a LIF neuron (`snn::LifPopulation`,
 //!   DESIGN.md §4 constants, one step of `dt` per relaxation step); the
 //!   receiver's `r̂` is an exponential synaptic trace (τ_s) of its spikes,
-//!   scaled so that its mean equals the 0.05-scaled rate `f(x)`.
+//!   scaled so that its mean equals the 0.05-scaled rate `f(x)`. A LIF
+//!   neuron at rest needs several ms to reach threshold and its trace is
+//!   noisy (relative variance `1 / (2 τ_s rate)`), so this code continues
+//!   the first sweep for `sweep_steps` steps (`x ← u` while the traces
+//!   fill), reads the output as its mean over the last `learning_window`
+//!   steps (the loss after the sweep, the prediction after the
+//!   relaxation), and may learn from the product of the window means
+//!   (`window_average = "means"`, see `WindowAverage`).
 //!
 //! The input is coded with sigma-delta (θ_in; a constant input is announced
 //! in full in the first step) or as Poisson spikes of rate `x / t_ref`
@@ -81,6 +88,22 @@ pub enum InputCode {
     Poisson,
 }
 
+/// How the update averages over the learning window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowAverage {
+    /// The mean of the per-step products `ε r̂ᵀ` (what IL's update is at a
+    /// fixed point).
+    #[default]
+    Product,
+    /// The product of the window means `ε̄ r̄ᵀ` (LIF code only): the noise of
+    /// a spike trace enters `ε` through the prediction `W r̂`, so the mean of
+    /// the products carries `−W Var(r̂)`, a weight decay set by the spike
+    /// noise; the product of means divides it by the number of independent
+    /// trace samples in the window.
+    Means,
+}
+
 /// `[algorithm.spiking]`: the settings of `algorithm.kind = "spiking_pc"`
 /// (the relaxation's γ, T, β and feedback are `[algorithm.inference]`'s).
 /// The defaults are the MNIST settings that reached 98.2 %.
@@ -104,6 +127,14 @@ pub struct SpikingPcConfig {
     /// delivered after a uniformly drawn 0..=delay_jitter extra relaxation
     /// steps (messages may overtake one another; none is lost). 0: at once.
     pub delay_jitter: usize,
+    /// LIF code: steps of dt after the first sweep step during which every
+    /// hidden layer keeps `x ← u` (ε = 0) while its senders' spike traces
+    /// fill: the feedforward initialisation, built from LIF spikes over
+    /// time (one step is not enough: a LIF neuron at rest needs several ms
+    /// to reach threshold). The relaxation's T steps follow.
+    pub sweep_steps: usize,
+    /// How `ε r̂ᵀ` is averaged over the learning window (`means`: LIF only).
+    pub window_average: WindowAverage,
 }
 
 impl Default for SpikingPcConfig {
@@ -117,6 +148,8 @@ impl Default for SpikingPcConfig {
             tau_s: 0.005,
             learning_window: 1,
             delay_jitter: 0,
+            sweep_steps: 0,
+            window_average: WindowAverage::Product,
         }
     }
 }
@@ -227,6 +260,12 @@ struct State<T: Real> {
     down: Vec<Array2<T>>,
     /// Output prediction `u[L]`.
     u_out: Array2<T>,
+    /// LIF code: the output's `z` summed over the steps it is averaged over
+    /// (a rate code is read out by its mean), and the window sums of `ε`
+    /// and `r̂` of every layer for `WindowAverage::Means`.
+    z_acc: Array2<T>,
+    eps_acc: Vec<Array2<T>>,
+    rhat_acc: Vec<Array2<T>>,
     /// LIF neurons of each hidden sender (`lif[k]` for hidden layer `k + 2`),
     /// one population per row.
     lif: Vec<Vec<LifPopulation>>,
@@ -257,6 +296,9 @@ impl<T: Real> State<T> {
             gain: Vec::new(),
             down: Vec::new(),
             u_out: Array2::zeros((0, 0)),
+            z_acc: Array2::zeros((0, 0)),
+            eps_acc: Vec::new(),
+            rhat_acc: Vec::new(),
             lif: Vec::new(),
             poisson: Vec::new(),
             rngs: Vec::new(),
@@ -309,6 +351,11 @@ impl<T: Real> State<T> {
             .collect();
         self.down = (0..nw).map(|i| m(sizes[i + 1])).collect();
         self.u_out = m(sizes[nw]);
+        if code == ForwardCode::Lif {
+            self.z_acc = m(sizes[nw]);
+            self.eps_acc = (0..nw).map(|i| m(sizes[i + 1])).collect();
+            self.rhat_acc = (0..nw).map(|i| m(sizes[i])).collect();
+        }
         self.lif = if code == ForwardCode::Lif {
             (0..nw - 1)
                 .map(|k| {
@@ -406,17 +453,47 @@ fn run_batch<T: Real>(
             st.rngs.push(rng);
         }
     }
+    let lif = r.cfg.code == ForwardCode::Lif;
+    let sweep = if lif { r.cfg.sweep_steps } else { 0 };
+    let means = lif && r.cfg.window_average == WindowAverage::Means;
     counts.samples += rows as u64;
-    counts.steps += (rows * (r.steps + 1)) as u64;
+    counts.steps += (rows * (r.steps + 1 + sweep)) as u64;
     let mut loss = 0.0;
     let window = r.cfg.learning_window.min(r.steps).max(1);
-    // Step 0: the bottom-up sweep that builds the state from spikes.
-    for i in 0..nw {
-        send_up(st, mlp, &r, x_in, i, d_syn, 0, counts);
-        init_layer(st, &r, i, nw);
+    // Step 0: the bottom-up sweep that builds the state from spikes; the
+    // LIF code continues it for `sweep` steps of dt (x ← u every step) and
+    // reads the loss from the output averaged over the sweep's last
+    // `window` steps.
+    if lif {
+        st.z_acc.fill(T::zero());
+    }
+    let sweep_avg = window.min(sweep);
+    for s in 0..=sweep {
+        for i in 0..nw {
+            send_up(st, mlp, &r, x_in, i, d_syn, s, counts);
+            init_layer(st, &r, i, nw);
+        }
+        if s + sweep_avg > sweep && sweep > 0 {
+            st.z_acc += &st.z[nw - 1];
+        }
+    }
+    if sweep > 0 {
+        mean_output(st, &r, sweep_avg);
     }
     if let Some((y, _)) = r.target {
         loss = r.output.loss(st.u_out.view(), y).f64();
+    }
+    if sweep > 0 {
+        // Back to the spike-driven output for the relaxation.
+        st.changed.fill(true);
+        refresh_layer(st, &r, nw - 1, nw);
+    }
+    if lif {
+        st.z_acc.fill(T::zero());
+        if means {
+            st.eps_acc.iter_mut().for_each(|a| a.fill(T::zero()));
+            st.rhat_acc.iter_mut().for_each(|a| a.fill(T::zero()));
+        }
     }
     for t in 1..=r.steps {
         // 1. Down-messages ε[l+1]·W[l+1] (graded), from the current errors.
@@ -446,8 +523,20 @@ fn run_batch<T: Real>(
                 refresh_layer(st, &r, i, nw);
             }
         }
+        let in_window = t + window > r.steps;
+        if lif && in_window {
+            st.z_acc += &st.z[nw - 1];
+        }
+        if means && in_window {
+            for i in 0..nw {
+                st.eps_acc[i] += &st.eps[i];
+                st.rhat_acc[i] += &st.rhat[i];
+            }
+        }
         // 4. The local update over the learning window.
-        if let Some((scale, upd)) = update.as_mut() {
+        if let Some((scale, upd)) = update.as_mut()
+            && !means
+        {
             for i in 0..nw {
                 learn(
                     *scale,
@@ -457,6 +546,30 @@ fn run_batch<T: Real>(
                     (&mut upd.dw[i], &mut upd.db[i]),
                 );
             }
+        }
+    }
+    if lif && r.steps > 0 {
+        mean_output(st, &r, window);
+    }
+    if means
+        && r.steps > 0
+        && let Some((scale, upd)) = update.as_mut()
+    {
+        // ε̄ r̄ᵀ with ε̄ = Σε / window and r̄ = Σr̂ / window.
+        let w = T::of(window as f64);
+        for i in 0..nw {
+            rank_update(
+                *scale / (w * w),
+                &[(st.eps_acc[i].view(), st.rhat_acc[i].view())],
+                Accum::Set,
+                upd.dw[i].view_mut(),
+            );
+            column_sums(
+                *scale / w,
+                &[st.eps_acc[i].view()],
+                Accum::Set,
+                upd.db[i].view_mut(),
+            );
         }
     }
     if delayed {
@@ -669,6 +782,15 @@ fn init_layer<T: Real>(st: &mut State<T>, r: &Run<'_, '_, T>, i: usize, nw: usiz
         st.changed.fill(true);
         refresh_layer(st, r, i, nw);
     }
+}
+
+/// The LIF code's readout: `u[L] = out(mean z)` over the `n` steps summed
+/// in `st.z_acc` (a rate code is read by its mean, not by one noisy step).
+fn mean_output<T: Real>(st: &mut State<T>, r: &Run<'_, '_, T>, n: usize) {
+    let inv = T::one() / T::of(n.max(1) as f64);
+    st.u_out.assign(&st.z_acc);
+    st.u_out.mapv_inplace(|v| v * inv);
+    r.output.output_inplace(st.u_out.view_mut());
 }
 
 /// Layer `i + 2` after its prediction changed (rows in `st.changed`): the
@@ -972,6 +1094,15 @@ impl<T: Real> SpikingPc<T> {
         loss
     }
 
+    /// The LIF code's feedforward steps after the first sweep step.
+    fn sweep_steps(&self) -> usize {
+        if self.cfg.code == ForwardCode::Lif {
+            self.cfg.sweep_steps
+        } else {
+            0
+        }
+    }
+
     fn timed_dt(&self) -> Option<f64> {
         self.cfg.timed().then_some(self.cfg.dt)
     }
@@ -1095,9 +1226,11 @@ impl<T: Real> Trainer<T> for SpikingPc<T> {
                 "theta": (self.cfg.code == ForwardCode::SigmaDelta).then_some(self.cfg.theta),
                 "theta_input": (self.cfg.input == InputCode::SigmaDelta).then_some(self.cfg.theta_input),
                 "dt": self.timed_dt(),
-                "presentation_time": self.timed_dt().map(|dt| dt * (self.pc.steps + 1) as f64),
+                "presentation_time": self.timed_dt().map(|dt| dt * (self.pc.steps + 1 + self.sweep_steps()) as f64),
                 "relaxation_steps": self.pc.steps,
+                "sweep_steps": (self.cfg.code == ForwardCode::Lif).then_some(self.cfg.sweep_steps),
                 "learning_window": self.cfg.learning_window,
+                "window_average": (self.cfg.code == ForwardCode::Lif).then_some(self.cfg.window_average),
                 "momentum": self.momentum,
                 "readout": "graded output u[L] of the spike-driven prediction (ties: lowest class)",
                 "training": self.total.digest(&self.sizes, self.timed_dt()),
