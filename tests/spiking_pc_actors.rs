@@ -265,6 +265,17 @@ fn train_sizes(
     (mlp, losses, upd)
 }
 
+/// The first and second half of `(x, y)` as two batches.
+fn halves<'a>(x: &'a Array2<f64>, y: &'a Array2<f64>) -> [Batch<'a>; 2] {
+    let h = x.nrows() / 2;
+    [
+        (x.slice(ndarray::s![..h, ..]), y.slice(ndarray::s![..h, ..])),
+        (x.slice(ndarray::s![h.., ..]), y.slice(ndarray::s![h.., ..])),
+    ]
+}
+
+type Batch<'a> = (ndarray::ArrayView2<'a, f64>, ndarray::ArrayView2<'a, f64>);
+
 fn lockstep_trainer(mlp: &Mlp<f64>, momentum: f64) -> SpikingPc<f64> {
     SpikingPc::new(
         mlp,
@@ -360,10 +371,7 @@ fn momentum_persists_in_the_actors_across_batches() {
             }
         }
         let (x, y) = data(32);
-        let (xb, yb) = (
-            x.slice(ndarray::s![16.., ..]),
-            y.slice(ndarray::s![16.., ..]),
-        );
+        let [_, (xb, yb)] = halves(&x, &y);
         let mut kept = after1.clone();
         one.train_batch(&mut kept, xb, yb, false);
         let mut fresh = actor_trainer(&after1, mu, RuntimeConfig::default());
@@ -392,14 +400,7 @@ fn momentum_persists_in_the_actors_across_batches() {
 fn one_layers_optimizer_state_does_not_reach_another_layers_update() {
     let start = network(8);
     let (x, y) = data(32);
-    let b1 = (
-        x.slice(ndarray::s![..16, ..]),
-        y.slice(ndarray::s![..16, ..]),
-    );
-    let b2 = (
-        x.slice(ndarray::s![16.., ..]),
-        y.slice(ndarray::s![16.., ..]),
-    );
+    let [b1, b2] = halves(&x, &y);
     let run = |perturb: bool| {
         let mut t = actor_trainer(&start, 0.9, RuntimeConfig::default());
         let mut mlp = start.clone();
@@ -448,14 +449,7 @@ fn one_layers_optimizer_state_does_not_reach_another_layers_update() {
 fn a_weight_written_outside_the_trainer_is_reloaded() {
     let start = network(8);
     let (x, y) = data(32);
-    let first = (
-        x.slice(ndarray::s![..16, ..]),
-        y.slice(ndarray::s![..16, ..]),
-    );
-    let second = (
-        x.slice(ndarray::s![16.., ..]),
-        y.slice(ndarray::s![16.., ..]),
-    );
+    let [first, second] = halves(&x, &y);
     let mut on_actors = actor_trainer(&start, 0.0, RuntimeConfig::default());
     let mut mlp = start.clone();
     on_actors.train_batch(&mut mlp, first.0, first.1, false);
