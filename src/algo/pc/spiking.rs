@@ -332,6 +332,10 @@ struct State<T: Real> {
     /// `k + 3` announced (`ε̂`, per sample and neuron); `down[k]` then holds
     /// `ε̂ W` (or `ε̂ B`), kept up to date per error spike.
     ehat: Vec<Array2<T>>,
+    /// Sigma-delta errors: a row-major copy of `W[k + 3]` (or `B[k + 3]`),
+    /// so an error spike's fan-out is a contiguous row (`Mlp` holds `W`
+    /// column-major).
+    wdown: Vec<Array2<T>>,
     /// Output prediction `u[L]`.
     u_out: Array2<T>,
     /// LIF code: the output's `z` summed over the steps it is averaged over
@@ -370,6 +374,7 @@ impl<T: Real> State<T> {
             gain: Vec::new(),
             down: Vec::new(),
             ehat: Vec::new(),
+            wdown: Vec::new(),
             u_out: Array2::zeros((0, 0)),
             z_acc: Array2::zeros((0, 0)),
             eps_acc: Vec::new(),
@@ -575,9 +580,21 @@ fn run_batch<T: Real>(
     let theta_e = T::of(r.cfg.theta_error);
     if error_spikes {
         // Every sample starts with nothing announced: ε̂ = 0, so ε̂ W = 0.
+        let fits = st.wdown.len() == nw - 1
+            && (0..nw - 1).all(|k| st.wdown[k].dim() == (sizes[k + 2], sizes[k + 1]));
+        if !fits {
+            st.wdown = (0..nw - 1)
+                .map(|k| Array2::zeros((sizes[k + 2], sizes[k + 1])))
+                .collect();
+        }
         for k in 0..nw - 1 {
             st.ehat[k].fill(T::zero());
             st.down[k].fill(T::zero());
+            let m = match r.feedback {
+                Some(f) => f[k + 1].view(),
+                None => mlp.w[k + 1].view(),
+            };
+            st.wdown[k].assign(&m);
         }
     }
     for t in 1..=r.steps {
@@ -591,7 +608,7 @@ fn run_batch<T: Real>(
             if error_spikes {
                 let (spikes, messages) = send_errors(
                     st.eps[k + 1].view(),
-                    m,
+                    st.wdown[k].view(),
                     theta_e,
                     &mut st.ehat[k],
                     &mut st.down[k],
