@@ -53,8 +53,9 @@
 //! 0 is a bottom-up sweep — the input spikes, layer 2 sets `x[2] ← u[2]`
 //! (the feedforward initialisation of IL, here built from spikes), layer 2
 //! spikes, and so on. Then `T` relaxation steps in IL's Jacobi order (down
-//! messages `ε[l+1]·W[l+1]`, graded or from error spikes, Euler steps `x += γ(−ε + f'(x) ⊙ e)`, spikes
-//! bottom-up with the new predictions and errors). The output is clamped or
+//! messages `ε[l+1]·W[l+1]`, graded or from error spikes, Euler steps
+//! `x += γ(−ε + f'(x) ⊙ e)`, spikes bottom-up with the new predictions and
+//! errors). The output is clamped or
 //! nudged (β) as in IL. Learning is local: `ΔW[l] = α/(βB) · ε[l]ᵀ r̂[l−1]`,
 //! `Δb[l] = α/(βB) · Σ ε[l]`, averaged over the last `learning_window`
 //! relaxation steps. Prediction runs the same sweep and relaxation with the
@@ -106,7 +107,7 @@ pub enum ErrorCode {
     #[default]
     Graded,
     /// Signed sigma-delta quanta of size θ_e: each error node remembers
-    /// what it announced, and the receiver keeps `ê W` up to date per
+    /// what it announced, `ε̂`, and the receiver keeps `ε̂ W` up to date per
     /// quantum (a row of `W`, or of the feedback matrix).
     SigmaDelta,
 }
@@ -601,10 +602,6 @@ fn run_batch<T: Real>(
         // 1. Down-messages from the current errors: graded ε[l+1]·W[l+1],
         // or the error spikes that bring ε̂[l+1]·W[l+1] within θ_e of it.
         for k in 0..nw - 1 {
-            let m = match r.feedback {
-                Some(f) => f[k + 1].view(),
-                None => mlp.w[k + 1].view(),
-            };
             if error_spikes {
                 let (spikes, messages) = send_errors(
                     st.eps[k + 1].view(),
@@ -615,7 +612,13 @@ fn run_batch<T: Real>(
                 );
                 counts.error_spikes[k] += spikes;
                 counts.error_spike_messages[k] += messages;
-            } else if down_message(st.eps[k + 1].view(), m, st.down[k].view_mut()) {
+                continue;
+            }
+            let m = match r.feedback {
+                Some(f) => f[k + 1].view(),
+                None => mlp.w[k + 1].view(),
+            };
+            if down_message(st.eps[k + 1].view(), m, st.down[k].view_mut()) {
                 counts.graded_messages += rows as u64;
             }
         }
