@@ -1,14 +1,15 @@
 //! Spiking predictive coding (issue 8), on seeded synthetic data: as the
 //! sigma-delta quantum θ falls the spiking update approaches the rate-IL
 //! update on the same weights and batch; runs are byte-identical for a seed;
-//! the spike counts are consistent (events = spikes × fan-out); keys that do
-//! not apply are refused naming the key; the rule learns. Run with
+//! the spike counts are consistent (events = spikes × fan-out); errors sent
+//! down as sigma-delta spikes approach rate IL's update as θ_e falls; keys
+//! that do not apply are refused naming the key; the rule learns. Run with
 //! `--nocapture` to see the measured numbers.
 
 use ndarray::Array2;
 use pcsim::algo::Trainer;
 use pcsim::algo::pc::spiking::{
-    ForwardCode, InputCode, SpikingPc, SpikingPcConfig, WindowAverage, total_rel_diff,
+    ErrorCode, ForwardCode, InputCode, SpikingPc, SpikingPcConfig, WindowAverage, total_rel_diff,
 };
 use pcsim::algo::pc::{Il, PcConfig};
 use pcsim::data::synthetic::{SyntheticConfig, generate};
@@ -98,6 +99,109 @@ fn update_approaches_rate_il_as_theta_falls() {
             diffs[2]
         );
     }
+}
+
+/// Errors down as sigma-delta spikes (`errors = "sigma_delta"`), with a fine
+/// forward code (θ = θ_in = 1e-4): as θ_e falls the update approaches rate
+/// IL's (transposed and random feedback), and the error counts are
+/// consistent (events = error spikes × fan-out of the layer below; at most
+/// one message per sample, step and edge; no graded message).
+#[test]
+fn update_approaches_rate_il_as_theta_error_falls() {
+    let (x, y) = data(32, 8, 4, 5);
+    let sizes = [8, 24, 16, 4];
+    let steps = pc(1.0).steps as u64;
+    for (beta, seed, feedback) in [(1.0, 1, None), (0.1, 2, None), (0.1, 3, Some(9))] {
+        let mlp = network(&sizes, seed);
+        let pcfg = PcConfig {
+            feedback_seed: feedback,
+            ..pc(beta)
+        };
+        let reference = il_update(&mlp, pcfg.clone(), &x, &y);
+        let mut diffs = Vec::new();
+        for theta_error in [1e-2, 1e-3, 1e-4] {
+            let cfg = SpikingPcConfig {
+                theta: 1e-4,
+                theta_input: 1e-4,
+                errors: ErrorCode::SigmaDelta,
+                theta_error,
+                ..SpikingPcConfig::default()
+            };
+            let mut spk =
+                SpikingPc::new(&mlp, cfg, pcfg.clone(), LifParams::default(), 0.1, 0.0, 7)
+                    .expect("spiking PC");
+            let upd = spk.compute_update(&mlp, x.view(), y.view()).clone();
+            let d = total_rel_diff(&upd, &reference);
+            let c = spk.counts().clone();
+            let digest = c.digest(&sizes, None);
+            println!(
+                "β {beta}, feedback {feedback:?}, θ_e {theta_error:e}: rel diff from rate IL {d:.4e} (per layer {:?}); error spikes/sample {:?}, events/sample {:?}, messages/sample {:?}",
+                upd.rel_diff(&reference),
+                digest["error_spikes_per_sample_per_layer"],
+                digest["error_synaptic_events_per_sample_per_layer"],
+                digest["error_spike_messages_per_sample_per_layer"],
+            );
+            assert_eq!(
+                c.graded_messages, 0,
+                "sigma-delta errors send no graded message"
+            );
+            assert_eq!(c.error_spikes.len(), sizes.len() - 2);
+            let events = digest["error_synaptic_events_per_sample_per_layer"]
+                .as_array()
+                .unwrap();
+            for (k, (&s, &m)) in c
+                .error_spikes
+                .iter()
+                .zip(&c.error_spike_messages)
+                .enumerate()
+            {
+                assert!(
+                    s > 0,
+                    "θ_e {theta_error}: layer {} sent no error spike",
+                    k + 3
+                );
+                assert!(m <= s && m <= 32 * steps, "{m} messages, {s} spikes");
+                let e = events[k].as_f64().unwrap();
+                let want = s as f64 / 32.0 * sizes[k + 1] as f64;
+                assert!((e - want).abs() <= 1e-9 * want, "{e} vs {want}");
+            }
+            diffs.push(d);
+        }
+        assert!(
+            diffs.windows(2).all(|w| w[1] < w[0]),
+            "β {beta}, feedback {feedback:?}: the difference from rate IL must fall with θ_e: {diffs:?}"
+        );
+        assert!(
+            diffs[2] < 0.05,
+            "β {beta}, feedback {feedback:?}: at θ_e = 1e-4 the update must be within 5 % of rate IL's, got {}",
+            diffs[2]
+        );
+    }
+}
+
+/// With the default graded errors no error spike is counted and the digest
+/// has no error keys (its fields are those of the graded runs before).
+#[test]
+fn graded_errors_count_no_error_spikes() {
+    let (x, y) = data(16, 8, 4, 3);
+    let sizes = [8, 12, 10, 4];
+    let mlp = network(&sizes, 4);
+    let mut spk = SpikingPc::new(
+        &mlp,
+        SpikingPcConfig::default(),
+        pc(1.0),
+        LifParams::default(),
+        0.1,
+        0.0,
+        7,
+    )
+    .unwrap();
+    spk.compute_update(&mlp, x.view(), y.view());
+    let c = spk.counts();
+    assert!(c.error_spikes.is_empty() && c.error_spike_messages.is_empty());
+    assert!(c.graded_messages > 0);
+    let d = c.digest(&sizes, None);
+    assert!(d.get("error_spikes_per_sample").is_none(), "{d}");
 }
 
 #[test]
@@ -249,10 +353,15 @@ fn runs_are_byte_identical_for_a_seed_and_learn() {
         "training.epochs=1",
     ];
     let jitter = ["algorithm.spiking.delay_jitter=3", "training.epochs=1"];
+    let errors = [
+        "algorithm.spiking.errors=\"sigma_delta\"",
+        "algorithm.spiking.theta_error=0.001",
+    ];
     for (name, overrides) in [
         ("sigma_delta", &[][..]),
         ("lif", &lif[..]),
         ("jitter", &jitter[..]),
+        ("error_spikes", &errors[..]),
     ] {
         let s = load(BASE, overrides).expect("valid");
         let a = outputs(&s, &tmp.path().join(format!("{name}-a")));
@@ -273,6 +382,32 @@ fn runs_are_byte_identical_for_a_seed_and_learn() {
         );
         assert!(spk["training"]["spikes_per_sample"].as_f64().unwrap() > 0.0);
         assert!(spk["vs_il"]["compared_batches"].as_u64().unwrap() > 0);
+        if name == "error_spikes" {
+            println!(
+                "error_spikes: error spikes/sample {}, error events/sample {}, error messages/sample {}",
+                spk["training"]["error_spikes_per_sample"],
+                spk["training"]["error_synaptic_events_per_sample"],
+                spk["training"]["error_spike_messages_per_sample"]
+            );
+            assert!(spk["training"]["error_spikes_per_sample"].as_f64().unwrap() > 0.0);
+            assert_eq!(spk["theta_error"], 0.001);
+            let header = a[0].1.lines().next().unwrap();
+            for col in [
+                "error_spikes_per_sample",
+                "error_synaptic_events_per_sample",
+                "error_spike_messages_per_sample",
+                "error_spikes_per_sample_l3",
+                "error_spikes_per_sample_l4",
+            ] {
+                assert!(header.split(',').any(|h| h == col), "{col} not in {header}");
+            }
+            assert!(
+                acc > 0.5,
+                "spiking PC with error spikes should learn (chance 1/3): {acc}"
+            );
+        } else {
+            assert!(spk["training"].get("error_spikes_per_sample").is_none());
+        }
         if name == "sigma_delta" {
             let il = load(BASE, &[]).unwrap();
             let mut il = il;
@@ -442,6 +577,40 @@ fn keys_that_do_not_apply_are_refused_by_name() {
             &["algorithm.spiking.theta=0"],
             "algorithm.spiking.theta",
             "> 0",
+        ),
+        (
+            &["algorithm.spiking.theta_error=0.01"],
+            "algorithm.spiking.theta_error",
+            "errors = \"sigma_delta\"",
+        ),
+        (
+            &[
+                "algorithm.spiking.errors=\"sigma_delta\"",
+                "algorithm.spiking.theta_error=0",
+            ],
+            "algorithm.spiking.theta_error",
+            "> 0",
+        ),
+        (
+            &["algorithm.spiking.errors=\"spikes\""],
+            "algorithm.spiking.errors",
+            "sigma_delta",
+        ),
+        (
+            &[
+                "runtime.driver=\"virtual\"",
+                "algorithm.spiking.errors=\"sigma_delta\"",
+            ],
+            "algorithm.spiking.errors",
+            "graded",
+        ),
+        (
+            &[
+                "runtime.driver=\"wall\"",
+                "algorithm.spiking.errors=\"sigma_delta\"",
+            ],
+            "algorithm.spiking.errors",
+            "runtime.driver = \"lockstep\"",
         ),
         (
             &["algorithm.spiking.learning_window=16"],

@@ -6,7 +6,7 @@
 
 pub use crate::algo::optim::{OptimizerKind, ScheduleKind};
 use crate::algo::optim::{OptimizerOptions, TrainingKeys};
-pub use crate::algo::pc::spiking::{ForwardCode, InputCode, SpikingPcConfig};
+pub use crate::algo::pc::spiking::{ErrorCode, ForwardCode, InputCode, SpikingPcConfig};
 use crate::data::synthetic::SyntheticConfig;
 use crate::nn::activation::LifParams;
 use crate::nn::{ActivationKind, LossKind};

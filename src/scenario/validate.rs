@@ -260,12 +260,12 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
 }
 
 /// `[algorithm.spiking]` belongs to `spiking_pc` alone, and within it a key
-/// counts only for the code that reads it (θ for sigma-delta, dt and τ_s for
-/// the timed codes); spiking PC predicts with its own relaxation, so
+/// counts only for the code that reads it (θ for sigma-delta, θ_e for
+/// sigma-delta errors, dt and τ_s for the timed codes); spiking PC predicts with its own relaxation, so
 /// `predict_steps` is refused; the drivers it runs on are checked by
 /// `check_spiking_pc_driver`.
 fn check_spiking_pc(s: &Scenario) -> Result<(), Invalid> {
-    use crate::algo::pc::spiking::{ForwardCode, InputCode, SpikingPcConfig};
+    use crate::algo::pc::spiking::{ErrorCode, ForwardCode, InputCode, SpikingPcConfig};
     check(
         s.algorithm.kind != AlgorithmKind::SpikingPc
             || s.algorithm.inference.step_control == super::schema::StepControl::default(),
@@ -349,6 +349,14 @@ fn check_spiking_pc(s: &Scenario) -> Result<(), Invalid> {
             }
         }
     }
+    if c.errors == ErrorCode::SigmaDelta {
+        positive(c.theta_error, "algorithm.spiking.theta_error")?;
+    } else if c.theta_error != d.theta_error {
+        return Err(unused(
+            "theta_error",
+            "is the quantum of the sigma-delta error code and algorithm.spiking.errors is \"graded\"; remove the key or set errors = \"sigma_delta\"",
+        ));
+    }
     if c.input == InputCode::Poisson {
         check(s.network.lif.tau_ref > 0.0, "network.lif.tau_ref", || {
             "the Poisson input fires at rate x / t_ref, so t_ref must be > 0".into()
@@ -413,10 +421,10 @@ fn check_spiking_pc(s: &Scenario) -> Result<(), Invalid> {
 }
 
 /// Spiking PC runs on the lockstep driver, or on the virtual or wall one as
-/// one actor per layer (`runtime::spc`) with sigma-delta codes under the
-/// event schedule; the combinations not built are refused by key.
+/// one actor per layer (`runtime::spc`) with sigma-delta codes and graded
+/// errors under the event schedule; the combinations not built are refused by key.
 fn check_spiking_pc_driver(s: &Scenario) -> Result<(), Invalid> {
-    use crate::algo::pc::spiking::{ForwardCode, InputCode};
+    use crate::algo::pc::spiking::{ErrorCode, ForwardCode, InputCode};
     use crate::runtime::config::{Driver, Granularity, Schedule};
     let r = &s.runtime;
     if r.driver == Driver::Lockstep {
@@ -435,6 +443,13 @@ fn check_spiking_pc_driver(s: &Scenario) -> Result<(), Invalid> {
         "algorithm.spiking.input",
         || {
             "spiking_pc on the actors codes the input with sigma-delta only; set input = \"sigma_delta\" or runtime.driver = \"lockstep\"".into()
+        },
+    )?;
+    check(
+        c.errors == ErrorCode::Graded,
+        "algorithm.spiking.errors",
+        || {
+            "spiking_pc on the actors sends errors down graded only; set errors = \"graded\" or runtime.driver = \"lockstep\"".into()
         },
     )?;
     check(

@@ -1,6 +1,7 @@
 //! Spiking predictive coding (DESIGN.md §4, "Spiking predictive coding") on
 //! the lockstep driver: value nodes keep a graded state `x[l]`, but what
-//! leaves them upward is spikes only; errors travel down graded. The batch is
+//! leaves them upward is spikes only; errors travel down graded, or as
+//! signed sigma-delta error spikes (`errors = "sigma_delta"`). The batch is
 //! a set of independent samples (rows) run side by side. The per-layer
 //! equations (`down_message`, `relax`, `receive_quantum`, `init_hidden`,
 //! `refresh_hidden`, `refresh_output`, `learn`, `quanta`) are also what the
@@ -37,14 +38,24 @@
 //! in full in the first step) or as Poisson spikes of rate `x / t_ref`
 //! through the same exponential trace.
 //!
+//! Errors go down graded (`ε[l+1] W[l+1]` every step), or with
+//! `errors = "sigma_delta"` as signed quanta of θ_e: each error node of
+//! layer `l + 1` remembers what it announced, `ε̂` (0 at the start of every
+//! sample), and each relaxation step fires the quanta that bring `ε̂` within
+//! θ_e of `ε` (`send_errors`). Layer `l` keeps its feedback `ε̂ W[l+1]` (or
+//! `ε̂ B[l+1]`) up to date by adding `q ·` a row of the matrix per quantum,
+//! and its Euler step uses that instead of the graded `ε W`. The weight
+//! update stays local to layer `l + 1` (its own `ε` and `r̂`).
+//!
 //! # One sample
 //!
 //! Spikes only, from the first step: all reconstructions start at 0 and step
 //! 0 is a bottom-up sweep — the input spikes, layer 2 sets `x[2] ← u[2]`
 //! (the feedforward initialisation of IL, here built from spikes), layer 2
 //! spikes, and so on. Then `T` relaxation steps in IL's Jacobi order (down
-//! messages `ε[l+1]·W[l+1]`, Euler steps `x += γ(−ε + f'(x) ⊙ e)`, spikes
-//! bottom-up with the new predictions and errors). The output is clamped or
+//! messages `ε[l+1]·W[l+1]`, graded or from error spikes, Euler steps
+//! `x += γ(−ε + f'(x) ⊙ e)`, spikes bottom-up with the new predictions and
+//! errors). The output is clamped or
 //! nudged (β) as in IL. Learning is local: `ΔW[l] = α/(βB) · ε[l]ᵀ r̂[l−1]`,
 //! `Δb[l] = α/(βB) · Σ ε[l]`, averaged over the last `learning_window`
 //! relaxation steps. Prediction runs the same sweep and relaxation with the
@@ -86,6 +97,19 @@ pub enum InputCode {
     SigmaDelta,
     /// Poisson spikes of rate `x / t_ref` through an exponential trace.
     Poisson,
+}
+
+/// How errors travel down to the layer below.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Graded messages `ε[l+1] W[l+1]` every step.
+    #[default]
+    Graded,
+    /// Signed sigma-delta quanta of size θ_e: each error node remembers
+    /// what it announced, `ε̂`, and the receiver keeps `ε̂ W` up to date per
+    /// quantum (a row of `W`, or of the feedback matrix).
+    SigmaDelta,
 }
 
 /// How the update averages over the learning window.
@@ -135,6 +159,10 @@ pub struct SpikingPcConfig {
     pub sweep_steps: usize,
     /// How `ε r̂ᵀ` is averaged over the learning window (`means`: LIF only).
     pub window_average: WindowAverage,
+    /// How errors travel down: graded, or as sigma-delta error spikes.
+    pub errors: ErrorCode,
+    /// Quantum θ_e of the sigma-delta error code.
+    pub theta_error: f64,
 }
 
 impl Default for SpikingPcConfig {
@@ -150,6 +178,8 @@ impl Default for SpikingPcConfig {
             delay_jitter: 0,
             sweep_steps: 0,
             window_average: WindowAverage::Product,
+            errors: ErrorCode::Graded,
+            theta_error: 0.001,
         }
     }
 }
@@ -173,6 +203,12 @@ pub struct SpikeCounts {
     pub spike_messages: Vec<u64>,
     /// Graded error messages sent down (one per hidden edge and step).
     pub graded_messages: u64,
+    /// Sigma-delta errors (`errors = "sigma_delta"`; empty when graded):
+    /// per sending layer (layer 3 first, the output last), error spikes
+    /// (quanta) sent down, and error spike messages (a sample's step on
+    /// which that layer's error nodes fired something).
+    pub error_spikes: Vec<u64>,
+    pub error_spike_messages: Vec<u64>,
     /// Delayed spike messages delivered, and still in flight when a
     /// sample's settling ended (sent = delivered + in flight; none is lost).
     pub delivered: u64,
@@ -180,10 +216,14 @@ pub struct SpikeCounts {
 }
 
 impl SpikeCounts {
-    fn new(edges: usize) -> Self {
+    /// Counts for `edges` spike edges, and `error_edges` edges carrying
+    /// error spikes down (0 when errors are graded).
+    fn new(edges: usize, error_edges: usize) -> Self {
         Self {
             spikes: vec![0; edges],
             spike_messages: vec![0; edges],
+            error_spikes: vec![0; error_edges],
+            error_spike_messages: vec![0; error_edges],
             ..Default::default()
         }
     }
@@ -198,6 +238,16 @@ impl SpikeCounts {
             *a += b;
         }
         for (a, b) in self.spike_messages.iter_mut().zip(&o.spike_messages) {
+            *a += b;
+        }
+        for (a, b) in self.error_spikes.iter_mut().zip(&o.error_spikes) {
+            *a += b;
+        }
+        for (a, b) in self
+            .error_spike_messages
+            .iter_mut()
+            .zip(&o.error_spike_messages)
+        {
             *a += b;
         }
     }
@@ -231,6 +281,27 @@ impl SpikeCounts {
             "spike_messages_in_flight_at_end": self.in_flight,
             "mean_spikes_per_neuron_per_step": rate,
         });
+        if !self.error_spikes.is_empty() {
+            // Error sender `k` is layer `k + 3`; its spikes reach the
+            // `sizes[k + 1]` value nodes of the layer below.
+            let per_layer: Vec<f64> = self.error_spikes.iter().map(|&s| s as f64 / n).collect();
+            let events: Vec<f64> = per_layer
+                .iter()
+                .enumerate()
+                .map(|(k, s)| s * sizes[k + 1] as f64)
+                .collect();
+            let messages: Vec<f64> = self
+                .error_spike_messages
+                .iter()
+                .map(|&m| m as f64 / n)
+                .collect();
+            v["error_spikes_per_sample"] = json!(per_layer.iter().sum::<f64>());
+            v["error_spikes_per_sample_per_layer"] = json!(per_layer);
+            v["error_synaptic_events_per_sample"] = json!(events.iter().sum::<f64>());
+            v["error_synaptic_events_per_sample_per_layer"] = json!(events);
+            v["error_spike_messages_per_sample"] = json!(messages.iter().sum::<f64>());
+            v["error_spike_messages_per_sample_per_layer"] = json!(messages);
+        }
         if let Some(dt) = dt {
             v["mean_rate_hz"] = json!(rate.iter().map(|r| r / dt).collect::<Vec<_>>());
         }
@@ -258,6 +329,14 @@ struct State<T: Real> {
     dir: Vec<Array2<T>>,
     gain: Vec<Array2<T>>,
     down: Vec<Array2<T>>,
+    /// Sigma-delta errors: `ehat[k]` is what the error nodes of layer
+    /// `k + 3` announced (`ε̂`, per sample and neuron); `down[k]` then holds
+    /// `ε̂ W` (or `ε̂ B`), kept up to date per error spike.
+    ehat: Vec<Array2<T>>,
+    /// Sigma-delta errors: a row-major copy of `W[k + 3]` (or `B[k + 3]`),
+    /// so an error spike's fan-out is a contiguous row (`Mlp` holds `W`
+    /// column-major).
+    wdown: Vec<Array2<T>>,
     /// Output prediction `u[L]`.
     u_out: Array2<T>,
     /// LIF code: the output's `z` summed over the steps it is averaged over
@@ -295,6 +374,8 @@ impl<T: Real> State<T> {
             dir: Vec::new(),
             gain: Vec::new(),
             down: Vec::new(),
+            ehat: Vec::new(),
+            wdown: Vec::new(),
             u_out: Array2::zeros((0, 0)),
             z_acc: Array2::zeros((0, 0)),
             eps_acc: Vec::new(),
@@ -350,6 +431,7 @@ impl<T: Real> State<T> {
             .map(|_| Array2::from_elem((rows, 1), T::one()))
             .collect();
         self.down = (0..nw).map(|i| m(sizes[i + 1])).collect();
+        self.ehat = (0..nw - 1).map(|k| m(sizes[k + 2])).collect();
         self.u_out = m(sizes[nw]);
         if code == ForwardCode::Lif {
             self.z_acc = m(sizes[nw]);
@@ -495,9 +577,43 @@ fn run_batch<T: Real>(
             st.rhat_acc.iter_mut().for_each(|a| a.fill(T::zero()));
         }
     }
-    for t in 1..=r.steps {
-        // 1. Down-messages ε[l+1]·W[l+1] (graded), from the current errors.
+    let error_spikes = r.cfg.errors == ErrorCode::SigmaDelta;
+    let theta_e = T::of(r.cfg.theta_error);
+    if error_spikes {
+        // Every sample starts with nothing announced: ε̂ = 0, so ε̂ W = 0.
+        let fits = st.wdown.len() == nw - 1
+            && (0..nw - 1).all(|k| st.wdown[k].dim() == (sizes[k + 2], sizes[k + 1]));
+        if !fits {
+            st.wdown = (0..nw - 1)
+                .map(|k| Array2::zeros((sizes[k + 2], sizes[k + 1])))
+                .collect();
+        }
         for k in 0..nw - 1 {
+            st.ehat[k].fill(T::zero());
+            st.down[k].fill(T::zero());
+            let m = match r.feedback {
+                Some(f) => f[k + 1].view(),
+                None => mlp.w[k + 1].view(),
+            };
+            st.wdown[k].assign(&m);
+        }
+    }
+    for t in 1..=r.steps {
+        // 1. Down-messages from the current errors: graded ε[l+1]·W[l+1],
+        // or the error spikes that bring ε̂[l+1]·W[l+1] within θ_e of it.
+        for k in 0..nw - 1 {
+            if error_spikes {
+                let (spikes, messages) = send_errors(
+                    st.eps[k + 1].view(),
+                    st.wdown[k].view(),
+                    theta_e,
+                    &mut st.ehat[k],
+                    &mut st.down[k],
+                );
+                counts.error_spikes[k] += spikes;
+                counts.error_spike_messages[k] += messages;
+                continue;
+            }
             let m = match r.feedback {
                 Some(f) => f[k + 1].view(),
                 None => mlp.w[k + 1].view(),
@@ -828,6 +944,50 @@ pub(crate) fn down_message<T: Real>(
     true
 }
 
+/// Sigma-delta error spikes of one layer down to the one below: every
+/// error node (per row, neuron `j`) sends the signed quanta of θ_e that
+/// bring its announced `ε̂_j` within θ_e of `ε_j`, and the receiver adds
+/// `q · M[j, :]` (a row of `M` = `W[l+1]` or `B[l+1]`) to its feedback
+/// `down = ε̂ M` per quantum, so the cost grows with error spikes × fan-out.
+/// Returns the spikes sent and the messages (rows on which any fired).
+pub(crate) fn send_errors<T: Real>(
+    eps: ArrayView2<T>,
+    m: ArrayView2<T>,
+    theta: T,
+    ehat: &mut Array2<T>,
+    down: &mut Array2<T>,
+) -> (u64, u64) {
+    let inv = T::one() / theta;
+    let (mut spikes, mut messages) = (0u64, 0u64);
+    for ((e, mut eh), mut d) in eps
+        .rows()
+        .into_iter()
+        .zip(ehat.rows_mut())
+        .zip(down.rows_mut())
+    {
+        let mut fired = 0u64;
+        for (j, (&e, eh)) in e.iter().zip(eh.iter_mut()).enumerate() {
+            if let Some((q, n)) = quanta(e - *eh, theta, inv) {
+                *eh += q;
+                fired += n;
+                let row = m.row(j);
+                if let (Some(d), Some(w)) = (d.as_slice_mut(), row.as_slice()) {
+                    axpy(d, q, w);
+                } else {
+                    ndarray::Zip::from(&mut d)
+                        .and(&row)
+                        .for_each(|d, &w| *d += q * w);
+                }
+            }
+        }
+        if fired > 0 {
+            spikes += fired;
+            messages += 1;
+        }
+    }
+    (spikes, messages)
+}
+
 /// The fixed Euler step of a hidden layer's value nodes `[x, ε, f(x)]`
 /// with the feedback `down` from above.
 pub(crate) fn relax<T: Real>(
@@ -1020,6 +1180,7 @@ impl<T: Real> SpikingPc<T> {
             .feedback_seed
             .map(|seed| super::random_feedback(mlp, seed));
         let edges = mlp.sizes.len() - 1;
+        let error_edges = Self::error_edges_of(&cfg, edges);
         Ok(Self {
             cfg,
             pc,
@@ -1033,9 +1194,9 @@ impl<T: Real> SpikingPc<T> {
             kept: false,
             train: State::new(),
             eval: State::new(),
-            recent: SpikeCounts::new(edges),
-            total: SpikeCounts::new(edges),
-            eval_counts: SpikeCounts::new(edges),
+            recent: SpikeCounts::new(edges, error_edges),
+            total: SpikeCounts::new(edges, error_edges),
+            eval_counts: SpikeCounts::new(edges, error_edges),
             samples_seen: 0,
             eval_seen: 0,
             il: None,
@@ -1073,7 +1234,8 @@ impl<T: Real> SpikingPc<T> {
     fn run_train(&mut self, mlp: &Mlp<T>, x: ArrayView2<T>, y: ArrayView2<T>) -> f64 {
         let beta = T::of(self.pc.beta);
         let scale = super::update_scale(self.learning_rate, beta, x.nrows());
-        let mut counts = SpikeCounts::new(mlp.sizes.len() - 1);
+        let edges = mlp.sizes.len() - 1;
+        let mut counts = SpikeCounts::new(edges, Self::error_edges_of(&self.cfg, edges));
         let run = Run {
             cfg: &self.cfg,
             hidden: mlp.hidden,
@@ -1092,6 +1254,15 @@ impl<T: Real> SpikingPc<T> {
         self.recent.add(&counts);
         self.total.add(&counts);
         loss
+    }
+
+    /// The edges that carry error spikes down (layer 3 … L to the one
+    /// below) among `edges` weight layers; none when errors are graded.
+    fn error_edges_of(cfg: &SpikingPcConfig, edges: usize) -> usize {
+        match cfg.errors {
+            ErrorCode::Graded => 0,
+            ErrorCode::SigmaDelta => edges - 1,
+        }
     }
 
     /// The LIF code's feedforward steps after the first sweep step.
@@ -1175,6 +1346,17 @@ impl<T: Real> Trainer<T> for SpikingPc<T> {
             "spike_messages_per_sample".to_string(),
         ];
         c.extend((1..self.sizes.len()).map(|l| format!("spikes_per_sample_l{l}")));
+        if self.cfg.errors == ErrorCode::SigmaDelta {
+            c.extend(
+                [
+                    "error_spikes_per_sample",
+                    "error_synaptic_events_per_sample",
+                    "error_spike_messages_per_sample",
+                ]
+                .map(String::from),
+            );
+            c.extend((3..=self.sizes.len()).map(|l| format!("error_spikes_per_sample_l{l}")));
+        }
         c.extend((2..=self.sizes.len()).map(|l| format!("rel_diff_il_W{l}")));
         c
     }
@@ -1188,6 +1370,16 @@ impl<T: Real> Trainer<T> for SpikingPc<T> {
         ];
         let n = self.recent.samples.max(1) as f64;
         v.extend(self.recent.spikes.iter().map(|&s| s as f64 / n));
+        if self.cfg.errors == ErrorCode::SigmaDelta {
+            for key in [
+                "error_spikes_per_sample",
+                "error_synaptic_events_per_sample",
+                "error_spike_messages_per_sample",
+            ] {
+                v.push(d[key].as_f64().unwrap_or(f64::NAN));
+            }
+            v.extend(self.recent.error_spikes.iter().map(|&s| s as f64 / n));
+        }
         let layers = self.sizes.len() - 1;
         for l in 0..layers {
             let vals: Vec<f64> = self.vs_il_recent.iter().map(|r| r[l]).collect();
@@ -1197,7 +1389,7 @@ impl<T: Real> Trainer<T> for SpikingPc<T> {
                 vals.iter().sum::<f64>() / vals.len() as f64
             });
         }
-        self.recent = SpikeCounts::new(layers);
+        self.recent = SpikeCounts::new(layers, Self::error_edges_of(&self.cfg, layers));
         self.vs_il_recent.clear();
         v
     }
@@ -1231,6 +1423,8 @@ impl<T: Real> Trainer<T> for SpikingPc<T> {
                 "sweep_steps": (self.cfg.code == ForwardCode::Lif).then_some(self.cfg.sweep_steps),
                 "learning_window": self.cfg.learning_window,
                 "window_average": (self.cfg.code == ForwardCode::Lif).then_some(self.cfg.window_average),
+                "errors": self.cfg.errors,
+                "theta_error": (self.cfg.errors == ErrorCode::SigmaDelta).then_some(self.cfg.theta_error),
                 "momentum": self.momentum,
                 "readout": "graded output u[L] of the spike-driven prediction (ties: lowest class)",
                 "training": self.total.digest(&self.sizes, self.timed_dt()),
