@@ -54,7 +54,7 @@ impl<T: Real> Synapses<T> {
     ) -> Self {
         let (n, n_in) = w.dim();
         let mut own = Array2::zeros((n, n_in).f());
-        own.assign(&w);
+        crate::nn::kernels::copy_into(w, own.view_mut());
         let plain = momentum == T::zero();
         Self {
             w: own,
@@ -84,8 +84,10 @@ impl<T: Real> Synapses<T> {
         };
         self.w.zip_mut_with(&sw, |w, &d| *w += d);
         if let DownMatrix::Tied(m) = &mut self.down {
-            // Row-major for the down product: the one strided pass.
-            m.zip_mut_with(&sw, |w, &d| *w += d);
+            // The row-major copy for the down product: the same values as
+            // adding `sw` to it, as one blocked transpose instead of a
+            // strided element walk.
+            crate::nn::kernels::transpose_into(self.w.t(), m.view_mut());
         }
         self.b.zip_mut_with(&sb, |b, &d| *b += d);
     }
@@ -119,7 +121,7 @@ impl<T: Real> Synapses<T> {
     pub(super) fn load(&mut self, w: ArrayView2<T>, b: ArrayView1<T>) {
         crate::nn::kernels::copy_into(w, self.w.view_mut());
         if let DownMatrix::Tied(m) = &mut self.down {
-            m.assign(&w);
+            crate::nn::kernels::transpose_into(self.w.t(), m.view_mut());
         }
         self.b.assign(&b);
     }
