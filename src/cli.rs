@@ -172,6 +172,9 @@ pub enum Command {
         /// A quick look: 1 round, a tenth of each epoch, 100 spiking images.
         #[arg(long)]
         quick: bool,
+        /// Measure only these workloads (comma-separated: bp, il, zil, snn).
+        #[arg(long, value_delimiter = ',', value_enum)]
+        only: Vec<experiment::bench::Workload>,
     },
 }
 
@@ -223,6 +226,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             rounds,
             threads,
             quick,
+            only,
         } => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             experiment::bench::run(&experiment::bench::BenchOptions {
@@ -231,6 +235,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 threads: threads.unwrap_or(cores).max(1),
                 epoch_fraction: if quick { 0.1 } else { 1.0 },
                 snn_images: if quick { 100 } else { 1000 },
+                only,
             })?;
             Ok(())
         }

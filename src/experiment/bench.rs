@@ -41,6 +41,23 @@ pub struct BenchOptions {
     pub epoch_fraction: f64,
     /// Images for the spiking evaluation (1 s presentation each).
     pub snn_images: usize,
+    /// The workloads to measure; empty = all.
+    pub only: Vec<Workload>,
+}
+
+/// A workload `pcsim bench --only` can select.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    Bp,
+    Il,
+    Zil,
+    Snn,
+}
+
+impl BenchOptions {
+    fn measures(&self, w: Workload) -> bool {
+        self.only.is_empty() || self.only.contains(&w)
+    }
 }
 
 const SIZES: [usize; 4] = [784, 256, 256, 10];
@@ -341,7 +358,14 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     } else {
         vec![1]
     };
-    for algo in [Algo::Bp, Algo::Il, Algo::Zil] {
+    for (algo, workload) in [
+        (Algo::Bp, Workload::Bp),
+        (Algo::Il, Workload::Il),
+        (Algo::Zil, Workload::Zil),
+    ] {
+        if !opts.measures(workload) {
+            continue;
+        }
         // Thread counts alternate within each round, so a noisy minute
         // hits both sides of the speed-up alike.
         let mut secs = vec![Vec::new(); thread_counts.len()];
@@ -389,6 +413,9 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         }
     }
     crate::nn::linalg::set_threads(threads);
+    if !opts.measures(Workload::Snn) {
+        return Ok(());
+    }
     snn(opts, &data, &thread_counts)
 }
 
