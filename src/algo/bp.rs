@@ -8,6 +8,15 @@
 //! rows (rows are independent); (B) the weight updates, split by output unit
 //! (each unit's update is its own reduction over the whole batch).
 //! A sparse input (MNIST) feeds the first layer through `nn::sparse`.
+//!
+//! The backward product `δ[l] W[l]` reads `W` (column-major in the `Mlp`)
+//! as `(δ[l] W[l])ᵀ = W[l]ᵀ δ[l]ᵀ`, so no row-major copy of `W` has to be
+//! made each step: a serial transpose of every `W` that, on two cores, also
+//! pulled the half of `W` the other core had just updated across caches.
+//! Each row block transposes only its own small `δ` and result. The
+//! multiply-adds run in the same order either way (the kernel sums `k` in
+//! order with FMA, and FMA is symmetric in its factors), so the bits are
+//! those of the direct product.
 
 use super::optim::{NetworkState, Optimizer};
 use super::{Trainer, bounds, for_each_part, parts_for, split_units};
@@ -29,9 +38,8 @@ pub struct Backprop<T: Real> {
     /// `f(z[l])` for hidden layers, `ŷ` for the output.
     a: Vec<Array2<T>>,
     delta: Vec<Array2<T>>,
-    /// `W[l]` row-major for `δ[l] W[l]` (l ≥ 3; refreshed every step, as the
-    /// `Mlp` keeps `W` column-major for the forward pass and the updates).
-    w_rows: Vec<Array2<T>>,
+    /// Per row block: `δ[l]ᵀ` and `(δ[l] W[l])ᵀ` of the backward pass.
+    scratch: Vec<BackwardScratch<T>>,
     /// The sparse input of each row block of phase A, and the blocks.
     sparse: Vec<SparseRows<T>>,
     cuts: Vec<usize>,
@@ -60,18 +68,61 @@ fn split_rows<'a, T: Real>(
     out
 }
 
+/// A row block's buffers for the transposed backward product.
+struct BackwardScratch<T> {
+    delta_t: Vec<T>,
+    product_t: Vec<T>,
+}
+
+impl<T: Real> BackwardScratch<T> {
+    fn new() -> Self {
+        Self {
+            delta_t: Vec::new(),
+            product_t: Vec::new(),
+        }
+    }
+
+    fn fit(&mut self, widest: usize, rows: usize) {
+        if self.delta_t.len() < widest * rows {
+            self.delta_t = vec![T::zero(); widest * rows];
+            self.product_t = vec![T::zero(); widest * rows];
+        }
+    }
+}
+
 struct RowShard<'a, T: Real> {
     first: usize,
     z: Vec<ArrayViewMut2<'a, T>>,
     a: Vec<ArrayViewMut2<'a, T>>,
     delta: Vec<ArrayViewMut2<'a, T>>,
     sparse: Option<&'a mut SparseRows<T>>,
+    scratch: &'a mut BackwardScratch<T>,
+}
+
+/// `out ← delta · W` for `W` column-major `(n_out, n_in)`, computed as
+/// `(Wᵀ deltaᵀ)ᵀ` through the row block's scratch.
+fn backward_product<T: Real>(
+    delta: ArrayView2<T>,
+    w: ArrayView2<T>,
+    scratch: &mut BackwardScratch<T>,
+    out: ArrayViewMut2<T>,
+) {
+    let (rows, n_out) = delta.dim();
+    let n_in = w.ncols();
+    let mut delta_t =
+        ArrayViewMut2::from_shape((n_out, rows), &mut scratch.delta_t[..n_out * rows])
+            .expect("scratch fits (sized by fit)");
+    transpose_into(delta, delta_t.view_mut());
+    let mut product_t =
+        ArrayViewMut2::from_shape((n_in, rows), &mut scratch.product_t[..n_in * rows])
+            .expect("scratch fits (sized by fit)");
+    matmul(w.t(), delta_t.view(), None, product_t.view_mut());
+    transpose_into(product_t.view(), out);
 }
 
 /// Phase A for one block of rows: forward pass, output error, backward pass.
 fn forward_backward<T: Real>(
     mlp: &Mlp<T>,
-    w_rows: &[Array2<T>],
     x: ArrayView2<T>,
     y: ArrayView2<T>,
     shard: &mut RowShard<'_, T>,
@@ -105,10 +156,10 @@ fn forward_backward<T: Real>(
     );
     for i in (1..=last).rev() {
         let (lower, upper) = shard.delta.split_at_mut(i);
-        matmul(
+        backward_product(
             upper[0].view(),
-            w_rows[i].view(),
-            None,
+            mlp.w[i].view(),
+            shard.scratch,
             lower[i - 1].view_mut(),
         );
         mlp.hidden
@@ -131,7 +182,7 @@ impl<T: Real> Backprop<T> {
             z: buf(),
             a: buf(),
             delta: buf(),
-            w_rows: mlp.w.iter().map(|w| Array2::zeros(w.raw_dim())).collect(),
+            scratch: Vec::new(),
             sparse: Vec::new(),
             cuts: Vec::new(),
             updates: None,
@@ -175,15 +226,19 @@ impl<T: Real> Backprop<T> {
     ) -> (f64, bool) {
         let n = x.nrows();
         self.ensure_capacity(n);
-        for i in 1..mlp.w.len() {
-            transpose_into(mlp.w[i].t(), self.w_rows[i].view_mut());
-        }
         let use_sparse = density(x) < SPARSE_DENSITY;
         let parts = parts_for(n);
         let cuts = bounds(n, parts);
         self.cuts.clone_from(&cuts);
         if self.sparse.len() < parts {
             self.sparse.resize_with(parts, SparseRows::new);
+        }
+        if self.scratch.len() < parts {
+            self.scratch.resize_with(parts, BackwardScratch::new);
+        }
+        let widest = mlp.sizes.iter().copied().max().unwrap_or(0);
+        for (p, scratch) in self.scratch.iter_mut().take(parts).enumerate() {
+            scratch.fit(widest, cuts[p + 1] - cuts[p]);
         }
         let z = split_rows(&mut self.z, Axis(0), &cuts);
         let a = split_rows(&mut self.a, Axis(0), &cuts);
@@ -193,19 +248,18 @@ impl<T: Real> Backprop<T> {
             .zip(a)
             .zip(delta)
             .zip(self.sparse.iter_mut())
+            .zip(self.scratch.iter_mut())
             .enumerate()
-            .map(|(p, (((z, a), delta), sp))| RowShard {
+            .map(|(p, ((((z, a), delta), sp), scratch))| RowShard {
                 first: cuts[p],
                 z,
                 a,
                 delta,
                 sparse: use_sparse.then_some(sp),
+                scratch,
             })
             .collect();
-        let w_rows = &self.w_rows;
-        for_each_part(shards, |mut shard| {
-            forward_backward(mlp, w_rows, x, y, &mut shard)
-        });
+        for_each_part(shards, |mut shard| forward_backward(mlp, x, y, &mut shard));
         let last = mlp.w.len() - 1;
         let loss = mlp.output.loss(self.a[last].slice(s![..n, ..]), y).f64();
         (loss, use_sparse)
