@@ -96,7 +96,34 @@ impl Dataset {
 
 /// Copies the rows `indices` of `src` into the first rows of `dst`
 /// (minibatch assembly without allocation).
-pub fn gather_rows<T: Copy>(src: ArrayView2<T>, indices: &[usize], mut dst: ArrayViewMut2<T>) {
+pub fn gather_rows<T: Copy + Send + Sync>(
+    src: ArrayView2<T>,
+    indices: &[usize],
+    dst: ArrayViewMut2<T>,
+) {
+    // A batch of MNIST rows is ≈ 200 KB read from scattered places in a
+    // dataset far larger than the caches: two threads have twice the loads
+    // in flight (an epoch's gathers took 27 ms of a 0.3 s BP epoch).
+    let threads = crate::nn::linalg::threads();
+    if threads > 1 && dst.len() >= PARALLEL_GATHER && indices.len() >= 2 * threads {
+        let cuts = crate::algo::bounds(indices.len(), threads);
+        let mut parts = Vec::with_capacity(threads);
+        let mut rest = dst;
+        for c in cuts.windows(2) {
+            let (head, tail) = rest.split_at(Axis(0), c[1] - c[0]);
+            parts.push((&indices[c[0]..c[1]], head));
+            rest = tail;
+        }
+        crate::nn::team::for_each_part(parts, |(indices, dst)| copy_rows(src, indices, dst));
+        return;
+    }
+    copy_rows(src, indices, dst);
+}
+
+/// Elements of a batch from which `gather_rows` splits the copy over threads.
+const PARALLEL_GATHER: usize = 1 << 14;
+
+fn copy_rows<T: Copy>(src: ArrayView2<T>, indices: &[usize], mut dst: ArrayViewMut2<T>) {
     for (k, &i) in indices.iter().enumerate() {
         let (mut to, from) = (dst.row_mut(k), src.row(i));
         // Contiguous rows (the usual case) copy as one memcpy each.
@@ -112,4 +139,34 @@ pub fn gather_rows<T: Copy>(src: ArrayView2<T>, indices: &[usize], mut dst: Arra
 pub struct Split {
     pub train: Dataset,
     pub test: Dataset,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gather_rows;
+    use ndarray::Array2;
+
+    /// The split copy (threads > 1, batches from `PARALLEL_GATHER` elements)
+    /// fills exactly the rows the serial copy fills, and leaves the rest of
+    /// a larger batch buffer alone.
+    #[test]
+    fn gather_rows_is_the_same_on_any_thread_count() {
+        let src = Array2::from_shape_fn((500, 784), |(r, c)| (r * 784 + c) as f32);
+        let indices: Vec<usize> = (0..61).map(|k| (k * 37 + 11) % 500).collect();
+        let gathered = |threads: usize| {
+            crate::nn::linalg::set_threads(threads);
+            let mut dst = Array2::from_elem((64, 784), -1.0f32);
+            gather_rows(src.view(), &indices, dst.view_mut());
+            crate::nn::linalg::set_threads(1);
+            dst
+        };
+        let one = gathered(1);
+        for (k, &i) in indices.iter().enumerate() {
+            assert_eq!(one.row(k), src.row(i));
+        }
+        assert!(one.slice(ndarray::s![61.., ..]).iter().all(|&v| v == -1.0));
+        for threads in [2, 3] {
+            assert_eq!(gathered(threads), one, "{threads} threads");
+        }
+    }
 }

@@ -149,6 +149,27 @@ pub fn run_parts(parts: usize, threads: usize, job: &(dyn Fn(usize) + Sync)) {
     }
 }
 
+/// Runs `job(part)` for every part: on the worker team when threads are
+/// allowed, else one after the other.
+pub fn for_each_part<W: Send>(parts: Vec<W>, job: impl Fn(W) + Sync) {
+    let threads = crate::nn::linalg::threads();
+    if parts.len() == 1 || threads == 1 {
+        parts.into_iter().for_each(job);
+        return;
+    }
+    // Each slot is taken exactly once (the team runs every index once).
+    let slots: Vec<std::sync::Mutex<Option<W>>> = parts
+        .into_iter()
+        .map(|p| std::sync::Mutex::new(Some(p)))
+        .collect();
+    run_parts(slots.len(), threads, &|i| {
+        let part = slots[i].lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(part) = part {
+            job(part);
+        }
+    });
+}
+
 impl Team {
     /// Starts workers until there are `n`; false if the OS refuses a thread
     /// (the caller then runs the parts itself).
