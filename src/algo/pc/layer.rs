@@ -532,6 +532,29 @@ impl<T: Real> PcLayer<T> {
         self.mirror_fresh = true;
     }
 
+    /// A stale row-major copy of `W[l]` and `W[l]`, cut into `parts` shares
+    /// of units `(W rows, copy rows)` for a caller that refreshes the copy on
+    /// several threads (`transpose_into(w.t(), copy)` per share). The copy
+    /// counts as fresh from here on: the caller must run every share.
+    pub(crate) fn stale_mirror_shares(
+        &mut self,
+        parts: usize,
+    ) -> Vec<(ArrayView2<'_, T>, ArrayViewMut2<'_, T>)> {
+        let Some(m) = self.w_rows.as_mut().filter(|_| !self.mirror_fresh) else {
+            return Vec::new();
+        };
+        self.mirror_fresh = true;
+        let cuts = crate::algo::bounds(self.w.nrows(), parts.max(1));
+        let mut shares = Vec::with_capacity(parts);
+        let mut rest = m.view_mut();
+        for c in cuts.windows(2) {
+            let (head, tail) = rest.split_at(ndarray::Axis(0), c[1] - c[0]);
+            shares.push((self.w.slice(s![c[0]..c[1], ..]), head));
+            rest = tail;
+        }
+        shares
+    }
+
     /// The row-major copy of `W[l]` if it is current (else `ε·W` reads `W`
     /// through a slower path).
     fn mirror(&self) -> Option<ArrayView2<'_, T>> {
