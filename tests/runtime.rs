@@ -645,6 +645,49 @@ fn f32_actors_follow_the_lockstep_reference_bit_for_bit() {
     assert_eq!(a.b, b.b);
 }
 
+/// The actors' rules split their rows (and their update's units) over the
+/// worker team: any thread count gives lockstep's single-thread bits, on
+/// both drivers and at a granularity with slices.
+#[test]
+fn actors_on_several_threads_equal_single_thread_lockstep_bit_for_bit() {
+    let run = |runtime: &str, threads: usize| {
+        let mut s = scenario("il", runtime);
+        s.precision = scenario::Precision::F32;
+        s.training.momentum = 0.9;
+        pcsim::nn::linalg::set_threads(threads);
+        let mut mlp = build_network::<f32>(&s);
+        let mut trainer = build_trainer::<f32>(&s, &mlp).expect("trainer");
+        let split = experiment::load_data(&s).expect("data");
+        let (x, y) = split.train.to_real::<f32>();
+        for i in 0..5 {
+            let r = i * 16..(i + 1) * 16;
+            trainer.train_batch(
+                &mut mlp,
+                x.slice(ndarray::s![r.clone(), ..]),
+                y.slice(ndarray::s![r, ..]),
+                false,
+            );
+            if let Some(e) = trainer.take_error() {
+                panic!("{runtime}, {threads} threads: {e:#}");
+            }
+        }
+        pcsim::nn::linalg::set_threads(1);
+        mlp
+    };
+    let reference = run("driver = \"lockstep\"", 1);
+    for runtime in [
+        "driver = \"virtual\"",
+        "driver = \"wall\"\nworkers = 1",
+        "driver = \"virtual\"\ngranularity = \"nodes\"",
+    ] {
+        for threads in [2, 3] {
+            let m = run(runtime, threads);
+            assert_eq!(m.w, reference.w, "{runtime}, {threads} threads");
+            assert_eq!(m.b, reference.b, "{runtime}, {threads} threads");
+        }
+    }
+}
+
 /// Test accuracy of a short run through the library.
 fn test_accuracy(s: &Scenario) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -761,6 +804,7 @@ fn a_message_on_another_actors_edge_is_an_error_naming_both_actors() {
         workers: 1,
         capacity: 4,
         idle_timeout: Duration::from_secs(2),
+        rule_threads: 0,
     };
     let wall = WallDriver::new(actors, topo, timing, opts).unwrap().run();
     for result in [virt, wall] {

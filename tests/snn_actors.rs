@@ -178,6 +178,7 @@ fn every_spike_message_is_delivered_lost_or_in_flight_on_the_wall_driver() {
         workers: 2,
         capacity: 64,
         idle_timeout: Duration::from_secs(10),
+        rule_threads: 0,
     };
     let (mut lost, mut delivered) = (0, 0);
     for i in 0..x.nrows() {

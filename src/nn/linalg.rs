@@ -1,9 +1,16 @@
 //! How many threads the learning rules may split a batch over. The split
 //! never changes a result (see `nn::kernels`), only the wall time.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static THREADS: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    /// A limit for the rules run on this thread (0: none), set by a driver
+    /// whose own threads already run work side by side.
+    static HERE: Cell<usize> = const { Cell::new(0) };
+}
 
 /// Threads the learning rules may split a batch over (1 = single-threaded).
 pub fn set_threads(n: usize) {
@@ -11,5 +18,30 @@ pub fn set_threads(n: usize) {
 }
 
 pub fn threads() -> usize {
-    THREADS.load(Ordering::Relaxed)
+    let all = THREADS.load(Ordering::Relaxed);
+    match HERE.with(Cell::get) {
+        0 => all,
+        here => here.min(all),
+    }
+}
+
+/// Limits the rules run on the calling thread to `n` threads (0 lifts it).
+pub fn limit_threads_here(n: usize) {
+    HERE.with(|c| c.set(n));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_holds_on_its_own_thread_only() {
+        limit_threads_here(1);
+        assert_eq!(threads(), 1);
+        // Another thread sees the global count (whatever a parallel test set).
+        let elsewhere = std::thread::spawn(|| HERE.with(Cell::get)).join().unwrap();
+        assert_eq!(elsewhere, 0);
+        limit_threads_here(0);
+        assert_eq!(threads(), THREADS.load(Ordering::Relaxed));
+    }
 }

@@ -36,6 +36,11 @@ pub struct WallOptions {
     pub workers: usize,
     pub capacity: usize,
     pub idle_timeout: Duration,
+    /// Threads an actor's rules may split a batch over when run on a
+    /// worker (0: `--threads`). Slices of a layer (`groups`) already run
+    /// side by side on the workers; splitting each of them over the team
+    /// as well only makes the threads compete for the cores.
+    pub rule_threads: usize,
 }
 
 impl WallOptions {
@@ -45,6 +50,11 @@ impl WallOptions {
             workers: r.workers,
             capacity: r.channel_capacity,
             idle_timeout: Duration::from_millis(r.idle_timeout_ms),
+            rule_threads: if r.granularity != super::config::Granularity::Layer && r.groups > 1 {
+                (crate::nn::linalg::threads() / r.groups).max(1)
+            } else {
+                0
+            },
         }
     }
 }
@@ -177,6 +187,7 @@ impl<A: Actor> WallDriver<A> {
         let built = catch_unwind(|| {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(workers)
+                .on_thread_start(move || crate::nn::linalg::limit_threads_here(opts.rule_threads))
                 .max_blocking_threads(1)
                 .enable_time()
                 .build()

@@ -358,8 +358,16 @@ impl<'a, T: Real> Rows<'a, T> {
 
 /// Cuts the first `cuts[last]` rows of `a` into the blocks `cuts`.
 pub(crate) fn split_mut<'a, T>(a: &'a mut Array2<T>, cuts: &[usize]) -> Vec<ArrayViewMut2<'a, T>> {
+    split_view_mut(a.view_mut(), cuts)
+}
+
+/// `a`'s row blocks `cuts[k]..cuts[k + 1]`.
+pub(crate) fn split_view_mut<'a, T>(
+    a: ArrayViewMut2<'a, T>,
+    cuts: &[usize],
+) -> Vec<ArrayViewMut2<'a, T>> {
     let mut out = Vec::with_capacity(cuts.len() - 1);
-    let mut rest = a.view_mut();
+    let mut rest = a;
     for c in cuts.windows(2) {
         let (head, tail) = rest.split_at(Axis(0), c[1] - c[0]);
         out.push(head);
@@ -705,28 +713,44 @@ impl<T: Real> PcLayer<T> {
         self.beta = T::zero();
     }
 
-    /// Runs `f` on all rows as one block.
-    fn whole<R>(&mut self, f: impl FnOnce(&Params<'_, T>, &mut Rows<'_, T>) -> R) -> R {
+    /// The row blocks a rule splits this layer's batch into: one per
+    /// thread (`algo::parts_for`), as the lockstep driver cuts it, so an
+    /// actor's rules use every core too. Rows are independent, so the cut
+    /// never changes a bit.
+    fn row_cuts(&self) -> Vec<usize> {
         let rows = self.rows();
-        let (params, mut blocks) = self.split(&[0, rows]);
-        let out = f(&params, &mut blocks[0]);
-        let stale = blocks[0].stale;
-        drop(blocks);
-        self.u_stale = stale;
-        out
+        crate::algo::bounds(rows, crate::algo::parts_for(rows))
+    }
+
+    /// Runs `f` on every row block (with its row range), on the worker team.
+    fn whole(
+        &mut self,
+        f: impl Fn(&Params<'_, T>, &mut Rows<'_, T>, std::ops::Range<usize>) + Sync,
+    ) {
+        let cuts = self.row_cuts();
+        let (params, blocks) = self.split(&cuts);
+        let stale = std::sync::atomic::AtomicBool::new(false);
+        let parts: Vec<_> = blocks.into_iter().zip(cuts.windows(2)).collect();
+        crate::algo::for_each_part(parts, |(mut r, c)| {
+            f(&params, &mut r, c[0]..c[1]);
+            if r.stale {
+                stale.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        self.u_stale = stale.into_inner();
     }
 
     /// Rule: first up-message of a batch; start from the feedforward pass
     /// (`x ← u`, so hidden errors are 0; the output applies its clamp).
     pub fn init_feedforward(&mut self, below: ArrayView2<T>) {
         self.prepare(below);
-        self.whole(|p, r| p.init(r, below, false));
+        self.whole(|p, r, rows| p.init(r, below.slice(s![rows, ..]), false));
     }
 
     /// Rule: first up-message of a batch; value nodes start at rest (`x ← 0`).
     pub fn init_at_rest(&mut self, below: ArrayView2<T>) {
         self.prepare(below);
-        self.whole(|p, r| p.init(r, below, true));
+        self.whole(|p, r, rows| p.init(r, below.slice(s![rows, ..]), true));
     }
 
     /// Rule: a new up-message `f(x[l−1])` arrived; recompute `u[l]` and `ε[l]`
@@ -737,13 +761,13 @@ impl<T: Real> PcLayer<T> {
     pub fn on_activity(&mut self, below: ArrayView2<T>) {
         if self.input.dim() != below.dim() {
             self.prepare(below);
-            self.whole(|p, r| {
+            self.whole(|p, r, rows| {
                 r.stale = true;
-                p.activity(r, below)
+                p.activity(r, below.slice(s![rows, ..]))
             });
             return;
         }
-        self.whole(|p, r| p.activity(r, below));
+        self.whole(|p, r, rows| p.activity(r, below.slice(s![rows, ..])));
     }
 
     /// Rule (hidden layers): a down-message `e = ε[l+1]·W[l+1]` arrived; one
@@ -756,7 +780,7 @@ impl<T: Real> PcLayer<T> {
     /// exactly, which keeps f32 runs on BP's trajectory).
     /// On the output layer this does nothing (its value nodes follow the nudge).
     pub fn on_feedback(&mut self, above: ArrayView2<T>, gamma: T) {
-        self.whole(|p, r| p.feedback(r, above, gamma));
+        self.whole(|p, r, rows| p.feedback(r, above.slice(s![rows, ..]), gamma));
     }
 
     /// Rule (error nodes of a hidden layer whose value nodes are another
@@ -804,7 +828,15 @@ impl<T: Real> PcLayer<T> {
     /// All-zero errors (a hidden layer right after the feedforward
     /// initialisation) give a zero message without the matrix product.
     pub fn error_down_into(&self, out: ArrayViewMut2<T>) {
-        self.params().error_down(self.eps.view(), out);
+        let params = self.params();
+        let cuts = self.row_cuts();
+        let parts: Vec<_> = split_view_mut(out, &cuts)
+            .into_iter()
+            .zip(cuts.windows(2))
+            .collect();
+        crate::algo::for_each_part(parts, |(out, c)| {
+            params.error_down(self.eps.slice(s![c[0]..c[1], ..]), out)
+        });
     }
 
     /// Owned down-message, to be moved into a message.
@@ -852,8 +884,22 @@ impl<T: Real> PcLayer<T> {
 
     /// `dw ← s · ε[l]ᵀ f(x[l−1])`, `db ← s · Σ_rows ε[l]` (the driver picks
     /// `s = α / (β · rows)`).
+    /// Split by output unit over the worker team (each unit's update is its
+    /// own reduction over the batch, so the split never changes a bit).
     pub fn weight_update_into(&self, scale: T, dw: ArrayViewMut2<T>, db: ArrayViewMut1<T>) {
-        self.update_units(scale, 0..self.width(), Accum::Set, dw, db);
+        let threads = crate::nn::linalg::threads();
+        let cuts = crate::algo::bounds(self.width(), threads.min(self.width()).max(1));
+        let mut parts = Vec::with_capacity(cuts.len() - 1);
+        let (mut w_rest, mut b_rest) = (dw, db);
+        for c in cuts.windows(2) {
+            let (w, w_tail) = w_rest.split_at(Axis(0), c[1] - c[0]);
+            let (b, b_tail) = b_rest.split_at(Axis(0), c[1] - c[0]);
+            parts.push((c[0]..c[1], w, b));
+            (w_rest, b_rest) = (w_tail, b_tail);
+        }
+        crate::algo::for_each_part(parts, |(units, w, b)| {
+            self.update_units(scale, units, Accum::Set, w, b)
+        });
     }
 
     /// `W[l] += dw`, `b[l] += db`.
