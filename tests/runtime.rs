@@ -616,6 +616,27 @@ fn adam_and_adamw_are_kept_by_each_actor_and_equal_lockstep() {
     }
 }
 
+/// The network after 5 batches of 16 in f32 (plain fast path, no update kept).
+fn train_f32(s: &Scenario) -> Mlp<f32> {
+    let mut mlp = build_network::<f32>(s);
+    let mut trainer = build_trainer::<f32>(s, &mlp).expect("trainer");
+    let split = experiment::load_data(s).expect("data");
+    let (x, y) = split.train.to_real::<f32>();
+    for i in 0..5 {
+        let r = i * 16..(i + 1) * 16;
+        trainer.train_batch(
+            &mut mlp,
+            x.slice(ndarray::s![r.clone(), ..]),
+            y.slice(ndarray::s![r, ..]),
+            false,
+        );
+        if let Some(e) = trainer.take_error() {
+            panic!("training failed: {e:#}");
+        }
+    }
+    mlp
+}
+
 #[test]
 fn f32_actors_follow_the_lockstep_reference_bit_for_bit() {
     // A learning rate whose α/(β·B) rounds differently in f64 and f32.
@@ -625,20 +646,7 @@ fn f32_actors_follow_the_lockstep_reference_bit_for_bit() {
         s.training.learning_rate = 0.05 * 0.85f64.powi(3);
         s.algorithm.inference.beta = 0.1;
         s.training.momentum = 0.9;
-        let mut mlp = build_network::<f32>(&s);
-        let mut trainer = build_trainer::<f32>(&s, &mlp).expect("trainer");
-        let split = experiment::load_data(&s).expect("data");
-        let (x, y) = split.train.to_real::<f32>();
-        for i in 0..5 {
-            let r = i * 16..(i + 1) * 16;
-            trainer.train_batch(
-                &mut mlp,
-                x.slice(ndarray::s![r.clone(), ..]),
-                y.slice(ndarray::s![r, ..]),
-                false,
-            );
-        }
-        mlp
+        train_f32(&s)
     };
     let (a, b) = (run("lockstep"), run("virtual"));
     assert_eq!(a.w, b.w);
@@ -655,22 +663,7 @@ fn actors_on_several_threads_equal_single_thread_lockstep_bit_for_bit() {
         s.precision = scenario::Precision::F32;
         s.training.momentum = 0.9;
         pcsim::nn::linalg::set_threads(threads);
-        let mut mlp = build_network::<f32>(&s);
-        let mut trainer = build_trainer::<f32>(&s, &mlp).expect("trainer");
-        let split = experiment::load_data(&s).expect("data");
-        let (x, y) = split.train.to_real::<f32>();
-        for i in 0..5 {
-            let r = i * 16..(i + 1) * 16;
-            trainer.train_batch(
-                &mut mlp,
-                x.slice(ndarray::s![r.clone(), ..]),
-                y.slice(ndarray::s![r, ..]),
-                false,
-            );
-            if let Some(e) = trainer.take_error() {
-                panic!("{runtime}, {threads} threads: {e:#}");
-            }
-        }
+        let mlp = train_f32(&s);
         pcsim::nn::linalg::set_threads(1);
         mlp
     };
