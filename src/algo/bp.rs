@@ -24,8 +24,9 @@ use crate::nn::kernels::{
     Accum, column_sums, matmul, rank_update, sparse_matmul, sparse_rank_update, transpose_into,
 };
 use crate::nn::sparse::{SPARSE_DENSITY, SparseRows, density};
+use crate::nn::team::row_blocks_mut;
 use crate::nn::{Mlp, Real, Updates};
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, s};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, s};
 
 /// Backprop with its preallocated buffers.
 pub struct Backprop<T: Real> {
@@ -51,18 +52,14 @@ pub struct Backprop<T: Real> {
 /// returning one list of per-layer views for each range.
 fn split_rows<'a, T: Real>(
     bufs: &'a mut [Array2<T>],
-    axis: Axis,
     cuts: &[usize],
 ) -> Vec<Vec<ArrayViewMut2<'a, T>>> {
     let parts = cuts.len() - 1;
     let mut out: Vec<Vec<ArrayViewMut2<'a, T>>> =
         (0..parts).map(|_| Vec::with_capacity(bufs.len())).collect();
     for buf in bufs.iter_mut() {
-        let mut rest = buf.slice_axis_mut(axis, (0..cuts[parts]).into());
-        for p in 0..parts {
-            let (head, tail) = rest.split_at(axis, cuts[p + 1] - cuts[p]);
-            out[p].push(head);
-            rest = tail;
+        for (p, block) in row_blocks_mut(buf.view_mut(), cuts).into_iter().enumerate() {
+            out[p].push(block);
         }
     }
     out
@@ -236,13 +233,13 @@ impl<T: Real> Backprop<T> {
         if self.scratch.len() < parts {
             self.scratch.resize_with(parts, BackwardScratch::new);
         }
-        let widest = mlp.sizes.iter().copied().max().unwrap_or(0);
+        let widest = mlp.sizes[1..].iter().copied().max().unwrap_or(0);
         for (p, scratch) in self.scratch.iter_mut().take(parts).enumerate() {
             scratch.fit(widest, cuts[p + 1] - cuts[p]);
         }
-        let z = split_rows(&mut self.z, Axis(0), &cuts);
-        let a = split_rows(&mut self.a, Axis(0), &cuts);
-        let delta = split_rows(&mut self.delta, Axis(0), &cuts);
+        let z = split_rows(&mut self.z, &cuts);
+        let a = split_rows(&mut self.a, &cuts);
+        let delta = split_rows(&mut self.delta, &cuts);
         let shards: Vec<RowShard<'_, T>> = z
             .into_iter()
             .zip(a)

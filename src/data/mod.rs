@@ -107,13 +107,12 @@ pub fn gather_rows<T: Copy + Send + Sync>(
     let threads = crate::nn::linalg::threads();
     if threads > 1 && dst.len() >= PARALLEL_GATHER && indices.len() >= 2 * threads {
         let cuts = crate::algo::bounds(indices.len(), threads);
-        let mut parts = Vec::with_capacity(threads);
-        let mut rest = dst;
-        for c in cuts.windows(2) {
-            let (head, tail) = rest.split_at(Axis(0), c[1] - c[0]);
-            parts.push((&indices[c[0]..c[1]], head));
-            rest = tail;
-        }
+        let blocks = crate::nn::team::row_blocks_mut(dst, &cuts);
+        let parts: Vec<_> = cuts
+            .windows(2)
+            .map(|c| &indices[c[0]..c[1]])
+            .zip(blocks)
+            .collect();
         crate::nn::team::for_each_part(parts, |(indices, dst)| copy_rows(src, indices, dst));
         return;
     }

@@ -170,6 +170,21 @@ pub fn for_each_part<W: Send>(parts: Vec<W>, job: impl Fn(W) + Sync) {
     });
 }
 
+/// `a`'s row blocks `cuts[k]..cuts[k + 1]` (the parts a batch is cut into).
+pub fn row_blocks_mut<'a, T>(
+    a: ndarray::ArrayViewMut2<'a, T>,
+    cuts: &[usize],
+) -> Vec<ndarray::ArrayViewMut2<'a, T>> {
+    let mut out = Vec::with_capacity(cuts.len().saturating_sub(1));
+    let mut rest = a;
+    for c in cuts.windows(2) {
+        let (head, tail) = rest.split_at(ndarray::Axis(0), c[1] - c[0]);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
 impl Team {
     /// Starts workers until there are `n`; false if the OS refuses a thread
     /// (the caller then runs the parts itself).

@@ -358,22 +358,7 @@ impl<'a, T: Real> Rows<'a, T> {
 
 /// Cuts the first `cuts[last]` rows of `a` into the blocks `cuts`.
 pub(crate) fn split_mut<'a, T>(a: &'a mut Array2<T>, cuts: &[usize]) -> Vec<ArrayViewMut2<'a, T>> {
-    split_view_mut(a.view_mut(), cuts)
-}
-
-/// `a`'s row blocks `cuts[k]..cuts[k + 1]`.
-pub(crate) fn split_view_mut<'a, T>(
-    a: ArrayViewMut2<'a, T>,
-    cuts: &[usize],
-) -> Vec<ArrayViewMut2<'a, T>> {
-    let mut out = Vec::with_capacity(cuts.len() - 1);
-    let mut rest = a;
-    for c in cuts.windows(2) {
-        let (head, tail) = rest.split_at(Axis(0), c[1] - c[0]);
-        out.push(head);
-        rest = tail;
-    }
-    out
+    crate::nn::team::row_blocks_mut(a.view_mut(), cuts)
 }
 
 impl<T: Real> PcLayer<T> {
@@ -553,14 +538,11 @@ impl<T: Real> PcLayer<T> {
         };
         self.mirror_fresh = true;
         let cuts = crate::algo::bounds(self.w.nrows(), parts.max(1));
-        let mut shares = Vec::with_capacity(parts);
-        let mut rest = m.view_mut();
-        for c in cuts.windows(2) {
-            let (head, tail) = rest.split_at(ndarray::Axis(0), c[1] - c[0]);
-            shares.push((self.w.slice(s![c[0]..c[1], ..]), head));
-            rest = tail;
-        }
-        shares
+        let copies = crate::nn::team::row_blocks_mut(m.view_mut(), &cuts);
+        cuts.windows(2)
+            .map(|c| self.w.slice(s![c[0]..c[1], ..]))
+            .zip(copies)
+            .collect()
     }
 
     /// The row-major copy of `W[l]` if it is current (else `ε·W` reads `W`
@@ -830,7 +812,7 @@ impl<T: Real> PcLayer<T> {
     pub fn error_down_into(&self, out: ArrayViewMut2<T>) {
         let params = self.params();
         let cuts = self.row_cuts();
-        let parts: Vec<_> = split_view_mut(out, &cuts)
+        let parts: Vec<_> = crate::nn::team::row_blocks_mut(out, &cuts)
             .into_iter()
             .zip(cuts.windows(2))
             .collect();
