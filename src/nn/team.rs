@@ -96,19 +96,32 @@ fn wait_until(done: impl Fn() -> bool) {
 /// to running them here, in order, when one thread is asked for, when
 /// called from inside a part, or while another thread is dispatching.
 pub fn run_parts(parts: usize, threads: usize, job: &(dyn Fn(usize) + Sync)) {
-    let helpers = threads.min(parts).saturating_sub(1);
-    if helpers == 0 || INSIDE.with(|c| c.get()) {
+    if !dispatch(parts, threads.min(parts), job) {
         (0..parts).for_each(job);
-        return;
+    }
+}
+
+/// Runs `job(0) … job(parts − 1)` at the same time, each on its own thread
+/// (this one included), for parts that wait for each other; false, having
+/// run nothing, when that many threads are not to be had (fewer than
+/// `parts` allowed, called from inside a part, or the team busy).
+pub fn run_side_by_side(parts: usize, job: &(dyn Fn(usize) + Sync)) -> bool {
+    parts <= crate::nn::linalg::threads() && dispatch(parts, parts, job)
+}
+
+/// One dispatch on `threads` threads; false (nothing run) when it cannot
+/// have a helper.
+fn dispatch(parts: usize, threads: usize, job: &(dyn Fn(usize) + Sync)) -> bool {
+    let helpers = threads.saturating_sub(1);
+    if helpers == 0 || INSIDE.with(|c| c.get()) {
+        return false;
     }
     let team = team();
     let Ok(_busy) = team.busy.try_lock() else {
-        (0..parts).for_each(job);
-        return;
+        return false;
     };
     if !team.ensure_workers(helpers) {
-        (0..parts).for_each(job);
-        return;
+        return false;
     }
     INSIDE.with(|c| c.set(true));
     let shared = &team.shared;
@@ -147,6 +160,7 @@ pub fn run_parts(parts: usize, threads: usize, job: &(dyn Fn(usize) + Sync)) {
     if shared.panicked.swap(false, Ordering::AcqRel) {
         panic!("a worker thread panicked while running a part of a batch");
     }
+    true
 }
 
 /// Runs `job(part)` for every part: on the worker team when threads are
@@ -193,9 +207,14 @@ impl Team {
         while *started < n {
             let shared = Arc::clone(&self.shared);
             let id = *started;
+            // Read before the dispatch that needs the worker is published,
+            // so the worker takes part in it (a caller that waits for its
+            // helpers' parts, `run_side_by_side`, would otherwise wait
+            // forever).
+            let seen = shared.generation.load(Ordering::SeqCst);
             let spawned = std::thread::Builder::new()
                 .name(format!("pcsim-worker-{id}"))
-                .spawn(move || worker(&shared, id));
+                .spawn(move || worker(&shared, id, seen));
             if spawned.is_err() {
                 return false;
             }
@@ -222,9 +241,8 @@ impl Shared {
     }
 }
 
-fn worker(shared: &Shared, id: usize) {
+fn worker(shared: &Shared, id: usize, mut seen: u64) {
     INSIDE.with(|c| c.set(true));
-    let mut seen = shared.generation.load(Ordering::Acquire);
     loop {
         let mut rounds = 0u32;
         loop {
@@ -272,6 +290,37 @@ fn worker(shared: &Shared, id: usize) {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn side_by_side_parts_run_at_the_same_time() {
+        // Each part waits for the other: run one after the other they
+        // would time out. (Another test may lower the global thread count
+        // for a moment, so a refusal is retried.)
+        let flags = [AtomicU32::new(0), AtomicU32::new(0)];
+        let alone = AtomicBool::new(false);
+        let mut ran = false;
+        for _ in 0..1000 {
+            crate::nn::linalg::set_threads(2);
+            ran = run_side_by_side(2, &|i| {
+                flags[i].store(1, Ordering::SeqCst);
+                let start = std::time::Instant::now();
+                while flags[1 - i].load(Ordering::SeqCst) == 0 {
+                    if start.elapsed() > std::time::Duration::from_secs(5) {
+                        alone.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    std::hint::spin_loop();
+                }
+            });
+            if ran {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        crate::nn::linalg::set_threads(1);
+        assert!(ran, "never had 2 threads");
+        assert!(!alone.load(Ordering::SeqCst), "a part waited alone");
+    }
 
     #[test]
     fn every_part_runs_exactly_once_for_any_thread_count() {
