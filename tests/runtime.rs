@@ -427,6 +427,25 @@ fn bad_runtime_keys_are_named() {
             "runtime.jitter",
             "1e9",
         ),
+        ("il", "shards = 2", "runtime.shards", "lockstep"),
+        (
+            "il",
+            "driver = \"virtual\"\nshards = 0",
+            "runtime.shards",
+            "1..=64",
+        ),
+        (
+            "il",
+            "driver = \"wall\"\nshards = 2\nschedule = \"clocked\"",
+            "runtime.shards",
+            "event",
+        ),
+        (
+            "il",
+            "driver = \"virtual\"\nshards = 9\n[training]\nbatch_size = 8",
+            "runtime.shards",
+            "training.batch_size",
+        ),
     ] {
         let (k, msg) = err(kind, rt).unwrap_or_else(|| panic!("{kind} with {rt:?} was accepted"));
         assert_eq!(k, key, "{kind}, {rt}: {msg}");
@@ -441,6 +460,21 @@ fn bad_runtime_keys_are_named() {
     .expect("unknown actor");
     assert_eq!(k, "runtime.actor_compute.layer99");
     assert!(msg.contains("err2, val2, err3, val3, err4"), "{msg}");
+    // With shards, every shard's actors carry the shard.
+    assert_eq!(
+        err(
+            "il",
+            "driver = \"virtual\"\nshards = 2\nactor_compute.\"layer3@1\" = { mean = 1.0 }"
+        ),
+        None
+    );
+    let (k, msg) = err(
+        "il",
+        "driver = \"virtual\"\nshards = 2\nactor_compute.layer3 = { mean = 1.0 }",
+    )
+    .expect("unsharded name");
+    assert_eq!(k, "runtime.actor_compute.layer3");
+    assert!(msg.contains("layer3@0"), "{msg}");
     assert_eq!(
         err(
             "il",
@@ -888,4 +922,110 @@ fn messages_per_sample_of_each_granularity() {
     );
     eprintln!("messages per sample: layer {layer}, groups(3) {groups}, nodes {nodes}");
     assert!(layer < nodes && layer < groups, "{layer} {groups} {nodes}");
+}
+
+/// `train_f32` on batches of which `sparse` zeroes ≈ 80 % of the inputs (so
+/// layer 2 takes the sparse kernels), with a last batch of `last` rows.
+fn train_f32_batches(s: &Scenario, sparse: bool, last: usize) -> (Mlp<f32>, Vec<f64>) {
+    let mut mlp = build_network::<f32>(s);
+    let mut trainer = build_trainer::<f32>(s, &mlp).expect("trainer");
+    let split = experiment::load_data(s).expect("data");
+    let (mut x, y) = split.train.to_real::<f32>();
+    if sparse {
+        for (k, v) in x.iter_mut().enumerate() {
+            if k % 5 != 0 {
+                *v = 0.0;
+            }
+        }
+    }
+    let mut losses = Vec::new();
+    for (i, rows) in [16, 16, 16, last].into_iter().enumerate() {
+        let r = i * 16..i * 16 + rows;
+        let loss = trainer.train_batch(
+            &mut mlp,
+            x.slice(ndarray::s![r.clone(), ..]),
+            y.slice(ndarray::s![r, ..]),
+            false,
+        );
+        if let Some(e) = trainer.take_error() {
+            panic!("training failed: {e:#}");
+        }
+        losses.push(loss);
+    }
+    (mlp, losses)
+}
+
+#[test]
+fn shards_equal_the_lockstep_reference_bit_for_bit() {
+    // Each shard relaxes its rows; the pooled update sums the shards' rows
+    // in order, so weights and losses equal one network holding the batch —
+    // sparse or dense input, on either driver, even with a shard left
+    // without rows (a last batch of 1 row).
+    for kind in ["il", "zil"] {
+        for sparse in [false, true] {
+            let run = |runtime: &str, threads: usize| {
+                let mut s = scenario(kind, runtime);
+                s.precision = scenario::Precision::F32;
+                s.training.momentum = 0.9;
+                pcsim::nn::linalg::set_threads(threads);
+                let out = train_f32_batches(&s, sparse, 1);
+                pcsim::nn::linalg::set_threads(1);
+                out
+            };
+            let reference = run("driver = \"lockstep\"", 1);
+            // A `groups` slice limits its steps on its own slice (see
+            // `scenario`), so sharded groups are held to unsharded groups.
+            let groups = "driver = \"virtual\"\ngranularity = \"groups\"\ngroups = 2";
+            let grouped = run(groups, 1);
+            for (runtime, threads) in [
+                ("driver = \"virtual\"\nshards = 2", 1),
+                (
+                    "driver = \"virtual\"\nshards = 3\ngranularity = \"nodes\"",
+                    1,
+                ),
+                ("driver = \"wall\"\nshards = 2", 2),
+                ("driver = \"wall\"\nshards = 3", 2),
+                ("driver = \"wall\"\nshards = 2\nworkers = 1", 1),
+                (
+                    "driver = \"wall\"\nshards = 2\ngranularity = \"groups\"\ngroups = 2",
+                    3,
+                ),
+            ] {
+                let reference = if runtime.contains("groups") {
+                    &grouped
+                } else {
+                    &reference
+                };
+                let (m, losses) = run(runtime, threads);
+                let what = format!("{kind}, sparse {sparse}, {runtime}, {threads} threads");
+                assert_eq!(m.w, reference.0.w, "{what}");
+                assert_eq!(m.b, reference.0.b, "{what}");
+                assert_eq!(losses, reference.1, "{what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_panicking_shard_ends_the_run_at_once() {
+    // The other shard waits for the pooled update; the failure must reach
+    // it at once rather than after the idle timeout.
+    for threads in [1, 2] {
+        let mut s = scenario(
+            "il",
+            "driver = \"wall\"\nshards = 2\nidle_timeout_ms = 60000",
+        );
+        s.training.epochs = 1;
+        pcsim::nn::linalg::set_threads(threads);
+        let started = std::time::Instant::now();
+        let msg = within(30, move || first_error(s, Some((3, 1))));
+        pcsim::nn::linalg::set_threads(1);
+        assert!(msg.contains("layer3@"), "{msg}");
+        assert!(msg.contains("injected fault"), "{msg}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
 }

@@ -114,6 +114,11 @@ pub struct RuntimeConfig {
     pub granularity: Granularity,
     /// Slices per hidden layer when `granularity = "groups"` or `"nodes"`.
     pub groups: usize,
+    /// Copies of the network that each relax a share of the batch's rows
+    /// (samples relax independently) and pool their errors for the one
+    /// weight update every copy applies: data parallelism over the cores,
+    /// with no messages between the copies during a relaxation.
+    pub shards: usize,
     pub schedule: Schedule,
     pub trigger: Trigger,
     pub delivery: Delivery,
@@ -163,6 +168,7 @@ impl Default for RuntimeConfig {
             driver: Driver::Lockstep,
             granularity: Granularity::Layer,
             groups: 1,
+            shards: 1,
             schedule: Schedule::Event,
             trigger: Trigger::Event,
             delivery: Delivery::Fifo,
@@ -194,6 +200,8 @@ pub const MAX_TIME: f64 = 1e9;
 pub const MAX_LOG_SPREAD: f64 = 10.0;
 /// Largest `runtime.workers`.
 pub const MAX_WORKERS: usize = 256;
+/// Largest `runtime.shards`.
+pub const MAX_SHARDS: usize = 64;
 /// Largest `runtime.pipeline`.
 pub const MAX_PIPELINE: usize = 64;
 /// Largest `runtime.channel_capacity`.
@@ -362,23 +370,42 @@ pub fn validate(
             _ => {}
         }
     }
+    if !(1..=MAX_SHARDS).contains(&r.shards) {
+        return err(
+            "runtime.shards",
+            format!("must be in 1..={MAX_SHARDS}, got {}", r.shards),
+        );
+    }
+    if r.shards > 1 && r.schedule == Schedule::Clocked {
+        return err(
+            "runtime.shards",
+            "the shards' weight update waits for every shard's errors, but clocked actors update on their own clock with whatever has arrived; use schedule = \"event\" or shards = 1".into(),
+        );
+    }
+    if r.shards > 1 && r.pipeline > 1 {
+        return err(
+            "runtime.shards",
+            "shards relax one batch at a time; use pipeline = 1 or shards = 1".into(),
+        );
+    }
     check_delay(&r.delay_up, "runtime.delay_up")?;
     check_delay(&r.delay_down, "runtime.delay_down")?;
     check_delay(&r.compute, "runtime.compute")?;
     if !r.actor_compute.is_empty() {
-        let names = super::pc::actor_names(layers, r.granularity, r.groups);
+        let names = super::pc::actor_names(layers, r.granularity, r.groups, r.shards);
         for (name, d) in &r.actor_compute {
             if !names.contains(name) {
                 return err(
                     &format!("runtime.actor_compute.{name}"),
                     format!(
-                        "no actor is called `{name}` in this network (granularity \"{}\", {} group(s)); the actors are: {}",
+                        "no actor is called `{name}` in this network (granularity \"{}\", {} group(s), {} shard(s)); the actors are: {}",
                         match r.granularity {
                             Granularity::Layer => "layer",
                             Granularity::Groups => "groups",
                             Granularity::Nodes => "nodes",
                         },
                         r.groups,
+                        r.shards,
                         names.join(", ")
                     ),
                 );

@@ -26,6 +26,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -37,9 +38,9 @@ pub struct WallOptions {
     pub capacity: usize,
     pub idle_timeout: Duration,
     /// Threads an actor's rules may split a batch over when run on a
-    /// worker (0: `--threads`). Slices of a layer (`groups`) already run
-    /// side by side on the workers; splitting each of them over the team
-    /// as well only makes the threads compete for the cores.
+    /// worker (0: `--threads`). Slices of a layer (`groups`) and shards
+    /// already run side by side on the workers; splitting each of them over
+    /// the team as well only makes the threads compete for the cores.
     pub rule_threads: usize,
 }
 
@@ -50,10 +51,18 @@ impl WallOptions {
             workers: r.workers,
             capacity: r.channel_capacity,
             idle_timeout: Duration::from_millis(r.idle_timeout_ms),
-            rule_threads: if r.granularity != super::config::Granularity::Layer && r.groups > 1 {
-                (crate::nn::linalg::threads() / r.groups).max(1)
-            } else {
-                0
+            rule_threads: {
+                let groups = if r.granularity == super::config::Granularity::Layer {
+                    1
+                } else {
+                    r.groups
+                };
+                let side_by_side = groups * r.shards.max(1);
+                if side_by_side > 1 {
+                    (crate::nn::linalg::threads() / side_by_side).max(1)
+                } else {
+                    0
+                }
             },
         }
     }
@@ -115,6 +124,174 @@ type OutEdges<M> = Vec<Option<OutEdge<Envelope<M>>>>;
 
 type TaskResult<A> = Result<(A, ActorStats, Vec<EdgeStats>), RuntimeError>;
 type TaskOutput<A> = (usize, TaskResult<A>);
+type ActorFuture<A> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<TaskOutput<A>>> + Send>>;
+/// Actors run by one task or thread (`None`: ended).
+type Group<A> = Vec<Option<ActorFuture<A>>>;
+
+/// The waker a group of actors polls its members with: a wake-up during a
+/// pass (a member sending to another) only asks for another pass; one
+/// while the group waits wakes the group's task.
+struct GroupWaker {
+    woken: AtomicBool,
+    polling: AtomicBool,
+    outer: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl std::task::Wake for GroupWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        if !self.polling.load(Ordering::SeqCst)
+            && let Some(w) = self
+                .outer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+        {
+            w.wake_by_ref();
+        }
+    }
+}
+
+/// Set when an actor failed: every group stops (the others would only
+/// wait for messages that will not come, until the idle timeout).
+#[derive(Default)]
+struct Abort {
+    raised: AtomicBool,
+    groups: std::sync::Mutex<Vec<std::task::Waker>>,
+}
+
+impl Abort {
+    fn watch(&self, waker: std::task::Waker) {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(waker);
+    }
+    fn raise(&self) {
+        self.raised.store(true, Ordering::SeqCst);
+        for w in self.groups.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            w.wake_by_ref();
+        }
+    }
+}
+
+/// Wakes the thread that `spin_block_on` runs on.
+struct ThreadWaker {
+    woken: AtomicBool,
+    thread: std::thread::Thread,
+}
+
+impl std::task::Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        self.thread.unpark();
+    }
+}
+
+/// How long a group's thread spins for news before it sleeps (≈ 0.2 ms:
+/// the wait for another shard at the update, the harness between batches).
+const SPIN_ROUNDS: u32 = 1 << 16;
+
+/// Runs `f` to completion on this thread (inside a tokio runtime's context,
+/// whose workers drive the timers): polls, then spins on the waker's flag,
+/// then sleeps until woken.
+fn spin_block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let me = Arc::new(ThreadWaker {
+        woken: AtomicBool::new(false),
+        thread: std::thread::current(),
+    });
+    let waker = std::task::Waker::from(me.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        let mut spins = 0u32;
+        while !me.woken.swap(false, Ordering::SeqCst) {
+            if spins < SPIN_ROUNDS {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::park();
+            }
+        }
+    }
+}
+
+/// Passes over a group's members before its task yields to the scheduler
+/// even though members keep waking each other (fairness to other tasks).
+const MAX_PASSES: u32 = 4096;
+
+/// Runs several actors in one task: every pass polls those still running,
+/// and passes repeat while a member woke another, so messages inside the
+/// group are handed over without a trip through the scheduler (a poll
+/// without news is cheap: the actor finds its inboxes empty). Ends early on
+/// a fatal error, which the driver then spreads.
+async fn together<A: Actor>(mut actors: Group<A>, abort: Arc<Abort>) -> Vec<TaskOutput<A>> {
+    let mut outputs = Vec::with_capacity(actors.len());
+    let group = Arc::new(GroupWaker {
+        woken: AtomicBool::new(false),
+        polling: AtomicBool::new(false),
+        outer: std::sync::Mutex::new(None),
+    });
+    let inner = std::task::Waker::from(group.clone());
+    abort.watch(inner.clone());
+    std::future::poll_fn(|cx| {
+        {
+            let mut outer = group.outer.lock().unwrap_or_else(|e| e.into_inner());
+            if !outer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *outer = Some(cx.waker().clone());
+            }
+        }
+        let mut inner_cx = std::task::Context::from_waker(&inner);
+        for _ in 0..MAX_PASSES {
+            if abort.raised.load(Ordering::SeqCst) {
+                return std::task::Poll::Ready(());
+            }
+            group.polling.store(true, Ordering::SeqCst);
+            group.woken.store(false, Ordering::SeqCst);
+            let mut running = false;
+            for slot in actors.iter_mut() {
+                let Some(f) = slot else {
+                    continue;
+                };
+                match f.as_mut().poll(&mut inner_cx) {
+                    std::task::Poll::Ready(out) => {
+                        *slot = None;
+                        if let Some(out) = out {
+                            let fatal = matches!(&out.1, Err(e) if !matches!(e, RuntimeError::Stalled { .. }));
+                            outputs.push(out);
+                            if fatal {
+                                abort.raise();
+                                return std::task::Poll::Ready(());
+                            }
+                        }
+                    }
+                    std::task::Poll::Pending => running = true,
+                }
+            }
+            group.polling.store(false, Ordering::SeqCst);
+            if !running {
+                return std::task::Poll::Ready(());
+            }
+            if !group.woken.load(Ordering::SeqCst) {
+                return std::task::Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
+    outputs
+}
 
 /// A network run on a persistent tokio runtime.
 pub struct WallDriver<A: Actor> {
@@ -127,6 +304,10 @@ pub struct WallDriver<A: Actor> {
     runs: u64,
     /// Local-clock milliseconds elapsed in earlier runs.
     clock_ms: f64,
+    /// Actors that share one task (by group number; empty: a task each,
+    /// or one group of all when there is one worker).
+    homes: Vec<usize>,
+    workers: usize,
 }
 
 /// Starts (and stops) `n` threads at once, so a process limit becomes a
@@ -216,7 +397,20 @@ impl<A: Actor> WallDriver<A> {
             rt,
             runs: 0,
             clock_ms: 0.0,
+            homes: Vec::new(),
+            workers,
         })
+    }
+
+    /// Runs the actors with the same `homes[i]` in one task, so they stay
+    /// on one worker and hand messages to each other without waking
+    /// another thread (the tasks of independent groups, such as the shards
+    /// of a network, then spread over the workers: tokio keeps a woken
+    /// task on the waker's worker, which would let the chains of separate
+    /// tasks pile up on one worker while the other idles).
+    pub fn place_together(&mut self, homes: Vec<usize>) {
+        debug_assert!(homes.is_empty() || homes.len() == self.actors.len());
+        self.homes = homes;
     }
 
     /// Runs until every actor is done; returns the wall seconds it took. On an
@@ -267,7 +461,10 @@ impl<A: Actor> WallDriver<A> {
                 let fifo_delayed = !delay.is_zero() && timing.delivery == Delivery::Fifo;
                 let sink = if fifo_delayed {
                     let (tx, rx) = flume::bounded::<(Instant, Envelope<A::Msg>)>(cap);
-                    set.spawn(pipe::<A>(rx, direct));
+                    set.spawn(async move {
+                        pipe(rx, direct).await;
+                        Vec::new()
+                    });
                     Sink::Pipe(tx)
                 } else {
                     direct
@@ -281,8 +478,15 @@ impl<A: Actor> WallDriver<A> {
                 });
             }
             drop(fwd_tx);
+            // One worker: all actors in one group on this thread.
+            let homes = if self.homes.is_empty() && self.workers == 1 {
+                vec![0; n]
+            } else {
+                self.homes.clone()
+            };
+            let mut grouped: Vec<Group<A>> = Vec::new();
             for (i, (actor, out)) in actors.into_iter().zip(outs).enumerate() {
-                set.spawn(actor_task(ActorTask {
+                let task = actor_task(ActorTask {
                     i,
                     actor,
                     fwd_rx: fwd_rx[i].take().expect("once"),
@@ -292,29 +496,111 @@ impl<A: Actor> WallDriver<A> {
                     clock: timing.clocks[i].clone(),
                     jitter_rng: stream(run_seed, 3, i as u64),
                     shared: shared.clone(),
-                }));
+                });
+                match homes.get(i) {
+                    Some(&h) => {
+                        if grouped.len() <= h {
+                            grouped.resize_with(h + 1, Vec::new);
+                        }
+                        grouped[h].push(Some(Box::pin(task)));
+                    }
+                    None => {
+                        set.spawn(async move { task.await.into_iter().collect::<Vec<_>>() });
+                    }
+                }
             }
             drop(bwd_tx);
             let mut done: Vec<Option<TaskOutput<A>>> = (0..n).map(|_| None).collect();
             let mut errors = Vec::new();
             let mut returned = 0;
-            while let Some(res) = set.join_next().await {
-                match res {
-                    Ok(Some((i, Ok(x)))) => {
-                        done[i] = Some((i, Ok(x)));
-                        returned += 1;
+            grouped.retain(|g| !g.is_empty());
+            let abort = Arc::new(Abort::default());
+            // The groups run on threads of their own, which spin a while
+            // before they sleep: a tokio worker parks the moment it has
+            // nothing to do and takes ≈ 0.5 ms to wake, once per batch and
+            // at every wait for another group.
+            let ran = match grouped.len() {
+                0 => None,
+                1 => {
+                    let group = grouped.pop().expect("one");
+                    Some(vec![spin_block_on(together::<A>(group, abort.clone()))])
+                }
+                k => {
+                    let slots: Vec<std::sync::Mutex<Option<Group<A>>>> = grouped
+                        .drain(..)
+                        .map(|g| std::sync::Mutex::new(Some(g)))
+                        .collect();
+                    let results: Vec<std::sync::Mutex<Vec<TaskOutput<A>>>> =
+                        (0..k).map(|_| std::sync::Mutex::new(Vec::new())).collect();
+                    let handle = tokio::runtime::Handle::current();
+                    let side_by_side = crate::nn::team::run_side_by_side(k, &|j| {
+                        let _runtime = handle.enter();
+                        let group = slots[j].lock().unwrap_or_else(|e| e.into_inner()).take();
+                        if let Some(group) = group {
+                            let out = spin_block_on(together::<A>(group, abort.clone()));
+                            *results[j].lock().unwrap_or_else(|e| e.into_inner()) = out;
+                        }
+                    });
+                    if side_by_side {
+                        Some(
+                            results
+                                .into_iter()
+                                .map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner()))
+                                .collect(),
+                        )
+                    } else {
+                        // Fewer threads than groups: the groups become tasks.
+                        for slot in slots {
+                            if let Some(group) =
+                                slot.into_inner().unwrap_or_else(|e| e.into_inner())
+                            {
+                                set.spawn(tokio::task::unconstrained(together::<A>(
+                                    group,
+                                    abort.clone(),
+                                )));
+                            }
+                        }
+                        None
                     }
-                    Ok(Some((_, Err(e)))) => {
-                        returned += 1;
-                        let fatal = !matches!(e, RuntimeError::Stalled { .. });
-                        errors.push(e);
-                        if fatal {
+                }
+            };
+            for out in ran.into_iter().flatten().flatten() {
+                returned += 1;
+                match out {
+                    (i, Ok(x)) => done[i] = Some((i, Ok(x))),
+                    (_, Err(e)) => {
+                        if !matches!(e, RuntimeError::Stalled { .. }) {
                             set.abort_all();
                         }
+                        errors.push(e);
                     }
-                    Ok(None) => {}
-                    Err(e) if e.is_cancelled() => {}
-                    Err(e) => errors.push(RuntimeError::Setup(format!("a task failed: {e}"))),
+                }
+            }
+            if returned == n {
+                set.abort_all();
+            }
+            while let Some(res) = set.join_next().await {
+                let outputs = match res {
+                    Ok(outputs) => outputs,
+                    Err(e) if e.is_cancelled() => Vec::new(),
+                    Err(e) => {
+                        errors.push(RuntimeError::Setup(format!("a task failed: {e}")));
+                        Vec::new()
+                    }
+                };
+                for out in outputs {
+                    returned += 1;
+                    match out {
+                        (i, Ok(x)) => done[i] = Some((i, Ok(x))),
+                        (_, Err(e)) => {
+                            let fatal = !matches!(e, RuntimeError::Stalled { .. });
+                            errors.push(e);
+                            if fatal {
+                                abort.raise();
+                                set.abort_all();
+                            }
+                        }
+                    }
                 }
                 if returned == n {
                     // Every actor has ended: delivery tasks still sleeping
@@ -381,17 +667,13 @@ impl<A: Actor> WallDriver<A> {
 }
 
 /// FIFO delivery of a delayed edge: one queue, deadlines kept in order.
-async fn pipe<A: Actor>(
-    rx: flume::Receiver<(Instant, Envelope<A::Msg>)>,
-    target: Sink<Envelope<A::Msg>>,
-) -> Option<TaskOutput<A>> {
+async fn pipe<M>(rx: flume::Receiver<(Instant, M)>, target: Sink<M>) {
     while let Ok((deadline, msg)) = rx.recv_async().await {
         tokio::time::sleep_until(deadline).await;
         if !deliver(&target, msg).await {
             break;
         }
     }
-    None
 }
 
 async fn deliver<M>(sink: &Sink<M>, msg: M) -> bool {

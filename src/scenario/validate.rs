@@ -243,6 +243,16 @@ pub fn validate(s: &Scenario) -> Result<(), Invalid> {
         .as_ref()
         .is_some_and(|c| c.evaluate && c.runtime == crate::snn::SnnRuntime::Virtual);
     crate::runtime::config::validate(&s.runtime, zil, spike_edges, &s.network.layers)?;
+    check(
+        s.runtime.shards <= s.training.batch_size,
+        "runtime.shards",
+        || {
+            format!(
+                "each shard relaxes a share of a batch's rows, so shards ≤ training.batch_size ({}); got {}",
+                s.training.batch_size, s.runtime.shards
+            )
+        },
+    )?;
     check_spiking_pc(s)?;
     for (key, v) in [
         ("data.train_subset", s.data.train_subset),
@@ -464,6 +474,9 @@ fn check_spiking_pc_driver(s: &Scenario) -> Result<(), Invalid> {
         "runtime.granularity",
         || "spiking_pc on the actors runs one actor per layer; set granularity = \"layer\"".into(),
     )?;
+    check(r.shards == 1, "runtime.shards", || {
+        "spiking_pc on the actors runs one network (no shards); remove the key".into()
+    })?;
     check(r.schedule == Schedule::Event, "runtime.schedule", || {
         "spiking_pc on the actors runs the event schedule only (a step runs when its messages arrived); set schedule = \"event\"".into()
     })?;

@@ -124,6 +124,10 @@ pub struct PcLayer<T: Real> {
     sparse_input: bool,
     sparse: Vec<SparseRows<T>>,
     sparse_cuts: Vec<usize>,
+    /// Density of the whole batch for the next `prepare`, when this layer
+    /// holds only some of its rows (a shard): every shard then takes the
+    /// path the whole batch takes.
+    batch_density: Option<f64>,
     /// Scratch: which rows the last up-message changed.
     changed: Vec<bool>,
     /// `w_rows` matches `w` (not after `swap_params` until `split`).
@@ -410,6 +414,7 @@ impl<T: Real> PcLayer<T> {
             sparse_input: false,
             sparse: Vec::new(),
             sparse_cuts: vec![0, 0],
+            batch_density: None,
             changed: Vec::new(),
             mirror_fresh: false,
             control: StepControl::default(),
@@ -660,7 +665,38 @@ impl<T: Real> PcLayer<T> {
     /// every driver decides alike.
     pub(crate) fn prepare(&mut self, below: ArrayView2<T>) {
         self.ensure_rows(below.nrows());
-        self.sparse_input = self.index == 2 && density(below) < SPARSE_DENSITY;
+        let d = self.batch_density.take().unwrap_or_else(|| density(below));
+        self.sparse_input = self.index == 2 && d < SPARSE_DENSITY;
+    }
+
+    /// The density of the whole batch whose rows the next `prepare` gets
+    /// (a shard's rows alone could fall on the other side of the sparse
+    /// threshold, and the sparse and dense kernels round differently).
+    pub fn set_batch_density(&mut self, d: f64) {
+        self.batch_density = Some(d);
+    }
+
+    /// Whether this batch's input takes the sparse path.
+    pub fn sparse_input(&self) -> bool {
+        self.sparse_input
+    }
+
+    /// This layer's rows of a pooled weight update: its errors and its input.
+    pub fn update_rows(&self) -> UpdateRows<'_, T> {
+        let sparse = if self.sparse_input {
+            self.sparse_cuts
+                .windows(2)
+                .zip(&self.sparse)
+                .map(|(c, sp)| (sp, c[0]..c[1]))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        UpdateRows {
+            eps: self.eps.view(),
+            input: self.input.view(),
+            sparse,
+        }
     }
 
     /// `prepare` for a layer above 2, before its input exists.
@@ -839,19 +875,15 @@ impl<T: Real> PcLayer<T> {
         w: ArrayViewMut2<T>,
         b: ArrayViewMut1<T>,
     ) {
-        let eps = self.eps.slice(s![.., units]);
-        if self.sparse_input {
-            let segs: Vec<_> = self
-                .sparse_cuts
-                .windows(2)
-                .zip(&self.sparse)
-                .map(|(c, sp)| (sp, eps.slice(s![c[0]..c[1], ..])))
-                .collect();
-            sparse_rank_update(scale, &segs, mode, w.reversed_axes());
-        } else {
-            rank_update(scale, &[(eps, self.input.view())], mode, w);
-        }
-        column_sums(scale, &[eps], mode, b);
+        pooled_update_units(
+            &[self.update_rows()],
+            self.sparse_input,
+            scale,
+            units,
+            mode,
+            w,
+            b,
+        );
     }
 
     /// `w += s · ε[l]ᵀ f(x[l−1])`, `b += s · Σ_rows ε[l]` accumulated straight
@@ -869,18 +901,34 @@ impl<T: Real> PcLayer<T> {
     /// Split by output unit over the worker team (each unit's update is its
     /// own reduction over the batch, so the split never changes a bit).
     pub fn weight_update_into(&self, scale: T, dw: ArrayViewMut2<T>, db: ArrayViewMut1<T>) {
+        self.pooled_update_into(&[self.update_rows()], scale, dw, db);
+    }
+
+    /// `weight_update_into` over the rows of several copies of this layer
+    /// (the shards of one batch, in row order, this layer's own among them):
+    /// the same reduction over the same rows in the same order as one layer
+    /// holding the whole batch, so the same bits. The shards took the
+    /// sparse path of the whole batch (`set_batch_density`); `parts` must
+    /// carry sparse rows exactly when this layer's input is sparse.
+    pub fn pooled_update_into(
+        &self,
+        parts: &[UpdateRows<'_, T>],
+        scale: T,
+        dw: ArrayViewMut2<T>,
+        db: ArrayViewMut1<T>,
+    ) {
         let threads = crate::nn::linalg::threads();
         let cuts = crate::algo::bounds(self.width(), threads.min(self.width()).max(1));
-        let mut parts = Vec::with_capacity(cuts.len() - 1);
+        let mut jobs = Vec::with_capacity(cuts.len() - 1);
         let (mut w_rest, mut b_rest) = (dw, db);
         for c in cuts.windows(2) {
             let (w, w_tail) = w_rest.split_at(Axis(0), c[1] - c[0]);
             let (b, b_tail) = b_rest.split_at(Axis(0), c[1] - c[0]);
-            parts.push((c[0]..c[1], w, b));
+            jobs.push((c[0]..c[1], w, b));
             (w_rest, b_rest) = (w_tail, b_tail);
         }
-        crate::algo::for_each_part(parts, |(units, w, b)| {
-            self.update_units(scale, units, Accum::Set, w, b)
+        crate::algo::for_each_part(jobs, |(units, w, b)| {
+            pooled_update_units(parts, self.sparse_input, scale, units, Accum::Set, w, b)
         });
     }
 
@@ -911,6 +959,56 @@ impl<T: Real> PcLayer<T> {
     pub fn zeros_like_weights(&self) -> Array2<T> {
         zeros_like(&self.w)
     }
+}
+
+/// The rows one copy of a layer contributes to a weight update: its errors,
+/// its input, and — when the input takes the sparse path — the input's
+/// sparse row blocks with their row ranges.
+#[derive(Clone)]
+pub struct UpdateRows<'a, T: Real> {
+    pub eps: ArrayView2<'a, T>,
+    pub input: ArrayView2<'a, T>,
+    pub sparse: Vec<(&'a SparseRows<T>, std::ops::Range<usize>)>,
+}
+
+/// `w ← [w +] s · Σ_parts ε[l]ᵀ f(x[l−1])`, `b ← [b +] s · Σ_rows ε[l]` for the
+/// output units `units` (the rows of `w`, `b`), the rows of the parts taken
+/// in order: the one place the PC weight update is computed (sparse input:
+/// its non-zeros only). The kernels accumulate segment after segment, row
+/// after row, so cutting the rows into parts never changes a bit.
+fn pooled_update_units<T: Real>(
+    parts: &[UpdateRows<'_, T>],
+    sparse: bool,
+    scale: T,
+    units: std::ops::Range<usize>,
+    mode: Accum,
+    w: ArrayViewMut2<T>,
+    b: ArrayViewMut1<T>,
+) {
+    let eps: Vec<_> = parts
+        .iter()
+        .map(|p| p.eps.slice(s![.., units.clone()]))
+        .collect();
+    if sparse {
+        let segs: Vec<_> = parts
+            .iter()
+            .zip(&eps)
+            .flat_map(|(p, e)| {
+                p.sparse
+                    .iter()
+                    .map(|(sp, r)| (*sp, e.slice(s![r.clone(), ..])))
+            })
+            .collect();
+        sparse_rank_update(scale, &segs, mode, w.reversed_axes());
+    } else {
+        let segs: Vec<_> = parts
+            .iter()
+            .zip(&eps)
+            .map(|(p, e)| (e.view(), p.input))
+            .collect();
+        rank_update(scale, &segs, mode, w);
+    }
+    column_sums(scale, &eps, mode, b);
 }
 
 /// The per-sample step control of `euler_step`: the last descent direction

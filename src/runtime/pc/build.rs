@@ -31,8 +31,24 @@ fn layer_slices(layers: &[usize], l: usize, groups: usize) -> Vec<(usize, usize)
 }
 
 /// The names of the actors of a network of `layers` (input first), in id
-/// order — what `runtime.actor_compute` may name.
-pub fn actor_names(layers: &[usize], granularity: Granularity, groups: usize) -> Vec<String> {
+/// order — what `runtime.actor_compute` may name. With `shards > 1` every
+/// shard has the whole set, each name suffixed with `@` and the shard.
+pub fn actor_names(
+    layers: &[usize],
+    granularity: Granularity,
+    groups: usize,
+    shards: usize,
+) -> Vec<String> {
+    let one = shard_names(layers, granularity, groups);
+    if shards <= 1 {
+        return one;
+    }
+    (0..shards)
+        .flat_map(|j| one.iter().map(move |n| format!("{n}@{j}")))
+        .collect()
+}
+
+fn shard_names(layers: &[usize], granularity: Granularity, groups: usize) -> Vec<String> {
     let mut names = vec!["input".to_string()];
     let depth = layers.len();
     let groups = if granularity == Granularity::Layer {
@@ -73,7 +89,10 @@ struct Layout {
 /// A PC network on a driver, behind the narrow harness interface.
 pub struct PcNetwork<T: Real> {
     driver: Driver<PcActor<T>>,
-    output: ActorId,
+    /// Per shard: its input actor and its output actor.
+    inputs: Vec<ActorId>,
+    outputs: Vec<ActorId>,
+    loss: crate::nn::LossKind,
 }
 
 impl<T: Real> PcNetwork<T> {
@@ -92,71 +111,102 @@ impl<T: Real> PcNetwork<T> {
             _ => runtime.groups,
         };
         let nodes = runtime.granularity == Granularity::Nodes;
-        let feedback = settings.rule.feedback(mlp);
-        let names = actor_names(sizes, runtime.granularity, groups);
-        let mut actors: Vec<PcActor<T>> = vec![PcActor::Input(InputActor::new(settings.clone()))];
-        let mut layout = Layout::default();
-        layout.emit.push(vec![(0, 0, sizes[0])]);
-        layout.take.push(vec![]);
-        for l in 2..=depth {
-            let (mut emit, mut take) = (Vec::new(), Vec::new());
-            for (r0, r1) in layer_slices(sizes, l, groups) {
-                let role = if l == depth {
-                    Role::Output(mlp.output)
-                } else {
-                    Role::Hidden(mlp.hidden)
-                };
-                let fb = feedback
-                    .as_ref()
-                    .map(|b| b[l - 2].slice(s![r0..r1, ..]).to_owned());
-                let mut layer = PcLayer::new(
-                    l,
-                    role,
-                    Array2::zeros((r1 - r0, sizes[l - 2])),
-                    Array1::zeros(r1 - r0),
-                    fb,
-                )
-                .map_err(|e| RuntimeError::Setup(e.to_string()))?;
-                layer.set_step_control(settings.rule.cfg.step_control);
-                let id = actors.len();
-                let name = names[id].clone();
-                actors.push(PcActor::Layer(Box::new(LayerActor::new(
-                    name,
-                    l,
-                    settings.clone(),
-                    layer,
-                    (r0, r1),
-                ))));
-                take.push((id, r0, r1));
-                if nodes && l < depth {
-                    let v = actors.len();
-                    actors.push(PcActor::Value(ValueActor::new(
-                        names[v].clone(),
-                        l,
-                        settings.clone(),
-                        mlp.hidden,
-                    )));
-                    emit.push((v, r0, r1));
-                } else {
-                    emit.push((id, r0, r1));
-                }
-            }
-            layout.emit.push(emit);
-            layout.take.push(take);
+        let shards = runtime.shards.max(1);
+        if shards > 1 && (settings.clocked() || settings.pipeline > 1) {
+            return Err(RuntimeError::Setup(
+                "runtime.shards > 1 needs the event schedule and pipeline = 1".into(),
+            ));
         }
-        let topo = wire(&mut actors, &layout, &names, sizes);
+        let feedback = settings.rule.feedback(mlp);
+        let names = actor_names(sizes, runtime.granularity, groups, shards);
+        let mut actors: Vec<PcActor<T>> = Vec::with_capacity(names.len());
+        let mut topo = Topology::new();
+        let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+        // Per shard, the layer (slice) actors in build order: the same
+        // position in every shard is the same layer slice.
+        let mut shard_layers: Vec<Vec<ActorId>> = Vec::new();
+        for shard in 0..shards {
+            let input = actors.len();
+            actors.push(PcActor::Input(InputActor::new(
+                names[input].clone(),
+                settings.clone(),
+            )));
+            let mut layout = Layout::default();
+            layout.emit.push(vec![(input, 0, sizes[0])]);
+            layout.take.push(vec![]);
+            let mut own_layers = Vec::new();
+            for l in 2..=depth {
+                let (mut emit, mut take) = (Vec::new(), Vec::new());
+                for (r0, r1) in layer_slices(sizes, l, groups) {
+                    let role = if l == depth {
+                        Role::Output(mlp.output)
+                    } else {
+                        Role::Hidden(mlp.hidden)
+                    };
+                    let fb = feedback
+                        .as_ref()
+                        .map(|b| b[l - 2].slice(s![r0..r1, ..]).to_owned());
+                    let mut layer = PcLayer::new(
+                        l,
+                        role,
+                        Array2::zeros((r1 - r0, sizes[l - 2])),
+                        Array1::zeros(r1 - r0),
+                        fb,
+                    )
+                    .map_err(|e| RuntimeError::Setup(e.to_string()))?;
+                    layer.set_step_control(settings.rule.cfg.step_control);
+                    let id = actors.len();
+                    let name = names[id].clone();
+                    let mut actor = LayerActor::new(name, l, settings.clone(), layer, (r0, r1));
+                    actor.shard = shard;
+                    actors.push(PcActor::Layer(Box::new(actor)));
+                    own_layers.push(id);
+                    take.push((id, r0, r1));
+                    if nodes && l < depth {
+                        let v = actors.len();
+                        actors.push(PcActor::Value(ValueActor::new(
+                            names[v].clone(),
+                            l,
+                            settings.clone(),
+                            mlp.hidden,
+                        )));
+                        emit.push((v, r0, r1));
+                    } else {
+                        emit.push((id, r0, r1));
+                    }
+                }
+                layout.emit.push(emit);
+                layout.take.push(take);
+            }
+            wire(&mut actors, &mut topo, &layout, &names, sizes);
+            inputs.push(input);
+            outputs.push(layout.take[depth - 1][0].0);
+            shard_layers.push(own_layers);
+        }
+        if shards > 1 {
+            connect_shards(&mut actors, &mut topo, &shard_layers, &names);
+        }
         let timing = Timing::from_config(runtime, &names, seed);
-        let output = layout.take[depth - 1][0].0;
+        let per_shard = actors.len() / shards;
         let driver = match runtime.driver {
-            DriverKind::Wall => Driver::Wall(WallDriver::new(
-                actors,
-                topo,
-                timing,
-                WallOptions::from_config(runtime),
-            )?),
+            DriverKind::Wall => {
+                let mut wall =
+                    WallDriver::new(actors, topo, timing, WallOptions::from_config(runtime))?;
+                if shards > 1 {
+                    // A shard's actors only talk to each other until the
+                    // update: one task per shard keeps each on its worker.
+                    wall.place_together((0..shards * per_shard).map(|i| i / per_shard).collect());
+                }
+                Driver::Wall(wall)
+            }
             _ => Driver::Virtual(VirtualDriver::new(actors, topo, timing, runtime.watchdog)),
         };
-        Ok(Self { driver, output })
+        Ok(Self {
+            driver,
+            inputs,
+            outputs,
+            loss: mlp.output,
+        })
     }
 
     fn layers(&mut self) -> impl Iterator<Item = &mut LayerActor<T>> {
@@ -167,15 +217,34 @@ impl<T: Real> PcNetwork<T> {
     }
 
     /// Presents batch `x` with target `y` as sample `sample` (clamped when
-    /// the network runs).
+    /// the network runs); with shards, each gets its share of the rows.
     pub fn present(&mut self, sample: u64, x: Array2<T>, y: Array2<T>) {
-        let output = self.output;
-        let actors = self.driver.actors_mut();
-        if let PcActor::Input(a) = &mut actors[0] {
-            a.inputs.push_back((sample, x));
+        let density = crate::nn::sparse::density(x.view());
+        for a in self.layers().filter(|a| a.l == 2) {
+            a.densities.insert(sample, density);
         }
-        if let PcActor::Layer(a) = &mut actors[output] {
-            a.targets.insert(sample, y);
+        let shards = self.inputs.len();
+        let mut share = |j: usize, x: Array2<T>, y: Array2<T>| {
+            let (input, output) = (self.inputs[j], self.outputs[j]);
+            let actors = self.driver.actors_mut();
+            if let PcActor::Input(a) = &mut actors[input] {
+                a.inputs.push_back((sample, x));
+            }
+            if let PcActor::Layer(a) = &mut actors[output] {
+                a.targets.insert(sample, y);
+            }
+        };
+        if shards == 1 {
+            share(0, x, y);
+            return;
+        }
+        let cuts = crate::algo::bounds(x.nrows(), shards);
+        for (j, c) in cuts.windows(2).enumerate() {
+            share(
+                j,
+                x.slice(s![c[0]..c[1], ..]).to_owned(),
+                y.slice(s![c[0]..c[1], ..]).to_owned(),
+            );
         }
     }
 
@@ -184,26 +253,72 @@ impl<T: Real> PcNetwork<T> {
         self.driver.run()
     }
 
-    /// Summed loss of the feedforward predictions since the last call.
+    /// Summed loss of the feedforward predictions since the last call (of
+    /// each batch as a whole: the shards' rows joined in order).
     pub fn take_loss(&mut self) -> f64 {
-        let output = self.output;
-        match &mut self.driver.actors_mut()[output] {
-            PcActor::Layer(a) => a.losses.drain(..).map(|(_, l)| l).sum(),
-            _ => f64::NAN,
+        let mut per_shard: Vec<Vec<super::layer::Prediction<T>>> = Vec::new();
+        for &o in &self.outputs {
+            match &mut self.driver.actors_mut()[o] {
+                PcActor::Layer(a) => per_shard.push(std::mem::take(&mut a.predictions)),
+                _ => return f64::NAN,
+            }
         }
+        let Some((first, rest)) = per_shard.split_first() else {
+            return f64::NAN;
+        };
+        let mut total = 0.0;
+        for (i, (s, u, y)) in first.iter().enumerate() {
+            if rest.is_empty() {
+                total += self.loss.loss(u.view(), y.view()).f64();
+                continue;
+            }
+            let (mut us, mut ys) = (vec![u.view()], vec![y.view()]);
+            for other in rest {
+                match other.get(i) {
+                    Some((t, u, y)) if t == s => {
+                        us.push(u.view());
+                        ys.push(y.view());
+                    }
+                    _ => return f64::NAN,
+                }
+            }
+            match (
+                ndarray::concatenate(ndarray::Axis(0), &us),
+                ndarray::concatenate(ndarray::Axis(0), &ys),
+            ) {
+                (Ok(u), Ok(y)) => total += self.loss.loss(u.view(), y.view()).f64(),
+                _ => return f64::NAN,
+            }
+        }
+        total
+    }
+
+    /// The layer actors of the first shard: every shard holds the same
+    /// weights and applies the same updates.
+    fn first_shard(&mut self) -> impl Iterator<Item = &mut LayerActor<T>> {
+        self.layers().filter(|a| a.shard == 0)
     }
 
     /// Copies `W[l]`, `b[l]` of `mlp` into the actors that own them.
     pub fn load_weights(&mut self, mlp: &Mlp<T>) {
-        for a in self.layers() {
+        let mut reloaded = false;
+        for a in self.first_shard() {
             let i = a.l - 2;
-            a.load(mlp.w[i].view(), mlp.b[i].view());
+            reloaded |= a.load(mlp.w[i].view(), mlp.b[i].view());
+        }
+        // Every shard holds the first shard's weights (they apply the same
+        // pooled updates), so the others need looking at only after a change.
+        if reloaded {
+            for a in self.layers().filter(|a| a.shard > 0) {
+                let i = a.l - 2;
+                a.load(mlp.w[i].view(), mlp.b[i].view());
+            }
         }
     }
 
     /// Copies the actors' weights back into `mlp`.
     pub fn store_weights(&mut self, mlp: &mut Mlp<T>) {
-        for a in self.layers() {
+        for a in self.first_shard() {
             let (i, (r0, r1)) = (a.l - 2, a.rows);
             crate::nn::kernels::copy_into(a.layer.weights(), mlp.w[i].slice_mut(s![r0..r1, ..]));
             mlp.b[i].slice_mut(s![r0..r1]).assign(&a.layer.bias());
@@ -212,7 +327,7 @@ impl<T: Real> PcNetwork<T> {
 
     /// The last update each actor applied (learning rate included).
     pub fn updates_into(&mut self, upd: &mut Updates<T>) {
-        for a in self.layers() {
+        for a in self.first_shard() {
             let (i, (r0, r1)) = (a.l - 2, a.rows);
             if a.dw.dim() == (r1 - r0, upd.dw[i].ncols()) {
                 crate::nn::kernels::copy_into(a.dw.view(), upd.dw[i].slice_mut(s![r0..r1, ..]));
@@ -251,14 +366,15 @@ impl<T: Real> PcNetwork<T> {
     }
 }
 
-/// Declares every edge and hands each actor the links of its own edges.
+/// Declares every edge of one shard and hands each actor the links of its
+/// own edges.
 fn wire<T: Real>(
     actors: &mut [PcActor<T>],
+    topo: &mut Topology,
     layout: &Layout,
     names: &[String],
     sizes: &[usize],
-) -> Topology {
-    let mut topo = Topology::new();
+) {
     let depth = sizes.len();
     let list = |ids: &[(ActorId, usize, usize)]| {
         ids.iter()
@@ -291,7 +407,8 @@ fn wire<T: Real>(
                         PcActor::Input(_) => unreachable!("the input gets no feedback"),
                     }
                 } else {
-                    let done = topo.add(r, 0, Port::Backward, Direction::Down);
+                    let input = emitters[0].0;
+                    let done = topo.add(r, input, Port::Backward, Direction::Down);
                     receiver.done = Some(done);
                 }
             }
@@ -325,5 +442,34 @@ fn wire<T: Real>(
             }
         }
     }
-    topo
+}
+
+/// Links every layer (slice) actor to the same actor of the other shards
+/// (the `Share` of the pooled update; timed like the errors, `delay_down`).
+fn connect_shards<T: Real>(
+    actors: &mut [PcActor<T>],
+    topo: &mut Topology,
+    shard_layers: &[Vec<ActorId>],
+    names: &[String],
+) {
+    for pos in 0..shard_layers[0].len() {
+        let same: Vec<ActorId> = shard_layers.iter().map(|l| l[pos]).collect();
+        for (j, &a) in same.iter().enumerate() {
+            let peers = same
+                .iter()
+                .map(|&b| (b != a).then(|| (b, topo.add(a, b, Port::Backward, Direction::Down))))
+                .collect();
+            let peer_names = same
+                .iter()
+                .filter(|&&b| b != a)
+                .map(|&b| format!("`{}`", names[b]))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let PcActor::Layer(x) = &mut actors[a] {
+                debug_assert_eq!(x.shard, j);
+                x.peers = peers;
+                x.peer_names = peer_names;
+            }
+        }
+    }
 }

@@ -88,7 +88,7 @@ impl<T: Real> LayerActor<T> {
                     self.wave(s, None, ctx);
                 }
             }
-            PcMsg::Init(_) | PcMsg::Error(_) | PcMsg::Done => {}
+            PcMsg::Init(_) | PcMsg::Error(_) | PcMsg::Done | PcMsg::Share(..) => {}
         }
     }
 

@@ -10,6 +10,7 @@ use ndarray::Array2;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 pub struct InputActor<T: Real> {
+    pub(super) name: String,
     pub(super) settings: PcSettings,
     /// To the layer-2 actors (error nodes).
     pub(super) up: Vec<Link>,
@@ -22,8 +23,9 @@ pub struct InputActor<T: Real> {
 }
 
 impl<T: Real> InputActor<T> {
-    pub(super) fn new(settings: PcSettings) -> Self {
+    pub(super) fn new(name: String, settings: PcSettings) -> Self {
         Self {
+            name,
             settings,
             up: Vec::new(),
             inputs: VecDeque::new(),

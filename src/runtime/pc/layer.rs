@@ -6,10 +6,22 @@
 use super::assembly::{Inbox, add_part, complete, take};
 use super::{PcMsg, PcSettings, broadcast};
 use crate::algo::optim::ParamState;
-use crate::algo::pc::{PcLayer, Role, momentum_step};
+use crate::algo::pc::UpdateRows;
+use crate::algo::pc::{PcLayer, momentum_step};
 use crate::nn::Real;
 use crate::runtime::actor::{ActorId, Ctx, Envelope, Link};
 use ndarray::{Array1, Array2, ArrayView2, Ix1, Ix2, s};
+
+/// A sample's feedforward prediction `u[L]` and its target (output layer).
+pub(super) type Prediction<T> = (u64, Array2<T>, Array2<T>);
+
+/// Another shard's rows of a pooled weight update.
+struct Shared<T: Real> {
+    eps: Array2<T>,
+    input: Array2<T>,
+    /// The input's sparse index (built here when the batch is sparse).
+    sparse: Option<crate::nn::sparse::SparseRows<T>>,
+}
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// One actor holding a `PcLayer`: a layer `l ≥ 2` or a slice of its rows.
@@ -53,9 +65,23 @@ pub struct LayerActor<T: Real> {
     pub(super) steps: BTreeMap<(u64, u32), Array2<T>>,
     /// Highest step Δ applied to the active sample (clocked schedule).
     pub(super) applied: u32,
-    /// Output: targets by sample id, loss of the feedforward prediction.
+    /// Output: targets by sample id; the feedforward prediction of each
+    /// sample with its target (the harness measures the loss).
     pub(super) targets: HashMap<u64, Array2<T>>,
-    pub(super) losses: Vec<(u64, f64)>,
+    pub(super) predictions: Vec<Prediction<T>>,
+    /// Layer 2: the density of each presented batch (a shard holds only
+    /// some of its rows but takes the whole batch's sparse or dense path).
+    pub(super) densities: HashMap<u64, f64>,
+    /// `runtime.shards`: this actor's shard, and the same layer (slice) in
+    /// every shard (`None` at its own place), with the link to each.
+    pub(super) shard: usize,
+    pub(super) peers: Vec<Option<(ActorId, Link)>>,
+    pub(super) peer_names: String,
+    /// The other shards' `(ε, input)` by sample and shard, with the input's
+    /// sparse index when the batch takes the sparse path.
+    shares: BTreeMap<u64, Vec<Option<Shared<T>>>>,
+    /// The sample whose pooled update waits for the other shards' rows.
+    pooling: Option<u64>,
     /// Last applied update of this slice (learning rate included).
     pub(super) dw: Array2<T>,
     pub(super) db: Array1<T>,
@@ -101,7 +127,13 @@ impl<T: Real> LayerActor<T> {
             steps: BTreeMap::new(),
             applied: 0,
             targets: HashMap::new(),
-            losses: Vec::new(),
+            predictions: Vec::new(),
+            densities: HashMap::new(),
+            shard: 0,
+            peers: Vec::new(),
+            peer_names: String::new(),
+            shares: BTreeMap::new(),
+            pooling: None,
             dw: Array2::zeros((0, 0)),
             db: Array1::zeros(0),
             vw: Array2::zeros((0, 0)),
@@ -166,10 +198,12 @@ impl<T: Real> LayerActor<T> {
             self.layer
                 .set_target(y.view(), T::of(self.settings.rule.cfg.beta));
         }
+        if let Some(d) = self.densities.remove(&s) {
+            self.layer.set_batch_density(d);
+        }
         self.layer.init_feedforward(fx.view());
-        if let (Some(y), Role::Output(loss)) = (&target, self.layer.role()) {
-            let l = loss.loss(self.layer.u(), y.view()).f64();
-            self.losses.push((s, l));
+        if let Some(y) = target {
+            self.predictions.push((s, self.layer.u().to_owned(), y));
         }
         self.current = Some(s);
         self.tick = 0;
@@ -213,17 +247,112 @@ impl<T: Real> LayerActor<T> {
         false
     }
 
-    /// The weight update with the current ε and input; the sample is done here.
+    /// The weight update with the current ε and input; the sample is done
+    /// here. Shards first pool their rows: the update waits for the other
+    /// shards' `Share` (`pooled_update`).
     pub(super) fn finish(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) {
-        let scale: T = self.settings.rule.scale(self.layer.rows());
+        if self.peers.len() > 1 {
+            let (eps, input) = (self.layer.eps(), self.layer.input());
+            for &(_, link) in self.peers.iter().flatten() {
+                ctx.send(
+                    link,
+                    s,
+                    self.tick,
+                    PcMsg::Share(eps.to_owned(), input.to_owned()),
+                );
+            }
+            self.pooling = Some(s);
+            self.pooled_update(ctx);
+            return;
+        }
         if self.dw.dim() != self.layer.weights().dim() {
             // W's own layout (column-major): `W += ΔW` is then one
             // contiguous pass instead of a strided one.
             self.dw = self.layer.zeros_like_weights();
             self.db = Array1::zeros(self.layer.width());
         }
+        let scale: T = self.settings.rule.scale(self.layer.rows());
         self.layer
             .weight_update_into(scale, self.dw.view_mut(), self.db.view_mut());
+        self.apply(s, ctx);
+    }
+
+    /// A shard's `Share` of sample `s` (a duplicate is ignored).
+    fn receive_share(&mut self, s: u64, from: ActorId, eps: Array2<T>, input: Array2<T>) {
+        let Some(j) = self
+            .peers
+            .iter()
+            .position(|p| p.is_some_and(|p| p.0 == from))
+        else {
+            return;
+        };
+        let slots = self
+            .shares
+            .entry(s)
+            .or_insert_with(|| (0..self.peers.len()).map(|_| None).collect());
+        if slots[j].is_none() {
+            slots[j] = Some(Shared {
+                eps,
+                input,
+                sparse: None,
+            });
+        }
+    }
+
+    /// The update of sample `s` pooled over the shards' rows, once every
+    /// shard's rows are here; then the sample is done.
+    fn pooled_update(&mut self, ctx: &mut Ctx<PcMsg<T>>) {
+        let Some(s) = self.pooling else {
+            return;
+        };
+        let ready = self.shares.get(&s).is_some_and(|slots| {
+            slots
+                .iter()
+                .enumerate()
+                .all(|(j, p)| j == self.shard || p.is_some())
+        });
+        if !ready {
+            return;
+        }
+        let mut slots = self.shares.remove(&s).expect("ready");
+        let sparse = self.layer.sparse_input();
+        for p in slots.iter_mut().flatten() {
+            if sparse {
+                let mut index = crate::nn::sparse::SparseRows::new();
+                index.fill(p.input.view());
+                p.sparse = Some(index);
+            }
+        }
+        if self.dw.dim() != self.layer.weights().dim() {
+            self.dw = self.layer.zeros_like_weights();
+            self.db = Array1::zeros(self.layer.width());
+        }
+        let parts: Vec<UpdateRows<T>> = slots
+            .iter()
+            .enumerate()
+            .map(|(j, p)| match p {
+                _ if j == self.shard => self.layer.update_rows(),
+                Some(p) => UpdateRows {
+                    eps: p.eps.view(),
+                    input: p.input.view(),
+                    sparse: p.sparse.iter().map(|sp| (sp, 0..p.eps.nrows())).collect(),
+                },
+                None => unreachable!("ready"),
+            })
+            .collect();
+        let rows = parts.iter().map(|p| p.eps.nrows()).sum();
+        let scale: T = self.settings.rule.scale(rows);
+        self.layer
+            .pooled_update_into(&parts, scale, self.dw.view_mut(), self.db.view_mut());
+        drop(parts);
+        self.pooling = None;
+        self.apply(s, ctx);
+        self.advance(ctx);
+    }
+
+    /// Applies the update in `dw`, `db` (with the optimizer's state); the
+    /// sample is done here.
+    fn apply(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) {
         let opt = self.settings.rule.optimizer;
         if !opt.is_sgd() || opt.weight_decay != 0.0 {
             // Adam / weight decay: the step depends on per-weight state
@@ -328,6 +457,9 @@ impl<T: Real> LayerActor<T> {
     fn advance(&mut self, ctx: &mut Ctx<PcMsg<T>>) {
         let nb = self.below.len();
         loop {
+            if self.pooling.is_some() {
+                return;
+            }
             let mut progressed = false;
             let mut flying: Vec<u64> = self.parked.keys().copied().collect();
             flying.extend(self.current);
@@ -420,6 +552,11 @@ impl<T: Real> LayerActor<T> {
             self.clocked_message(env, ctx);
             return;
         }
+        if let PcMsg::Share(eps, input) = env.payload {
+            self.receive_share(s, env.from, eps, input);
+            self.pooled_update(ctx);
+            return;
+        }
         let (nb, na) = (self.below.len(), self.above.len());
         let key = (s, env.tick);
         let old = self.tick_of(s).is_some_and(|t| env.tick < t);
@@ -443,7 +580,7 @@ impl<T: Real> LayerActor<T> {
                 }
                 self.steps.insert(key, d);
             }
-            PcMsg::Init(_) | PcMsg::Error(_) | PcMsg::Done => return,
+            PcMsg::Init(_) | PcMsg::Error(_) | PcMsg::Done | PcMsg::Share(..) => return,
         }
         self.advance(ctx);
     }
@@ -457,6 +594,10 @@ impl<T: Real> LayerActor<T> {
 
     pub(super) fn waiting_for(&self) -> String {
         match self.current {
+            Some(s) if self.pooling == Some(s) => format!(
+                "sample {s}: the errors and inputs (share) of its other shards {} for the pooled weight update",
+                self.peer_names
+            ),
             Some(s) if !self.have_eps && self.split() && self.tick > 0 => format!(
                 "sample {s}: the prediction input (up) of step {} from {} and the step of its value nodes",
                 self.tick, self.below_names
@@ -482,13 +623,15 @@ impl<T: Real> LayerActor<T> {
 
     /// Copies this slice's parameters from the full `W[l]`, `b[l]`, unless
     /// the actor holds them already (it keeps its weights between batches;
-    /// a reload would only refresh the mirror a second time).
-    pub(super) fn load(&mut self, w: ArrayView2<T>, b: ndarray::ArrayView1<T>) {
+    /// a reload would only refresh the mirror a second time). Whether it
+    /// reloaded.
+    pub(super) fn load(&mut self, w: ArrayView2<T>, b: ndarray::ArrayView1<T>) -> bool {
         let (r0, r1) = self.rows;
         let (w, b) = (w.slice(s![r0..r1, ..]), b.slice(s![r0..r1]));
         if b == self.layer.bias() && crate::nn::kernels::equal(w, self.layer.weights()) {
-            return;
+            return false;
         }
         self.layer.load_params(w, b);
+        true
     }
 }

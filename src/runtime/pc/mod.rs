@@ -35,6 +35,15 @@
 //! finished a sample — the credit that lets the input clamp the next batch.
 //! Every rule uses only the actor's own state and the payloads it received.
 //!
+//! **Shards.** With `runtime.shards = k` the network is built `k` times;
+//! each copy relaxes its own share of the batch's rows (samples relax
+//! independently) with no message to the other copies, and at its update
+//! each layer (slice) actor sends its `ε[l]` and input to its counterparts
+//! in the other shards (`Share`) and applies the update of the whole batch,
+//! pooled in row order — the same bits in every copy and as one network
+//! holding the whole batch. The layer-2 actors take the sparse or dense path
+//! of the whole batch (its density is presented with the batch).
+//!
 //! **Schedules.** `event`: an actor runs inference step `t` when the
 //! messages of step `t` have arrived — a dataflow that equals the lockstep
 //! reference under any delays. `clocked`: step `t` of sample `s` runs at the
@@ -79,6 +88,9 @@ pub enum PcMsg<T: Real> {
     Step(Array2<T>),
     /// A layer-2 actor finished a sample (to the input).
     Done,
+    /// To the same layer (slice) of the other shards: this shard's `ε[l]`
+    /// and input `f(x[l−1])` at the update, for the pooled weight update.
+    Share(Array2<T>, Array2<T>),
 }
 
 /// What every actor knows about the algorithm and the schedule (no runtime
@@ -131,7 +143,7 @@ impl<T: Real> Actor for PcActor<T> {
 
     fn name(&self) -> String {
         match self {
-            PcActor::Input(_) => "input".into(),
+            PcActor::Input(a) => a.name.clone(),
             PcActor::Layer(a) => a.name.clone(),
             PcActor::Value(a) => a.name.clone(),
         }
