@@ -452,36 +452,34 @@ fn bad_runtime_keys_are_named() {
         assert!(msg.contains(says), "{kind}, {rt}: {msg}");
         assert!(!msg.contains("0000000000"), "unreadable number: {msg}");
     }
-    // An unknown actor name lists the valid ones.
-    let (k, msg) = err(
-        "il",
-        "driver = \"virtual\"\ngranularity = \"nodes\"\nactor_compute.layer99 = { mean = 1.0 }",
-    )
-    .expect("unknown actor");
-    assert_eq!(k, "runtime.actor_compute.layer99");
-    assert!(msg.contains("err2, val2, err3, val3, err4"), "{msg}");
-    // With shards, every shard's actors carry the shard.
-    assert_eq!(
-        err(
-            "il",
-            "driver = \"virtual\"\nshards = 2\nactor_compute.\"layer3@1\" = { mean = 1.0 }"
+    // An unknown actor name lists the valid ones; with shards, every
+    // shard's actors carry the shard.
+    for (rt, key, lists) in [
+        (
+            "granularity = \"nodes\"\nactor_compute.layer99 = { mean = 1.0 }",
+            "runtime.actor_compute.layer99",
+            "err2, val2, err3, val3, err4",
         ),
-        None
-    );
-    let (k, msg) = err(
-        "il",
-        "driver = \"virtual\"\nshards = 2\nactor_compute.layer3 = { mean = 1.0 }",
-    )
-    .expect("unsharded name");
-    assert_eq!(k, "runtime.actor_compute.layer3");
-    assert!(msg.contains("layer3@0"), "{msg}");
-    assert_eq!(
-        err(
-            "il",
-            "driver = \"virtual\"\ngranularity = \"nodes\"\nactor_compute.val3 = { mean = 1.0 }"
+        (
+            "shards = 2\nactor_compute.layer3 = { mean = 1.0 }",
+            "runtime.actor_compute.layer3",
+            "layer3@0",
         ),
-        None
-    );
+    ] {
+        let (k, msg) = err("il", &format!("driver = \"virtual\"\n{rt}")).expect(rt);
+        assert_eq!(k, key);
+        assert!(msg.contains(lists), "{msg}");
+    }
+    for rt in [
+        "granularity = \"nodes\"\nactor_compute.val3 = { mean = 1.0 }",
+        "shards = 2\nactor_compute.\"layer3@1\" = { mean = 1.0 }",
+    ] {
+        assert_eq!(
+            err("il", &format!("driver = \"virtual\"\n{rt}")),
+            None,
+            "{rt}"
+        );
+    }
 }
 
 #[test]
@@ -652,13 +650,29 @@ fn adam_and_adamw_are_kept_by_each_actor_and_equal_lockstep() {
 
 /// The network after 5 batches of 16 in f32 (plain fast path, no update kept).
 fn train_f32(s: &Scenario) -> Mlp<f32> {
+    train_f32_batches(s, false, &[16; 5]).0
+}
+
+/// The network and the losses after batches of `rows` rows in f32; `sparse`
+/// zeroes ≈ 80 % of the inputs (layer 2 then takes the sparse kernels).
+fn train_f32_batches(s: &Scenario, sparse: bool, rows: &[usize]) -> (Mlp<f32>, Vec<f64>) {
     let mut mlp = build_network::<f32>(s);
     let mut trainer = build_trainer::<f32>(s, &mlp).expect("trainer");
     let split = experiment::load_data(s).expect("data");
-    let (x, y) = split.train.to_real::<f32>();
-    for i in 0..5 {
-        let r = i * 16..(i + 1) * 16;
-        trainer.train_batch(
+    let (mut x, y) = split.train.to_real::<f32>();
+    if sparse {
+        for (k, v) in x.iter_mut().enumerate() {
+            if k % 5 != 0 {
+                *v = 0.0;
+            }
+        }
+    }
+    let mut losses = Vec::new();
+    let mut first = 0;
+    for &n in rows {
+        let r = first..first + n;
+        first += n;
+        let loss = trainer.train_batch(
             &mut mlp,
             x.slice(ndarray::s![r.clone(), ..]),
             y.slice(ndarray::s![r, ..]),
@@ -667,8 +681,9 @@ fn train_f32(s: &Scenario) -> Mlp<f32> {
         if let Some(e) = trainer.take_error() {
             panic!("training failed: {e:#}");
         }
+        losses.push(loss);
     }
-    mlp
+    (mlp, losses)
 }
 
 #[test]
@@ -924,37 +939,6 @@ fn messages_per_sample_of_each_granularity() {
     assert!(layer < nodes && layer < groups, "{layer} {groups} {nodes}");
 }
 
-/// `train_f32` on batches of which `sparse` zeroes ≈ 80 % of the inputs (so
-/// layer 2 takes the sparse kernels), with a last batch of `last` rows.
-fn train_f32_batches(s: &Scenario, sparse: bool, last: usize) -> (Mlp<f32>, Vec<f64>) {
-    let mut mlp = build_network::<f32>(s);
-    let mut trainer = build_trainer::<f32>(s, &mlp).expect("trainer");
-    let split = experiment::load_data(s).expect("data");
-    let (mut x, y) = split.train.to_real::<f32>();
-    if sparse {
-        for (k, v) in x.iter_mut().enumerate() {
-            if k % 5 != 0 {
-                *v = 0.0;
-            }
-        }
-    }
-    let mut losses = Vec::new();
-    for (i, rows) in [16, 16, 16, last].into_iter().enumerate() {
-        let r = i * 16..i * 16 + rows;
-        let loss = trainer.train_batch(
-            &mut mlp,
-            x.slice(ndarray::s![r.clone(), ..]),
-            y.slice(ndarray::s![r, ..]),
-            false,
-        );
-        if let Some(e) = trainer.take_error() {
-            panic!("training failed: {e:#}");
-        }
-        losses.push(loss);
-    }
-    (mlp, losses)
-}
-
 #[test]
 fn shards_equal_the_lockstep_reference_bit_for_bit() {
     // Each shard relaxes its rows; the pooled update sums the shards' rows
@@ -968,7 +952,7 @@ fn shards_equal_the_lockstep_reference_bit_for_bit() {
                 s.precision = scenario::Precision::F32;
                 s.training.momentum = 0.9;
                 pcsim::nn::linalg::set_threads(threads);
-                let out = train_f32_batches(&s, sparse, 1);
+                let out = train_f32_batches(&s, sparse, &[16, 16, 16, 1]);
                 pcsim::nn::linalg::set_threads(1);
                 out
             };
