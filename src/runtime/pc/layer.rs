@@ -6,11 +6,11 @@
 use super::assembly::{Inbox, add_part, complete, take};
 use super::{PcMsg, PcSettings, broadcast};
 use crate::algo::optim::ParamState;
-use crate::algo::pc::UpdateRows;
-use crate::algo::pc::{PcLayer, momentum_step};
+use crate::algo::pc::{PcLayer, UpdateRows, momentum_step};
 use crate::nn::Real;
 use crate::runtime::actor::{ActorId, Ctx, Envelope, Link};
 use ndarray::{Array1, Array2, ArrayView2, Ix1, Ix2, s};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A sample's feedforward prediction `u[L]` and its target (output layer).
 pub(super) type Prediction<T> = (u64, Array2<T>, Array2<T>);
@@ -22,7 +22,6 @@ struct Shared<T: Real> {
     /// The input's sparse index (built here when the batch is sparse).
     sparse: Option<crate::nn::sparse::SparseRows<T>>,
 }
-use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// One actor holding a `PcLayer`: a layer `l ≥ 2` or a slice of its rows.
 pub struct LayerActor<T: Real> {
@@ -265,16 +264,20 @@ impl<T: Real> LayerActor<T> {
             self.pooled_update(ctx);
             return;
         }
+        self.ensure_update_buffers();
+        let scale: T = self.settings.rule.scale(self.layer.rows());
+        self.layer
+            .weight_update_into(scale, self.dw.view_mut(), self.db.view_mut());
+        self.apply(s, ctx);
+    }
+
+    fn ensure_update_buffers(&mut self) {
         if self.dw.dim() != self.layer.weights().dim() {
             // W's own layout (column-major): `W += ΔW` is then one
             // contiguous pass instead of a strided one.
             self.dw = self.layer.zeros_like_weights();
             self.db = Array1::zeros(self.layer.width());
         }
-        let scale: T = self.settings.rule.scale(self.layer.rows());
-        self.layer
-            .weight_update_into(scale, self.dw.view_mut(), self.db.view_mut());
-        self.apply(s, ctx);
     }
 
     /// A shard's `Share` of sample `s` (a duplicate is ignored).
@@ -323,10 +326,7 @@ impl<T: Real> LayerActor<T> {
                 p.sparse = Some(index);
             }
         }
-        if self.dw.dim() != self.layer.weights().dim() {
-            self.dw = self.layer.zeros_like_weights();
-            self.db = Array1::zeros(self.layer.width());
-        }
+        self.ensure_update_buffers();
         let parts: Vec<UpdateRows<T>> = slots
             .iter()
             .enumerate()
