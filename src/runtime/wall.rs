@@ -564,23 +564,23 @@ impl<A: Actor> WallDriver<A> {
                     }
                 }
             };
-            for out in ran.into_iter().flatten().flatten() {
-                returned += 1;
-                match out {
-                    (i, Ok(x)) => done[i] = Some((i, Ok(x))),
-                    (_, Err(e)) => {
-                        if !matches!(e, RuntimeError::Stalled { .. }) {
-                            set.abort_all();
-                        }
-                        errors.push(e);
-                    }
+            let mut outputs: Vec<TaskOutput<A>> = ran.into_iter().flatten().flatten().collect();
+            loop {
+                let (ended, fatal) = record(outputs, &mut done, &mut errors);
+                returned += ended;
+                if fatal {
+                    abort.raise();
+                    set.abort_all();
                 }
-            }
-            if returned == n {
-                set.abort_all();
-            }
-            while let Some(res) = set.join_next().await {
-                let outputs = match res {
+                if returned == n {
+                    // Every actor has ended: delivery tasks still sleeping
+                    // on long delays have nobody left to deliver to.
+                    set.abort_all();
+                }
+                let Some(res) = set.join_next().await else {
+                    break;
+                };
+                outputs = match res {
                     Ok(outputs) => outputs,
                     Err(e) if e.is_cancelled() => Vec::new(),
                     Err(e) => {
@@ -588,25 +588,6 @@ impl<A: Actor> WallDriver<A> {
                         Vec::new()
                     }
                 };
-                for out in outputs {
-                    returned += 1;
-                    match out {
-                        (i, Ok(x)) => done[i] = Some((i, Ok(x))),
-                        (_, Err(e)) => {
-                            let fatal = !matches!(e, RuntimeError::Stalled { .. });
-                            errors.push(e);
-                            if fatal {
-                                abort.raise();
-                                set.abort_all();
-                            }
-                        }
-                    }
-                }
-                if returned == n {
-                    // Every actor has ended: delivery tasks still sleeping
-                    // on long delays have nobody left to deliver to.
-                    set.abort_all();
-                }
             }
             (done, errors, start.elapsed())
         });
@@ -664,6 +645,27 @@ impl<A: Actor> WallDriver<A> {
         self.stats.merge(&run_stats);
         Ok(secs)
     }
+}
+
+/// Files the ended actors' outputs: each returned actor into `done`, each
+/// error into `errors`. Returns how many ended and whether an error is fatal
+/// (anything but a stall: the other actors are then stopped).
+fn record<A>(
+    outputs: Vec<TaskOutput<A>>,
+    done: &mut [Option<TaskOutput<A>>],
+    errors: &mut Vec<RuntimeError>,
+) -> (usize, bool) {
+    let (ended, mut fatal) = (outputs.len(), false);
+    for out in outputs {
+        match out {
+            (i, Ok(x)) => done[i] = Some((i, Ok(x))),
+            (_, Err(e)) => {
+                fatal |= !matches!(e, RuntimeError::Stalled { .. });
+                errors.push(e);
+            }
+        }
+    }
+    (ended, fatal)
 }
 
 /// FIFO delivery of a delayed edge: one queue, deadlines kept in order.
