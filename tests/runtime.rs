@@ -5,6 +5,7 @@
 
 use pcsim::algo::Trainer;
 use pcsim::algo::bp::Backprop;
+use pcsim::algo::optim::OptimizerKind;
 use pcsim::experiment::{self, RunOptions, build_network, build_trainer};
 use pcsim::nn::{Mlp, Updates};
 use pcsim::runtime::RuntimeError;
@@ -650,12 +651,20 @@ fn adam_and_adamw_are_kept_by_each_actor_and_equal_lockstep() {
 
 /// The network after 5 batches of 16 in f32 (plain fast path, no update kept).
 fn train_f32(s: &Scenario) -> Mlp<f32> {
-    train_f32_batches(s, false, &[16; 5]).0
+    train_f32_batches(s, false, &[16; 5]).mlp
 }
 
 /// The network and the losses after batches of `rows` rows in f32; `sparse`
 /// zeroes ≈ 80 % of the inputs (layer 2 then takes the sparse kernels).
-fn train_f32_batches(s: &Scenario, sparse: bool, rows: &[usize]) -> (Mlp<f32>, Vec<f64>) {
+/// What `train_f32_batches` ends with: the network, each batch's loss and
+/// the last batch's update.
+struct Trained {
+    mlp: Mlp<f32>,
+    losses: Vec<f64>,
+    last_update: Option<Updates<f32>>,
+}
+
+fn train_f32_batches(s: &Scenario, sparse: bool, rows: &[usize]) -> Trained {
     let mut mlp = build_network::<f32>(s);
     let mut trainer = build_trainer::<f32>(s, &mlp).expect("trainer");
     let split = experiment::load_data(s).expect("data");
@@ -676,14 +685,19 @@ fn train_f32_batches(s: &Scenario, sparse: bool, rows: &[usize]) -> (Mlp<f32>, V
             &mut mlp,
             x.slice(ndarray::s![r.clone(), ..]),
             y.slice(ndarray::s![r, ..]),
-            false,
+            true,
         );
         if let Some(e) = trainer.take_error() {
             panic!("training failed: {e:#}");
         }
         losses.push(loss);
     }
-    (mlp, losses)
+    let last_update = trainer.last_updates().cloned();
+    Trained {
+        mlp,
+        losses,
+        last_update,
+    }
 }
 
 #[test]
@@ -942,50 +956,63 @@ fn messages_per_sample_of_each_granularity() {
 #[test]
 fn shards_equal_the_lockstep_reference_bit_for_bit() {
     // Each shard relaxes its rows; the pooled update sums the shards' rows
-    // in order, so weights and losses equal one network holding the batch —
-    // sparse or dense input, on either driver, even with a shard left
-    // without rows (a last batch of 1 row).
-    for kind in ["il", "zil"] {
-        for sparse in [false, true] {
-            let run = |runtime: &str, threads: usize| {
-                let mut s = scenario(kind, runtime);
-                s.precision = scenario::Precision::F32;
-                s.training.momentum = 0.9;
-                pcsim::nn::linalg::set_threads(threads);
-                let out = train_f32_batches(&s, sparse, &[16, 16, 16, 1]);
-                pcsim::nn::linalg::set_threads(1);
-                out
-            };
-            let reference = run("driver = \"lockstep\"", 1);
-            // A `groups` slice limits its steps on its own slice (see
-            // `scenario`), so sharded groups are held to unsharded groups.
-            let groups = "driver = \"virtual\"\ngranularity = \"groups\"\ngroups = 2";
-            let grouped = run(groups, 1);
-            for (runtime, threads) in [
-                ("driver = \"virtual\"\nshards = 2", 1),
-                (
-                    "driver = \"virtual\"\nshards = 3\ngranularity = \"nodes\"",
-                    1,
-                ),
-                ("driver = \"wall\"\nshards = 2", 2),
-                ("driver = \"wall\"\nshards = 3", 2),
-                ("driver = \"wall\"\nshards = 2\nworkers = 1", 1),
-                (
-                    "driver = \"wall\"\nshards = 2\ngranularity = \"groups\"\ngroups = 2",
-                    3,
-                ),
-            ] {
-                let reference = if runtime.contains("groups") {
-                    &grouped
-                } else {
-                    &reference
-                };
-                let (m, losses) = run(runtime, threads);
-                let what = format!("{kind}, sparse {sparse}, {runtime}, {threads} threads");
-                assert_eq!(m.w, reference.0.w, "{what}");
-                assert_eq!(m.b, reference.0.b, "{what}");
-                assert_eq!(losses, reference.1, "{what}");
+    // in order and each shard updates its share of the units, so weights,
+    // updates and losses equal one network holding the batch — sparse or
+    // dense input, on either driver, with momentum, Adam or weight decay,
+    // even with a shard left without rows (a last batch of 1 row).
+    for (kind, sparse, optimizer) in [
+        ("il", false, "momentum"),
+        ("il", true, "momentum"),
+        ("zil", false, "momentum"),
+        ("zil", true, "momentum"),
+        ("il", true, "adam"),
+        ("zil", false, "sgd with weight decay"),
+    ] {
+        let run = |runtime: &str, threads: usize| {
+            let mut s = scenario(kind, runtime);
+            s.precision = scenario::Precision::F32;
+            match optimizer {
+                "momentum" => s.training.momentum = 0.9,
+                "adam" => s.training.optimizer = OptimizerKind::Adam,
+                _ => s.training.weight_decay = 1e-3,
             }
+            pcsim::nn::linalg::set_threads(threads);
+            let out = train_f32_batches(&s, sparse, &[16, 16, 16, 1]);
+            pcsim::nn::linalg::set_threads(1);
+            out
+        };
+        let reference = run("driver = \"lockstep\"", 1);
+        // A `groups` slice limits its steps on its own slice (see
+        // `scenario`), so sharded groups are held to unsharded groups.
+        let groups = "driver = \"virtual\"\ngranularity = \"groups\"\ngroups = 2";
+        let grouped = run(groups, 1);
+        for (runtime, threads) in [
+            ("driver = \"virtual\"\nshards = 2", 1),
+            (
+                "driver = \"virtual\"\nshards = 3\ngranularity = \"nodes\"",
+                1,
+            ),
+            ("driver = \"wall\"\nshards = 2", 2),
+            ("driver = \"wall\"\nshards = 3", 2),
+            ("driver = \"wall\"\nshards = 2\nworkers = 1", 1),
+            (
+                "driver = \"wall\"\nshards = 2\ngranularity = \"groups\"\ngroups = 2",
+                3,
+            ),
+        ] {
+            let reference = if runtime.contains("groups") {
+                &grouped
+            } else {
+                &reference
+            };
+            let got = run(runtime, threads);
+            let what =
+                format!("{kind}, sparse {sparse}, {optimizer}, {runtime}, {threads} threads");
+            assert_eq!(got.mlp.w, reference.mlp.w, "{what}");
+            assert_eq!(got.mlp.b, reference.mlp.b, "{what}");
+            assert_eq!(got.losses, reference.losses, "{what}");
+            assert!(got.last_update.is_some(), "{what}");
+            assert_eq!(got.last_update, reference.last_update, "{what}");
         }
     }
 }

@@ -88,7 +88,8 @@ impl<T: Real> LayerActor<T> {
                     self.wave(s, None, ctx);
                 }
             }
-            PcMsg::Init(_) | PcMsg::Error(_) | PcMsg::Done | PcMsg::Share(..) => {}
+            PcMsg::Init(_) | PcMsg::Error(_) | PcMsg::Done | PcMsg::Share(..) | PcMsg::Rows(..) => {
+            }
         }
     }
 
