@@ -307,15 +307,24 @@ fn wall_runtime_with_zero_delays_equals_the_lockstep_reference() {
         for (a, b) in wall.0.w.iter().zip(&reference.0.w) {
             assert_eq!(a, b, "{kind}: wall weights differ from lockstep");
         }
-        let groups = train(
-            &scenario(
-                kind,
-                "driver = \"wall\"\nworkers = 2\ngranularity = \"groups\"\ngroups = 2",
-            ),
-            STEPS,
-        );
-        let d = max_diff(&groups, &reference);
-        assert!(d <= 1e-12, "{kind}: wall groups differ by {d:e}");
+        // The slices run as groups: side by side on threads of their own
+        // (2 threads), or as tokio tasks (1).
+        for threads in [1, 2] {
+            pcsim::nn::linalg::set_threads(threads);
+            let groups = train(
+                &scenario(
+                    kind,
+                    "driver = \"wall\"\nworkers = 2\ngranularity = \"groups\"\ngroups = 2",
+                ),
+                STEPS,
+            );
+            pcsim::nn::linalg::set_threads(1);
+            let d = max_diff(&groups, &reference);
+            assert!(
+                d <= 1e-12,
+                "{kind}, {threads} threads: wall groups differ by {d:e}"
+            );
+        }
     }
 }
 

@@ -402,12 +402,12 @@ impl<A: Actor> WallDriver<A> {
         })
     }
 
-    /// Runs the actors with the same `homes[i]` in one task, so they stay
-    /// on one worker and hand messages to each other without waking
-    /// another thread (the tasks of independent groups, such as the shards
-    /// of a network, then spread over the workers: tokio keeps a woken
-    /// task on the waker's worker, which would let the chains of separate
-    /// tasks pile up on one worker while the other idles).
+    /// Runs the actors with the same `homes[i]` as one group (the shards
+    /// of a network, or the same slice of every layer), so they hand
+    /// messages to each other without waking another thread; the groups run
+    /// side by side on threads of their own (tokio keeps a woken task on
+    /// the waker's worker, which would let the chains of separate tasks
+    /// pile up on one worker while the other idles).
     pub fn place_together(&mut self, homes: Vec<usize>) {
         debug_assert!(homes.is_empty() || homes.len() == self.actors.len());
         self.homes = homes;

@@ -125,6 +125,8 @@ impl<T: Real> PcNetwork<T> {
         // Per shard, the layer (slice) actors in build order: the same
         // position in every shard is the same layer slice.
         let mut shard_layers: Vec<Vec<ActorId>> = Vec::new();
+        // The slice of its layer each actor belongs to (the input: 0).
+        let mut slice_of: Vec<usize> = Vec::new();
         for shard in 0..shards {
             let input = actors.len();
             actors.push(PcActor::Input(InputActor::new(
@@ -137,7 +139,7 @@ impl<T: Real> PcNetwork<T> {
             let mut own_layers = Vec::new();
             for l in 2..=depth {
                 let (mut emit, mut take) = (Vec::new(), Vec::new());
-                for (r0, r1) in layer_slices(sizes, l, groups) {
+                for (slice, (r0, r1)) in layer_slices(sizes, l, groups).into_iter().enumerate() {
                     let role = if l == depth {
                         Role::Output(mlp.output)
                     } else {
@@ -159,11 +161,14 @@ impl<T: Real> PcNetwork<T> {
                     let name = names[id].clone();
                     let mut actor = LayerActor::new(name, l, settings.clone(), layer, (r0, r1));
                     actor.shard = shard;
+                    slice_of.resize(id, 0);
                     actors.push(PcActor::Layer(Box::new(actor)));
+                    slice_of.push(slice);
                     own_layers.push(id);
                     take.push((id, r0, r1));
                     if nodes && l < depth {
                         let v = actors.len();
+                        slice_of.push(slice);
                         actors.push(PcActor::Value(ValueActor::new(
                             names[v].clone(),
                             l,
@@ -178,6 +183,7 @@ impl<T: Real> PcNetwork<T> {
                 layout.emit.push(emit);
                 layout.take.push(take);
             }
+            slice_of.resize(actors.len(), 0);
             wire(&mut actors, &mut topo, &layout, &names, sizes);
             inputs.push(input);
             outputs.push(layout.take[depth - 1][0].0);
@@ -194,8 +200,13 @@ impl<T: Real> PcNetwork<T> {
                     WallDriver::new(actors, topo, timing, WallOptions::from_config(runtime))?;
                 if shards > 1 {
                     // A shard's actors only talk to each other until the
-                    // update: one task per shard keeps each on its worker.
+                    // update: one group per shard keeps each on its thread.
                     wall.place_together((0..shards * per_shard).map(|i| i / per_shard).collect());
+                } else if groups > 1 && runtime.workers != 1 {
+                    // Slice j of every layer (the input with the first):
+                    // each group's messages to the next layer's slice of
+                    // the same group are handed over within its thread.
+                    wall.place_together(slice_of);
                 }
                 Driver::Wall(wall)
             }
