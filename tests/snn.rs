@@ -535,7 +535,12 @@ test_subset = 40
         out_dir: dir.path().join("run"),
         ..RunOptions::default()
     };
-    let summary = run(&s, &opts).unwrap();
+    // `snn.threads = 0` follows the run's thread count (`--threads`).
+    pcsim::nn::linalg::set_threads(3);
+    let summary = run(&s, &opts);
+    pcsim::nn::linalg::set_threads(1);
+    let summary = summary.unwrap();
+    assert_eq!(summary["snn"]["threads"], 3);
     assert!(summary["rate_test_accuracy"].is_number());
     assert_eq!(summary["test_accuracy"], summary["snn"]["spiking_accuracy"]);
     assert_eq!(summary["snn"]["test_images"], 40);

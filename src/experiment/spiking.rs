@@ -64,17 +64,19 @@ pub fn run_spiking<T: Real>(
     let (_, rate_correct) = mlp.evaluate(tx.view(), ty.view());
     let rate_subset_acc = rate_correct as f64 / test.len().max(1) as f64;
 
+    // `snn.threads = 0` follows `--threads` (every core unless limited).
+    let threads = match c.threads {
+        0 => crate::nn::linalg::threads(),
+        n => n,
+    };
     let (report, actors) = match c.runtime {
-        SnnRuntime::Loop => (
-            evaluate(&net, test.x.view(), &test.labels, c.threads)?,
-            None,
-        ),
+        SnnRuntime::Loop => (evaluate(&net, test.x.view(), &test.labels, threads)?, None),
         SnnRuntime::Virtual => {
             let (r, a) = evaluate_on_actors(
                 &net,
                 test.x.view(),
                 &test.labels,
-                c.threads,
+                threads,
                 &s.runtime,
                 s.runtime_seed(),
             )?;
