@@ -1111,25 +1111,6 @@ pub fn copy_into<T: Copy>(src: ArrayView2<'_, T>, mut dst: ArrayViewMut2<'_, T>)
     }
 }
 
-/// `f(a_lane, b_lane)` over the lanes along which both arrays are
-/// contiguous (see `copy_into`): an elementwise pass over a row slice of a
-/// column-major matrix as slice loops that vectorise. Without such an axis,
-/// `f` gets one element at a time.
-pub fn zip_lanes<T>(mut a: ArrayViewMut2<'_, T>, b: ArrayView2<'_, T>, f: impl Fn(&mut [T], &[T])) {
-    assert_eq!(a.dim(), b.dim(), "zip shapes");
-    if let Some(axis) = shared_unit_axis(&a.view(), &b) {
-        for (mut x, y) in a.lanes_mut(axis).into_iter().zip(b.lanes(axis)) {
-            if let (Some(xs), Some(ys)) = (x.as_slice_mut(), y.as_slice()) {
-                f(xs, ys);
-            }
-        }
-        return;
-    }
-    ndarray::Zip::from(&mut a)
-        .and(&b)
-        .for_each(|x, y| f(std::slice::from_mut(x), std::slice::from_ref(y)));
-}
-
 /// Whether `a == b` element by element, one slice compare per contiguous
 /// lane (see `copy_into`).
 pub fn equal<T: PartialEq>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> bool {

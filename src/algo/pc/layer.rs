@@ -518,53 +518,6 @@ impl<T: Real> PcLayer<T> {
         self.weights_changed();
     }
 
-    /// Lets an optimizer change the rows `units` of `W[l]`, `b[l]` in place
-    /// (a shard's share of the update); only those rows of the row-major
-    /// copy are refreshed.
-    pub fn update_units_with(
-        &mut self,
-        units: std::ops::Range<usize>,
-        f: impl FnOnce(ArrayViewMut2<T>, ArrayViewMut1<T>),
-    ) {
-        f(
-            self.w.slice_mut(s![units.clone(), ..]),
-            self.b.slice_mut(s![units.clone()]),
-        );
-        self.units_changed(units);
-    }
-
-    /// The rows `units` of `W[l]` (in `W`'s layout) and `b[l]`: what a
-    /// shard sends the others after updating them.
-    pub fn unit_params(&self, units: std::ops::Range<usize>) -> (Array2<T>, Array1<T>) {
-        let column_major = self.w.ncols() > 1 && self.w.strides()[1] != 1;
-        let mut w = Array2::zeros((units.len(), self.fan_in()).set_f(column_major));
-        crate::nn::kernels::copy_into(self.w.slice(s![units.clone(), ..]), w.view_mut());
-        (w, self.b.slice(s![units]).to_owned())
-    }
-
-    /// Overwrites the rows `units` of `W[l]`, `b[l]` (another shard's
-    /// share of the update).
-    pub fn load_units(
-        &mut self,
-        units: std::ops::Range<usize>,
-        w: ArrayView2<T>,
-        b: ArrayView1<T>,
-    ) {
-        crate::nn::kernels::copy_into(w, self.w.slice_mut(s![units.clone(), ..]));
-        self.b.slice_mut(s![units.clone()]).assign(&b);
-        self.units_changed(units);
-    }
-
-    fn units_changed(&mut self, units: std::ops::Range<usize>) {
-        if let Some(m) = self.w_rows.as_mut().filter(|_| self.mirror_fresh) {
-            transpose_into(
-                self.w.slice(s![units.clone(), ..]).t(),
-                m.slice_mut(s![units, ..]),
-            );
-        }
-        self.u_stale = true;
-    }
-
     fn weights_changed(&mut self) {
         self.refresh_mirror();
         self.u_stale = true;
@@ -964,31 +917,14 @@ impl<T: Real> PcLayer<T> {
         dw: ArrayViewMut2<T>,
         db: ArrayViewMut1<T>,
     ) {
-        self.pooled_update_units_into(parts, scale, 0..self.width(), dw, db);
-    }
-
-    /// `pooled_update_into` for the output units `units` only (`dw`, `db`
-    /// are their rows): the shards of a batch share the update out by
-    /// units. Each unit is its own reduction, so the bits are those of the
-    /// whole update.
-    pub fn pooled_update_units_into(
-        &self,
-        parts: &[UpdateRows<'_, T>],
-        scale: T,
-        units: std::ops::Range<usize>,
-        dw: ArrayViewMut2<T>,
-        db: ArrayViewMut1<T>,
-    ) {
-        debug_assert_eq!(dw.nrows(), units.len());
-        let n = units.len();
         let threads = crate::nn::linalg::threads();
-        let cuts = crate::algo::bounds(n, threads.min(n).max(1));
+        let cuts = crate::algo::bounds(self.width(), threads.min(self.width()).max(1));
         let mut jobs = Vec::with_capacity(cuts.len() - 1);
         let (mut w_rest, mut b_rest) = (dw, db);
         for c in cuts.windows(2) {
             let (w, w_tail) = w_rest.split_at(Axis(0), c[1] - c[0]);
             let (b, b_tail) = b_rest.split_at(Axis(0), c[1] - c[0]);
-            jobs.push((units.start + c[0]..units.start + c[1], w, b));
+            jobs.push((c[0]..c[1], w, b));
             (w_rest, b_rest) = (w_tail, b_tail);
         }
         crate::algo::for_each_part(jobs, |(units, w, b)| {

@@ -132,13 +132,7 @@ pub fn update_scale<T: Real>(learning_rate: T, beta: T, rows: usize) -> T {
 /// rate: `v ← μ v + ΔW` (then `W ← W + v`); the same arithmetic as
 /// `algo::Momentum`, for an actor that owns only its slice of the weights.
 pub fn momentum_step<T: Real, D: Dimension>(mu: T, mut v: ArrayViewMut<T, D>, d: ArrayView<T, D>) {
-    v.zip_mut_with(&d, |v, &d| *v = momentum(mu, *v, d));
-}
-
-/// One velocity entry of `momentum_step`.
-#[inline]
-pub fn momentum<T: Real>(mu: T, v: T, d: T) -> T {
-    mu * v + d
+    v.zip_mut_with(&d, |v, &d| *v = mu * *v + d);
 }
 
 /// IL or Z-IL with every setting that defines it: the one configuration the

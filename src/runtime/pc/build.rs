@@ -336,19 +336,13 @@ impl<T: Real> PcNetwork<T> {
         }
     }
 
-    /// The last update each actor applied (learning rate included); with
-    /// shards, each shard holds the units it computed.
+    /// The last update each actor applied (learning rate included).
     pub fn updates_into(&mut self, upd: &mut Updates<T>) {
-        for a in self.layers() {
+        for a in self.first_shard() {
             let (i, (r0, r1)) = (a.l - 2, a.rows);
             if a.dw.dim() == (r1 - r0, upd.dw[i].ncols()) {
-                let own = a.units_of(a.shard);
-                let (u0, u1) = (r0 + own.start, r0 + own.end);
-                crate::nn::kernels::copy_into(
-                    a.dw.slice(s![own.clone(), ..]),
-                    upd.dw[i].slice_mut(s![u0..u1, ..]),
-                );
-                upd.db[i].slice_mut(s![u0..u1]).assign(&a.db.slice(s![own]));
+                crate::nn::kernels::copy_into(a.dw.view(), upd.dw[i].slice_mut(s![r0..r1, ..]));
+                upd.db[i].slice_mut(s![r0..r1]).assign(&a.db);
             }
         }
     }
@@ -462,8 +456,7 @@ fn wire<T: Real>(
 }
 
 /// Links every layer (slice) actor to the same actor of the other shards
-/// (the `Share` and `Rows` of the pooled update; timed like the errors,
-/// `delay_down`).
+/// (the `Share` of the pooled update; timed like the errors, `delay_down`).
 fn connect_shards<T: Real>(
     actors: &mut [PcActor<T>],
     topo: &mut Topology,

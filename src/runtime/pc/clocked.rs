@@ -88,8 +88,7 @@ impl<T: Real> LayerActor<T> {
                     self.wave(s, None, ctx);
                 }
             }
-            PcMsg::Init(_) | PcMsg::Error(_) | PcMsg::Done | PcMsg::Share(..) | PcMsg::Rows(..) => {
-            }
+            PcMsg::Init(_) | PcMsg::Error(_) | PcMsg::Done | PcMsg::Share(..) => {}
         }
     }
 

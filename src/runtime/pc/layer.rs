@@ -6,11 +6,10 @@
 use super::assembly::{Inbox, add_part, complete, take};
 use super::{PcMsg, PcSettings, broadcast};
 use crate::algo::optim::ParamState;
-use crate::algo::pc::{PcLayer, UpdateRows, momentum, momentum_step};
+use crate::algo::pc::{PcLayer, UpdateRows, momentum_step};
 use crate::nn::Real;
-use crate::nn::kernels::zip_lanes;
 use crate::runtime::actor::{ActorId, Ctx, Envelope, Link};
-use ndarray::{Array1, Array2, ArrayBase, ArrayView2, Ix1, Ix2, RawData, s};
+use ndarray::{Array1, Array2, ArrayView2, Ix1, Ix2, s};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A sample's feedforward prediction `u[L]` and its target (output layer).
@@ -22,27 +21,6 @@ struct Shared<T: Real> {
     input: Array2<T>,
     /// The input's sparse index (built here when the batch is sparse).
     sparse: Option<crate::nn::sparse::SparseRows<T>>,
-}
-
-/// A shard's updated rows of `W[l]` and `b[l]` (its units).
-type UnitRows<T> = (Array2<T>, Array1<T>);
-
-/// Where a shard's pooled update stands: each shard computes and applies
-/// the update of its own share of the units (over every shard's rows), then
-/// sends the new rows of `W[l]`, `b[l]` to the others (the update is not
-/// computed once per shard).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Pooling {
-    /// Waiting for the other shards' `(ε, input)`.
-    Shares,
-    /// Own units updated and sent; waiting for the other shards' units.
-    Rows,
-}
-
-/// `a` with its axes reversed when `flip` (a column-major array then walks
-/// its memory in order).
-fn memory_order<S: RawData>(flip: bool, a: ArrayBase<S, Ix2>) -> ArrayBase<S, Ix2> {
-    if flip { a.reversed_axes() } else { a }
 }
 
 /// One actor holding a `PcLayer`: a layer `l ≥ 2` or a slice of its rows.
@@ -101,10 +79,8 @@ pub struct LayerActor<T: Real> {
     /// The other shards' `(ε, input)` by sample and shard, with the input's
     /// sparse index when the batch takes the sparse path.
     shares: BTreeMap<u64, Vec<Option<Shared<T>>>>,
-    /// The other shards' updated rows of `W[l]`, `b[l]` by sample and shard.
-    rows_in: BTreeMap<u64, Vec<Option<UnitRows<T>>>>,
-    /// The sample whose pooled update is under way, and its stage.
-    pooling: Option<(u64, Pooling)>,
+    /// The sample whose pooled update waits for the other shards' rows.
+    pooling: Option<u64>,
     /// Last applied update of this slice (learning rate included).
     pub(super) dw: Array2<T>,
     pub(super) db: Array1<T>,
@@ -156,7 +132,6 @@ impl<T: Real> LayerActor<T> {
             peers: Vec::new(),
             peer_names: String::new(),
             shares: BTreeMap::new(),
-            rows_in: BTreeMap::new(),
             pooling: None,
             dw: Array2::zeros((0, 0)),
             db: Array1::zeros(0),
@@ -285,7 +260,7 @@ impl<T: Real> LayerActor<T> {
                     PcMsg::Share(eps.to_owned(), input.to_owned()),
                 );
             }
-            self.pooling = Some((s, Pooling::Shares));
+            self.pooling = Some(s);
             self.pooled_update(ctx);
             return;
         }
@@ -293,8 +268,7 @@ impl<T: Real> LayerActor<T> {
         let scale: T = self.settings.rule.scale(self.layer.rows());
         self.layer
             .weight_update_into(scale, self.dw.view_mut(), self.db.view_mut());
-        self.apply_own_units();
-        self.sample_done(s, ctx);
+        self.apply(s, ctx);
     }
 
     fn ensure_update_buffers(&mut self) {
@@ -306,17 +280,13 @@ impl<T: Real> LayerActor<T> {
         }
     }
 
-    /// The units (rows of this slice) whose update shard `j` computes: all
-    /// of them without shards.
-    pub(super) fn units_of(&self, j: usize) -> std::ops::Range<usize> {
-        let k = self.peers.len().max(1);
-        let cuts = crate::algo::bounds(self.layer.width(), k);
-        cuts[j]..cuts[j + 1]
-    }
-
     /// A shard's `Share` of sample `s` (a duplicate is ignored).
     fn receive_share(&mut self, s: u64, from: ActorId, eps: Array2<T>, input: Array2<T>) {
-        let Some(j) = self.peer_index(from) else {
+        let Some(j) = self
+            .peers
+            .iter()
+            .position(|p| p.is_some_and(|p| p.0 == from))
+        else {
             return;
         };
         let slots = self
@@ -332,80 +302,22 @@ impl<T: Real> LayerActor<T> {
         }
     }
 
-    /// A shard's updated rows of sample `s` (a duplicate, or rows of the
-    /// wrong shape, are ignored).
-    fn receive_rows(&mut self, s: u64, from: ActorId, w: Array2<T>, b: Array1<T>) {
-        let Some(j) = self.peer_index(from) else {
+    /// The update of sample `s` pooled over the shards' rows, once every
+    /// shard's rows are here; then the sample is done.
+    fn pooled_update(&mut self, ctx: &mut Ctx<PcMsg<T>>) {
+        let Some(s) = self.pooling else {
             return;
         };
-        if w.dim() != (self.units_of(j).len(), self.layer.fan_in()) || b.len() != w.nrows() {
-            return;
-        }
-        let slots = self
-            .rows_in
-            .entry(s)
-            .or_insert_with(|| (0..self.peers.len()).map(|_| None).collect());
-        if slots[j].is_none() {
-            slots[j] = Some((w, b));
-        }
-    }
-
-    fn peer_index(&self, from: ActorId) -> Option<usize> {
-        self.peers
-            .iter()
-            .position(|p| p.is_some_and(|p| p.0 == from))
-    }
-
-    /// Whether every other shard's entry of `slots` is here.
-    fn all_peers<V>(&self, slots: Option<&Vec<Option<V>>>) -> bool {
-        slots.is_some_and(|slots| {
+        let ready = self.shares.get(&s).is_some_and(|slots| {
             slots
                 .iter()
                 .enumerate()
                 .all(|(j, p)| j == self.shard || p.is_some())
-        })
-    }
-
-    /// The pooled update of the sample under way, as far as the other
-    /// shards' messages allow: once their rows are here, the update of this
-    /// shard's units over the whole batch, applied and sent on; once their
-    /// units are here, the sample is done.
-    fn pooled_update(&mut self, ctx: &mut Ctx<PcMsg<T>>) {
-        let Some((s, stage)) = self.pooling else {
-            return;
-        };
-        if stage == Pooling::Shares {
-            if !self.all_peers(self.shares.get(&s)) {
-                return;
-            }
-            self.update_own_units(s);
-            let units = self.units_of(self.shard);
-            let (w, b) = self.layer.unit_params(units);
-            for &(_, link) in self.peers.iter().flatten() {
-                ctx.send(link, s, self.tick, PcMsg::Rows(w.clone(), b.clone()));
-            }
-            self.pooling = Some((s, Pooling::Rows));
-        }
-        if !self.all_peers(self.rows_in.get(&s)) {
+        });
+        if !ready {
             return;
         }
-        let slots = self.rows_in.remove(&s).expect("all here");
-        for (j, rows) in slots.into_iter().enumerate() {
-            if let Some((w, b)) = rows {
-                let units = self.units_of(j);
-                self.layer.load_units(units, w.view(), b.view());
-            }
-        }
-        self.pooling = None;
-        self.sample_done(s, ctx);
-        self.advance(ctx);
-    }
-
-    /// This shard's units of the update of sample `s` over every shard's
-    /// rows (in shard order: the bits of one layer holding the batch),
-    /// applied to its weights.
-    fn update_own_units(&mut self, s: u64) {
-        let mut slots = self.shares.remove(&s).expect("all here");
+        let mut slots = self.shares.remove(&s).expect("ready");
         let sparse = self.layer.sparse_input();
         for p in slots.iter_mut().flatten() {
             if sparse {
@@ -425,31 +337,22 @@ impl<T: Real> LayerActor<T> {
                     input: p.input.view(),
                     sparse: p.sparse.iter().map(|sp| (sp, 0..p.eps.nrows())).collect(),
                 },
-                None => unreachable!("all here"),
+                None => unreachable!("ready"),
             })
             .collect();
         let rows = parts.iter().map(|p| p.eps.nrows()).sum();
         let scale: T = self.settings.rule.scale(rows);
-        let units = self.units_of(self.shard);
-        self.layer.pooled_update_units_into(
-            &parts,
-            scale,
-            units.clone(),
-            self.dw.slice_mut(s![units.clone(), ..]),
-            self.db.slice_mut(s![units]),
-        );
+        self.layer
+            .pooled_update_into(&parts, scale, self.dw.view_mut(), self.db.view_mut());
         drop(parts);
-        self.apply_own_units();
+        self.pooling = None;
+        self.apply(s, ctx);
+        self.advance(ctx);
     }
 
-    /// Applies this shard's units of the update in `dw`, `db` (all units
-    /// without shards), with the optimizer's state of those units.
-    fn apply_own_units(&mut self) {
-        let units = self.units_of(self.shard);
-        let (dw, db) = (
-            self.dw.slice(s![units.clone(), ..]),
-            self.db.slice(s![units.clone()]),
-        );
+    /// Applies the update in `dw`, `db` (with the optimizer's state); the
+    /// sample is done here.
+    fn apply(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) {
         let opt = self.settings.rule.optimizer;
         if !opt.is_sgd() || opt.weight_decay != 0.0 {
             // Adam / weight decay: the step depends on per-weight state
@@ -459,11 +362,9 @@ impl<T: Real> LayerActor<T> {
             let (sw, sb) = self
                 .opt_state
                 .get_or_insert_with(|| (opt.state(), opt.state()));
-            // The rows of a column-major `W` are walked column by column
-            // (the default order would stride through memory).
-            let flip = dw.t().is_standard_layout();
-            self.layer.update_units_with(units, |w, b| {
-                sw.step(memory_order(flip, w), memory_order(flip, dw), lr);
+            let (dw, db) = (self.dw.view(), self.db.view());
+            self.layer.update_params_with(|w, b| {
+                sw.step(w, dw, lr);
                 sb.step(b, db, lr);
             });
             for (other, _, _) in self.parked.values_mut() {
@@ -476,39 +377,17 @@ impl<T: Real> LayerActor<T> {
                     self.vw = self.layer.zeros_like_weights();
                     self.vb = Array1::zeros(self.db.len());
                 }
-                let (vw, vb) = (
-                    self.vw.slice_mut(s![units.clone(), ..]),
-                    self.vb.slice_mut(s![units.clone()]),
-                );
-                zip_lanes(vw, dw, |v, d| {
-                    for (v, &d) in v.iter_mut().zip(d) {
-                        *v = momentum(mu, *v, d);
-                    }
-                });
-                momentum_step(mu, vb, db);
-                (
-                    self.vw.slice(s![units.clone(), ..]),
-                    self.vb.slice(s![units.clone()]),
-                )
+                momentum_step(mu, self.vw.view_mut(), self.dw.view());
+                momentum_step(mu, self.vb.view_mut(), self.db.view());
+                (self.vw.view(), self.vb.view())
             } else {
-                (dw, db)
+                (self.dw.view(), self.db.view())
             };
-            self.layer.update_units_with(units, |w, mut b| {
-                zip_lanes(w, step_w, |w, d| {
-                    for (w, &d) in w.iter_mut().zip(d) {
-                        *w += d;
-                    }
-                });
-                b += &step_b;
-            });
+            self.layer.apply_update(step_w, step_b);
             for (other, _, _) in self.parked.values_mut() {
                 other.apply_update(step_w, step_b);
             }
         }
-    }
-
-    /// The update of sample `s` is applied (in every shard): it is done here.
-    fn sample_done(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) {
         self.finished.insert(s);
         self.current = None;
         self.ups.retain(|k, _| k.0 != s);
@@ -673,18 +552,10 @@ impl<T: Real> LayerActor<T> {
             self.clocked_message(env, ctx);
             return;
         }
-        match env.payload {
-            PcMsg::Share(eps, input) => {
-                self.receive_share(s, env.from, eps, input);
-                self.pooled_update(ctx);
-                return;
-            }
-            PcMsg::Rows(w, b) => {
-                self.receive_rows(s, env.from, w, b);
-                self.pooled_update(ctx);
-                return;
-            }
-            _ => {}
+        if let PcMsg::Share(eps, input) = env.payload {
+            self.receive_share(s, env.from, eps, input);
+            self.pooled_update(ctx);
+            return;
         }
         let (nb, na) = (self.below.len(), self.above.len());
         let key = (s, env.tick);
@@ -709,9 +580,7 @@ impl<T: Real> LayerActor<T> {
                 }
                 self.steps.insert(key, d);
             }
-            PcMsg::Init(_) | PcMsg::Error(_) | PcMsg::Done | PcMsg::Share(..) | PcMsg::Rows(..) => {
-                return;
-            }
+            PcMsg::Init(_) | PcMsg::Error(_) | PcMsg::Done | PcMsg::Share(..) => return,
         }
         self.advance(ctx);
     }
@@ -725,12 +594,8 @@ impl<T: Real> LayerActor<T> {
 
     pub(super) fn waiting_for(&self) -> String {
         match self.current {
-            Some(s) if self.pooling == Some((s, Pooling::Shares)) => format!(
+            Some(s) if self.pooling == Some(s) => format!(
                 "sample {s}: the errors and inputs (share) of its other shards {} for the pooled weight update",
-                self.peer_names
-            ),
-            Some(s) if self.pooling == Some((s, Pooling::Rows)) => format!(
-                "sample {s}: the updated weight rows (rows) of its other shards {}",
                 self.peer_names
             ),
             Some(s) if !self.have_eps && self.split() && self.tick > 0 => format!(

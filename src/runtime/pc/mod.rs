@@ -39,10 +39,9 @@
 //! each copy relaxes its own share of the batch's rows (samples relax
 //! independently) with no message to the other copies, and at its update
 //! each layer (slice) actor sends its `ε[l]` and input to its counterparts
-//! in the other shards (`Share`). Each copy then computes the update of the
-//! whole batch, pooled in row order, for its own share of the units, applies
-//! it and sends the new rows of `W[l]`, `b[l]` to the others (`Rows`) — the
-//! same bits in every copy and as one network holding the whole batch. The layer-2 actors take the sparse or dense path
+//! in the other shards (`Share`) and applies the update of the whole batch,
+//! pooled in row order — the same bits in every copy and as one network
+//! holding the whole batch. The layer-2 actors take the sparse or dense path
 //! of the whole batch (its density is presented with the batch).
 //!
 //! **Schedules.** `event`: an actor runs inference step `t` when the
@@ -71,7 +70,7 @@ use crate::algo::pc::PcRule;
 use crate::nn::Real;
 use input::InputActor;
 use layer::LayerActor;
-use ndarray::{Array1, Array2};
+use ndarray::Array2;
 use value::ValueActor;
 
 /// The payloads of the PC network.
@@ -92,9 +91,6 @@ pub enum PcMsg<T: Real> {
     /// To the same layer (slice) of the other shards: this shard's `ε[l]`
     /// and input `f(x[l−1])` at the update, for the pooled weight update.
     Share(Array2<T>, Array2<T>),
-    /// To the same layer (slice) of the other shards: the rows of `W[l]`
-    /// (in `W`'s layout) and `b[l]` of the units this shard updated.
-    Rows(Array2<T>, Array1<T>),
 }
 
 /// What every actor knows about the algorithm and the schedule (no runtime

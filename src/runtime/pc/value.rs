@@ -209,9 +209,7 @@ impl<T: Real> ValueActor<T> {
                     return;
                 }
             }
-            PcMsg::Up(_) | PcMsg::Step(_) | PcMsg::Done | PcMsg::Share(..) | PcMsg::Rows(..) => {
-                return;
-            }
+            PcMsg::Up(_) | PcMsg::Step(_) | PcMsg::Done | PcMsg::Share(..) => return,
         }
         if !clocked {
             self.advance(ctx);
