@@ -48,6 +48,11 @@ const INVISIBLE: &[(&str, &str, &str)] = &[
         "results are identical for any number of worker threads",
     ),
     (
+        "snn.threads",
+        "*",
+        "results are identical for any number of threads, and 0 follows the run's thread count, 1 in these runs: the value tried is the default's",
+    ),
+    (
         "runtime.channel_capacity",
         "wall",
         "a full channel makes a sender wait; what arrives is the same",
