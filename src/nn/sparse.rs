@@ -140,6 +140,23 @@ impl<T: Real> SparseRows<T> {
 }
 
 impl<T: Copy> SparseRows<T> {
+    /// A copy holding only the entries (the buffers here are sized for a
+    /// dense batch and keep scratch space): what another shard needs to
+    /// pool its update without indexing the batch again.
+    pub fn compact_copy(&self) -> Self {
+        let len = self.row_start.last().copied().unwrap_or(0);
+        Self {
+            row_start: self.row_start.clone(),
+            index: self.index[..len].to_vec(),
+            value: self.value[..len].to_vec(),
+            col_start: self.col_start.clone(),
+            col_row: self.col_row[..len].to_vec(),
+            col_value: self.col_value[..len].to_vec(),
+            col_next: Vec::new(),
+            cols: self.cols,
+        }
+    }
+
     pub fn nrows(&self) -> usize {
         self.row_start.len() - 1
     }

@@ -68,6 +68,18 @@ impl<T: Real> AsyncTrainer<T> {
         batches: Vec<(Array2<T>, Array2<T>)>,
         keep_updates: bool,
     ) -> Result<f64, RuntimeError> {
+        let views: Vec<_> = batches.iter().map(|(x, y)| (x.view(), y.view())).collect();
+        self.train_views(mlp, &views, keep_updates)
+    }
+
+    /// `train_batches` on borrowed batches: each shard's rows are copied
+    /// once, straight into the message that presents them.
+    fn train_views(
+        &mut self,
+        mlp: &mut Mlp<T>,
+        batches: &[(ArrayView2<T>, ArrayView2<T>)],
+        keep_updates: bool,
+    ) -> Result<f64, RuntimeError> {
         if self.network.is_none() {
             let mut net = PcNetwork::build(mlp, self.settings.clone(), &self.config, self.seed)?;
             if let Some((l, s)) = self.inject_panic {
@@ -77,7 +89,7 @@ impl<T: Real> AsyncTrainer<T> {
         }
         let net = self.network.as_mut().expect("built");
         net.load_weights(mlp);
-        for (x, y) in batches {
+        for &(x, y) in batches {
             net.present(self.next_sample, x, y);
             self.next_sample += 1;
         }
@@ -111,7 +123,7 @@ impl<T: Real> Trainer<T> for AsyncTrainer<T> {
         if self.error.is_some() {
             return f64::NAN;
         }
-        match self.train_batches(mlp, vec![(x.to_owned(), y.to_owned())], keep_updates) {
+        match self.train_views(mlp, &[(x, y)], keep_updates) {
             Ok(loss) => loss,
             Err(e) => {
                 self.error = Some(e);

@@ -683,19 +683,20 @@ impl<T: Real> PcLayer<T> {
 
     /// This layer's rows of a pooled weight update: its errors and its input.
     pub fn update_rows(&self) -> UpdateRows<'_, T> {
-        let sparse = if self.sparse_input {
-            self.sparse_cuts
-                .windows(2)
-                .zip(&self.sparse)
-                .map(|(c, sp)| (sp, c[0]..c[1]))
-                .collect()
+        let input = if self.sparse_input {
+            UpdateInput::Sparse(
+                self.sparse_cuts
+                    .windows(2)
+                    .zip(&self.sparse)
+                    .map(|(c, sp)| (sp, c[0]..c[1]))
+                    .collect(),
+            )
         } else {
-            Vec::new()
+            UpdateInput::Dense(self.input.view())
         };
         UpdateRows {
             eps: self.eps.view(),
-            input: self.input.view(),
-            sparse,
+            input,
         }
     }
 
@@ -961,14 +962,21 @@ impl<T: Real> PcLayer<T> {
     }
 }
 
-/// The rows one copy of a layer contributes to a weight update: its errors,
-/// its input, and — when the input takes the sparse path — the input's
-/// sparse row blocks with their row ranges.
+/// The rows one copy of a layer contributes to a weight update: its errors
+/// and its input.
 #[derive(Clone)]
 pub struct UpdateRows<'a, T: Real> {
     pub eps: ArrayView2<'a, T>,
-    pub input: ArrayView2<'a, T>,
-    pub sparse: Vec<(&'a SparseRows<T>, std::ops::Range<usize>)>,
+    pub input: UpdateInput<'a, T>,
+}
+
+/// The input `f(x[l−1])` of an update's rows: dense, or — when the layer
+/// takes the sparse path — its sparse row blocks with their row ranges (the
+/// update reads only the non-zeros).
+#[derive(Clone)]
+pub enum UpdateInput<'a, T: Real> {
+    Dense(ArrayView2<'a, T>),
+    Sparse(Vec<(&'a SparseRows<T>, std::ops::Range<usize>)>),
 }
 
 /// `w ← [w +] s · Σ_parts ε[l]ᵀ f(x[l−1])`, `b ← [b +] s · Σ_rows ε[l]` for the
@@ -989,22 +997,28 @@ fn pooled_update_units<T: Real>(
         .iter()
         .map(|p| p.eps.slice(s![.., units.clone()]))
         .collect();
+    let mixed = || panic!("an update's parts must all take the layer's path (sparse: {sparse})");
     if sparse {
-        let segs: Vec<_> = parts
-            .iter()
-            .zip(&eps)
-            .flat_map(|(p, e)| {
-                p.sparse
+        let mut segs = Vec::with_capacity(parts.len());
+        for (p, e) in parts.iter().zip(&eps) {
+            let UpdateInput::Sparse(blocks) = &p.input else {
+                mixed()
+            };
+            segs.extend(
+                blocks
                     .iter()
-                    .map(|(sp, r)| (*sp, e.slice(s![r.clone(), ..])))
-            })
-            .collect();
+                    .map(|(sp, r)| (*sp, e.slice(s![r.clone(), ..]))),
+            );
+        }
         sparse_rank_update(scale, &segs, mode, w.reversed_axes());
     } else {
         let segs: Vec<_> = parts
             .iter()
             .zip(&eps)
-            .map(|(p, e)| (e.view(), p.input))
+            .map(|(p, e)| match p.input {
+                UpdateInput::Dense(x) => (e.view(), x),
+                UpdateInput::Sparse(_) => mixed(),
+            })
             .collect();
         rank_update(scale, &segs, mode, w);
     }

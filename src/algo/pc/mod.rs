@@ -12,7 +12,7 @@ pub mod lockstep;
 pub mod spiking;
 pub mod value;
 
-pub use layer::{Control, PcLayer, Role, UpdateRows, euler_step};
+pub use layer::{Control, PcLayer, Role, UpdateInput, UpdateRows, euler_step};
 pub use lockstep::{Il, PcNet, RelaxStats, Zil};
 pub use value::ValueNodes;
 

@@ -16,7 +16,7 @@ use crate::runtime::actor::{ActorId, Direction, Port, Topology};
 use crate::runtime::config::{Driver as DriverKind, Granularity, RuntimeConfig};
 use crate::runtime::timing::Timing;
 use crate::runtime::{Driver, RuntimeError, Stats, VirtualDriver, WallDriver, WallOptions};
-use ndarray::{Array1, Array2, s};
+use ndarray::{Array1, Array2, ArrayView2, s};
 
 /// `k` nearly equal slices of `0..n` (`k ≤ n`; validation refuses more).
 fn slices(n: usize, k: usize) -> Vec<(usize, usize)> {
@@ -229,8 +229,8 @@ impl<T: Real> PcNetwork<T> {
 
     /// Presents batch `x` with target `y` as sample `sample` (clamped when
     /// the network runs); with shards, each gets its share of the rows.
-    pub fn present(&mut self, sample: u64, x: Array2<T>, y: Array2<T>) {
-        let density = crate::nn::sparse::density(x.view());
+    pub fn present(&mut self, sample: u64, x: ArrayView2<T>, y: ArrayView2<T>) {
+        let density = crate::nn::sparse::density(x);
         for a in self.layers().filter(|a| a.l == 2) {
             a.densities.insert(sample, density);
         }
@@ -245,10 +245,6 @@ impl<T: Real> PcNetwork<T> {
                 a.targets.insert(sample, y);
             }
         };
-        if shards == 1 {
-            share(0, x, y);
-            return;
-        }
         let cuts = crate::algo::bounds(x.nrows(), shards);
         for (j, c) in cuts.windows(2).enumerate() {
             share(

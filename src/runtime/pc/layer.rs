@@ -4,9 +4,9 @@
 //! This file has the event schedule; `clocked.rs` the clocked one.
 
 use super::assembly::{Inbox, add_part, complete, take};
-use super::{PcMsg, PcSettings, broadcast};
+use super::{PcMsg, PcSettings, SharedInput, broadcast};
 use crate::algo::optim::ParamState;
-use crate::algo::pc::{PcLayer, UpdateRows, momentum_step};
+use crate::algo::pc::{PcLayer, UpdateInput, UpdateRows, momentum_step};
 use crate::nn::Real;
 use crate::runtime::actor::{ActorId, Ctx, Envelope, Link};
 use ndarray::{Array1, Array2, ArrayView2, Ix1, Ix2, s};
@@ -18,9 +18,7 @@ pub(super) type Prediction<T> = (u64, Array2<T>, Array2<T>);
 /// Another shard's rows of a pooled weight update.
 struct Shared<T: Real> {
     eps: Array2<T>,
-    input: Array2<T>,
-    /// The input's sparse index (built here when the batch is sparse).
-    sparse: Option<crate::nn::sparse::SparseRows<T>>,
+    input: SharedInput<T>,
 }
 
 /// One actor holding a `PcLayer`: a layer `l ≥ 2` or a slice of its rows.
@@ -251,14 +249,18 @@ impl<T: Real> LayerActor<T> {
     /// shards' `Share` (`pooled_update`).
     pub(super) fn finish(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) {
         if self.peers.len() > 1 {
-            let (eps, input) = (self.layer.eps(), self.layer.input());
+            let rows = self.layer.update_rows();
             for &(_, link) in self.peers.iter().flatten() {
-                ctx.send(
-                    link,
-                    s,
-                    self.tick,
-                    PcMsg::Share(eps.to_owned(), input.to_owned()),
-                );
+                let input = match &rows.input {
+                    UpdateInput::Dense(x) => SharedInput::Dense(x.to_owned()),
+                    UpdateInput::Sparse(blocks) => SharedInput::Sparse(
+                        blocks
+                            .iter()
+                            .map(|(sp, r)| (sp.compact_copy(), r.clone()))
+                            .collect(),
+                    ),
+                };
+                ctx.send(link, s, self.tick, PcMsg::Share(rows.eps.to_owned(), input));
             }
             self.pooling = Some(s);
             self.pooled_update(ctx);
@@ -281,7 +283,7 @@ impl<T: Real> LayerActor<T> {
     }
 
     /// A shard's `Share` of sample `s` (a duplicate is ignored).
-    fn receive_share(&mut self, s: u64, from: ActorId, eps: Array2<T>, input: Array2<T>) {
+    fn receive_share(&mut self, s: u64, from: ActorId, eps: Array2<T>, input: SharedInput<T>) {
         let Some(j) = self
             .peers
             .iter()
@@ -294,11 +296,7 @@ impl<T: Real> LayerActor<T> {
             .entry(s)
             .or_insert_with(|| (0..self.peers.len()).map(|_| None).collect());
         if slots[j].is_none() {
-            slots[j] = Some(Shared {
-                eps,
-                input,
-                sparse: None,
-            });
+            slots[j] = Some(Shared { eps, input });
         }
     }
 
@@ -317,15 +315,7 @@ impl<T: Real> LayerActor<T> {
         if !ready {
             return;
         }
-        let mut slots = self.shares.remove(&s).expect("ready");
-        let sparse = self.layer.sparse_input();
-        for p in slots.iter_mut().flatten() {
-            if sparse {
-                let mut index = crate::nn::sparse::SparseRows::new();
-                index.fill(p.input.view());
-                p.sparse = Some(index);
-            }
-        }
+        let slots = self.shares.remove(&s).expect("ready");
         self.ensure_update_buffers();
         let parts: Vec<UpdateRows<T>> = slots
             .iter()
@@ -334,8 +324,12 @@ impl<T: Real> LayerActor<T> {
                 _ if j == self.shard => self.layer.update_rows(),
                 Some(p) => UpdateRows {
                     eps: p.eps.view(),
-                    input: p.input.view(),
-                    sparse: p.sparse.iter().map(|sp| (sp, 0..p.eps.nrows())).collect(),
+                    input: match &p.input {
+                        SharedInput::Dense(x) => UpdateInput::Dense(x.view()),
+                        SharedInput::Sparse(blocks) => UpdateInput::Sparse(
+                            blocks.iter().map(|(sp, r)| (sp, r.clone())).collect(),
+                        ),
+                    },
                 },
                 None => unreachable!("ready"),
             })

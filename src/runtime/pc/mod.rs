@@ -68,6 +68,7 @@ use super::actor::{Actor, Ctx, Envelope};
 use super::config::{Schedule, Trigger};
 use crate::algo::pc::PcRule;
 use crate::nn::Real;
+use crate::nn::sparse::SparseRows;
 use input::InputActor;
 use layer::LayerActor;
 use ndarray::Array2;
@@ -90,7 +91,17 @@ pub enum PcMsg<T: Real> {
     Done,
     /// To the same layer (slice) of the other shards: this shard's `ε[l]`
     /// and input `f(x[l−1])` at the update, for the pooled weight update.
-    Share(Array2<T>, Array2<T>),
+    Share(Array2<T>, SharedInput<T>),
+}
+
+/// A shard's input rows `f(x[l−1])` in a `Share`: dense, or — when the
+/// layer takes the sparse path — the sparse index its layer already built of
+/// them (the update reads only the non-zeros, so the receiver need not index
+/// the rows again), with each block's rows.
+#[derive(Clone, Debug)]
+pub enum SharedInput<T: Real> {
+    Dense(Array2<T>),
+    Sparse(Vec<(SparseRows<T>, std::ops::Range<usize>)>),
 }
 
 /// What every actor knows about the algorithm and the schedule (no runtime
