@@ -7,6 +7,7 @@
 use ndarray::{Array1, Array2, ShapeBuilder, s};
 use pcsim::algo::Trainer;
 use pcsim::algo::bp::Backprop;
+use pcsim::algo::optim::Optimizer;
 use pcsim::algo::pc::{Il, PcConfig, PcNet, Zil};
 use pcsim::nn::kernels::{self, Accum};
 use pcsim::nn::simd::{self, Level};
@@ -194,6 +195,17 @@ fn bp_il_and_zil_do_not_depend_on_the_thread_count() {
     };
     let makers: Vec<(&str, Box<Maker>)> = vec![
         ("bp", Box::new(|m| Box::new(Backprop::new(m, 0.1, 0.0, 33)))),
+        // The optimizers' element steps run on the team too.
+        (
+            "bp momentum",
+            Box::new(|m| Box::new(Backprop::new(m, 0.1, 0.9, 33))),
+        ),
+        (
+            "bp adamw",
+            Box::new(|m| {
+                Box::new(Backprop::new(m, 0.01, 0.0, 33).with_optimizer(m, Optimizer::adamw(0.01)))
+            }),
+        ),
         (
             "il",
             Box::new(move |m| Box::new(Il::new(m, il_cfg.clone(), 0.05, 0.0).unwrap())),

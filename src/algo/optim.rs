@@ -142,12 +142,23 @@ impl<T: Real, D: Dimension> ParamState<T, D> {
     /// Applies one update to `param`. `update` is scaled as
     /// `Optimizer::update_scale(learning_rate)` says; `learning_rate` is the
     /// current α (from the schedule).
-    pub fn step(
+    pub fn step(&mut self, param: ArrayViewMut<T, D>, update: ArrayView<T, D>, learning_rate: f64) {
+        let rule = self.begin_step(&param, &update, learning_rate);
+        let (m, v) = (
+            self.m.as_mut().map(|m| m.view_mut()),
+            self.v.as_mut().map(|v| v.view_mut()),
+        );
+        rule.apply(param, m, v, update);
+    }
+
+    /// Counts the step, allocates the moments the optimizer needs, and
+    /// returns the step's element rule.
+    fn begin_step(
         &mut self,
-        mut param: ArrayViewMut<T, D>,
-        update: ArrayView<T, D>,
+        param: &ArrayViewMut<T, D>,
+        update: &ArrayView<T, D>,
         learning_rate: f64,
-    ) {
+    ) -> ElementStep {
         assert_eq!(
             param.shape(),
             update.shape(),
@@ -155,6 +166,77 @@ impl<T: Real, D: Dimension> ParamState<T, D> {
         );
         self.steps += 1;
         let o = self.opt;
+        let momentum = o.kind == OptimizerKind::Sgd && o.momentum != 0.0;
+        if momentum || o.kind != OptimizerKind::Sgd {
+            self.m.get_or_insert_with(|| zeros_in_layout(param));
+        }
+        if o.kind != OptimizerKind::Sgd {
+            self.v.get_or_insert_with(|| zeros_in_layout(param));
+        }
+        ElementStep {
+            opt: o,
+            t: self.steps,
+            learning_rate,
+        }
+    }
+}
+
+impl<T: Real> ParamState<T, ndarray::Ix2> {
+    /// `step` with the element work cut into blocks of whole contiguous
+    /// lanes, run on the worker team: every element's step depends only on
+    /// that element, so the bits are those of `step` for any thread count.
+    pub fn step_on_team(
+        &mut self,
+        param: ArrayViewMut<T, ndarray::Ix2>,
+        update: ArrayView<T, ndarray::Ix2>,
+        learning_rate: f64,
+    ) {
+        let parts = crate::nn::linalg::threads();
+        if parts <= 1 {
+            self.step(param, update, learning_rate);
+            return;
+        }
+        let mut param = param;
+        let rule = self.begin_step(&param, &update, learning_rate);
+        let axis = if param.strides()[0].unsigned_abs() >= param.strides()[1].unsigned_abs() {
+            ndarray::Axis(0)
+        } else {
+            ndarray::Axis(1)
+        };
+        let chunk = param.len_of(axis).div_ceil(parts).max(1);
+        let mut m = self.m.as_mut().map(|m| m.axis_chunks_iter_mut(axis, chunk));
+        let mut v = self.v.as_mut().map(|v| v.axis_chunks_iter_mut(axis, chunk));
+        let jobs: Vec<_> = param
+            .axis_chunks_iter_mut(axis, chunk)
+            .zip(update.axis_chunks_iter(axis, chunk))
+            .map(|(p, u)| {
+                let m = m.as_mut().and_then(|m| m.next());
+                let v = v.as_mut().and_then(|v| v.next());
+                (p, m, v, u)
+            })
+            .collect();
+        crate::nn::team::for_each_part(jobs, |(p, m, v, u)| rule.apply(p, m, v, u));
+    }
+}
+
+/// One step's rule for single elements: the optimizer, its step count and
+/// α (the moments are the caller's).
+#[derive(Clone, Copy)]
+struct ElementStep {
+    opt: Optimizer,
+    t: u64,
+    learning_rate: f64,
+}
+
+impl ElementStep {
+    fn apply<T: Real, D: Dimension>(
+        self,
+        mut param: ArrayViewMut<T, D>,
+        m: Option<ArrayViewMut<T, D>>,
+        v: Option<ArrayViewMut<T, D>>,
+        update: ArrayView<T, D>,
+    ) {
+        let (o, learning_rate) = (self.opt, self.learning_rate);
         match o.kind {
             OptimizerKind::Sgd => {
                 let decay = T::of(learning_rate * o.weight_decay);
@@ -165,16 +247,15 @@ impl<T: Real, D: Dimension> ParamState<T, D> {
                         d - decay * p
                     }
                 };
-                if o.momentum == 0.0 {
+                let Some(v) = m else {
                     // `W ← W + ΔW`, as `Mlp::apply`.
                     Zip::from(&mut param)
                         .and(&update)
                         .for_each(|p, &d| *p += with_decay(d, *p));
                     return;
-                }
+                };
                 // `v ← μ v + ΔW; W ← W + v`, as `algo::Momentum`.
                 let mu = T::of(o.momentum);
-                let v = self.m.get_or_insert_with(|| zeros_in_layout(&param));
                 Zip::from(&mut param)
                     .and(v)
                     .and(&update)
@@ -187,7 +268,10 @@ impl<T: Real, D: Dimension> ParamState<T, D> {
                 // PyTorch's formulation, in terms of the descent direction
                 // d = −g: m ← β1 m + (1 − β1) d, v ← β2 v + (1 − β2) d²,
                 // W ← W + (α / (1 − β1^t)) · m / (√v / √(1 − β2^t) + ε).
-                let t = self.steps as i32;
+                let (Some(m), Some(v)) = (m, v) else {
+                    unreachable!("begin_step allocates Adam's moments");
+                };
+                let t = self.t as i32;
                 let (b1, b2) = (T::of(o.beta1), T::of(o.beta2));
                 let (c1, c2) = (T::of(1.0 - o.beta1), T::of(1.0 - o.beta2));
                 let step_size = T::of(learning_rate / (1.0 - o.beta1.powi(t)));
@@ -197,8 +281,6 @@ impl<T: Real, D: Dimension> ParamState<T, D> {
                 let l2 = T::of(o.weight_decay);
                 let shrink = T::of(1.0 - learning_rate * o.weight_decay);
                 let decoupled = o.kind == OptimizerKind::AdamW && o.weight_decay != 0.0;
-                let m = self.m.get_or_insert_with(|| zeros_in_layout(&param));
-                let v = self.v.get_or_insert_with(|| zeros_in_layout(&param));
                 Zip::from(&mut param)
                     .and(m)
                     .and(v)
@@ -242,7 +324,7 @@ impl<T: Real> NetworkState<T> {
     /// layer.
     pub fn step(&mut self, mlp: &mut Mlp<T>, updates: &Updates<T>, learning_rate: f64) {
         for ((s, w), dw) in self.w.iter_mut().zip(&mut mlp.w).zip(&updates.dw) {
-            s.step(w.view_mut(), dw.view(), learning_rate);
+            s.step_on_team(w.view_mut(), dw.view(), learning_rate);
         }
         for ((s, b), db) in self.b.iter_mut().zip(&mut mlp.b).zip(&updates.db) {
             s.step(b.view_mut(), db.view(), learning_rate);
