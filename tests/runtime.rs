@@ -966,9 +966,9 @@ fn messages_per_sample_of_each_granularity() {
 fn shards_equal_the_lockstep_reference_bit_for_bit() {
     // Each shard relaxes its rows; the pooled update sums the shards' rows
     // in order, so weights, updates and losses equal one network holding
-    // the batch — sparse or
-    // dense input, on either driver, with momentum, Adam or weight decay,
-    // even with a shard left without rows (a last batch of 1 row).
+    // the batch — sparse or dense input, on either driver, with momentum,
+    // Adam or weight decay, even with a shard left without rows (a last
+    // batch of 1 row).
     for (kind, sparse, optimizer) in [
         ("il", false, "momentum"),
         ("il", true, "momentum"),

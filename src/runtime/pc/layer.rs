@@ -6,7 +6,7 @@
 use super::assembly::{Inbox, add_part, complete, take};
 use super::{PcMsg, PcSettings, SharedInput, broadcast};
 use crate::algo::optim::ParamState;
-use crate::algo::pc::{PcLayer, UpdateInput, UpdateRows, momentum_step};
+use crate::algo::pc::{PcLayer, UpdateRows, momentum_step};
 use crate::nn::Real;
 use crate::runtime::actor::{ActorId, Ctx, Envelope, Link};
 use ndarray::{Array1, Array2, ArrayView2, Ix1, Ix2, s};
@@ -77,7 +77,7 @@ pub struct LayerActor<T: Real> {
     /// The other shards' `(ε, input)` by sample and shard, with the input's
     /// sparse index when the batch takes the sparse path.
     shares: BTreeMap<u64, Vec<Option<Shared<T>>>>,
-    /// The sample whose pooled update waits for the other shards' rows.
+    /// The sample whose pooled update waits for the other shards' `Share`.
     pooling: Option<u64>,
     /// Last applied update of this slice (learning rate included).
     pub(super) dw: Array2<T>,
@@ -251,15 +251,7 @@ impl<T: Real> LayerActor<T> {
         if self.peers.len() > 1 {
             let rows = self.layer.update_rows();
             for &(_, link) in self.peers.iter().flatten() {
-                let input = match &rows.input {
-                    UpdateInput::Dense(x) => SharedInput::Dense(x.to_owned()),
-                    UpdateInput::Sparse(blocks) => SharedInput::Sparse(
-                        blocks
-                            .iter()
-                            .map(|(sp, r)| (sp.compact_copy(), r.clone()))
-                            .collect(),
-                    ),
-                };
+                let input = SharedInput::of(&rows.input);
                 ctx.send(link, s, self.tick, PcMsg::Share(rows.eps.to_owned(), input));
             }
             self.pooling = Some(s);
@@ -324,12 +316,7 @@ impl<T: Real> LayerActor<T> {
                 _ if j == self.shard => self.layer.update_rows(),
                 Some(p) => UpdateRows {
                     eps: p.eps.view(),
-                    input: match &p.input {
-                        SharedInput::Dense(x) => UpdateInput::Dense(x.view()),
-                        SharedInput::Sparse(blocks) => UpdateInput::Sparse(
-                            blocks.iter().map(|(sp, r)| (sp, r.clone())).collect(),
-                        ),
-                    },
+                    input: p.input.as_update_input(),
                 },
                 None => unreachable!("ready"),
             })

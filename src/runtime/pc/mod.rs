@@ -66,7 +66,7 @@ pub use build::{PcNetwork, actor_names};
 
 use super::actor::{Actor, Ctx, Envelope};
 use super::config::{Schedule, Trigger};
-use crate::algo::pc::PcRule;
+use crate::algo::pc::{PcRule, UpdateInput};
 use crate::nn::Real;
 use crate::nn::sparse::SparseRows;
 use input::InputActor;
@@ -102,6 +102,31 @@ pub enum PcMsg<T: Real> {
 pub enum SharedInput<T: Real> {
     Dense(Array2<T>),
     Sparse(Vec<(SparseRows<T>, std::ops::Range<usize>)>),
+}
+
+impl<T: Real> SharedInput<T> {
+    /// The owned copy of a layer's update input that goes into a `Share`.
+    fn of(input: &UpdateInput<'_, T>) -> Self {
+        match input {
+            UpdateInput::Dense(x) => Self::Dense(x.to_owned()),
+            UpdateInput::Sparse(blocks) => Self::Sparse(
+                blocks
+                    .iter()
+                    .map(|(sp, r)| (sp.compact_copy(), r.clone()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The received input as a part of the pooled update.
+    fn as_update_input(&self) -> UpdateInput<'_, T> {
+        match self {
+            Self::Dense(x) => UpdateInput::Dense(x.view()),
+            Self::Sparse(blocks) => {
+                UpdateInput::Sparse(blocks.iter().map(|(sp, r)| (sp, r.clone())).collect())
+            }
+        }
+    }
 }
 
 /// What every actor knows about the algorithm and the schedule (no runtime
