@@ -135,23 +135,6 @@ pub fn momentum_step<T: Real, D: Dimension>(mu: T, mut v: ArrayViewMut<T, D>, d:
     v.zip_mut_with(&d, |v, &d| *v = mu * *v + d);
 }
 
-/// `momentum_step` and `param ← param + v` in one pass over the three
-/// arrays (the same bits as the two passes, one read of `v` fewer).
-pub fn momentum_apply<T: Real, D: Dimension>(
-    mu: T,
-    param: ArrayViewMut<T, D>,
-    v: ArrayViewMut<T, D>,
-    d: ArrayView<T, D>,
-) {
-    ndarray::Zip::from(param)
-        .and(v)
-        .and(&d)
-        .for_each(|p, v, &d| {
-            *v = mu * *v + d;
-            *p += *v;
-        });
-}
-
 /// IL or Z-IL with every setting that defines it: the one configuration the
 /// lockstep trainers and the actor networks are built from.
 #[derive(Clone, Debug, PartialEq)]

@@ -6,7 +6,7 @@
 use super::assembly::{Inbox, add_part, complete, take};
 use super::{PcMsg, PcSettings, SharedInput, broadcast};
 use crate::algo::optim::ParamState;
-use crate::algo::pc::{PcLayer, UpdateRows, momentum_apply};
+use crate::algo::pc::{PcLayer, UpdateRows, momentum_step};
 use crate::nn::Real;
 use crate::runtime::actor::{ActorId, Ctx, Envelope, Link};
 use ndarray::{Array1, Array2, ArrayView2, Ix1, Ix2, s};
@@ -358,17 +358,13 @@ impl<T: Real> LayerActor<T> {
                     self.vw = self.layer.zeros_like_weights();
                     self.vb = Array1::zeros(self.db.len());
                 }
-                let (vw, vb) = (&mut self.vw, &mut self.vb);
-                let (dw, db) = (self.dw.view(), self.db.view());
-                self.layer.update_params_with(|w, b| {
-                    momentum_apply(mu, w, vw.view_mut(), dw);
-                    momentum_apply(mu, b, vb.view_mut(), db);
-                });
+                momentum_step(mu, self.vw.view_mut(), self.dw.view());
+                momentum_step(mu, self.vb.view_mut(), self.db.view());
                 (self.vw.view(), self.vb.view())
             } else {
-                self.layer.apply_update(self.dw.view(), self.db.view());
                 (self.dw.view(), self.db.view())
             };
+            self.layer.apply_update(step_w, step_b);
             for (other, _, _) in self.parked.values_mut() {
                 other.apply_update(step_w, step_b);
             }
