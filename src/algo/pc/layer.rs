@@ -1081,14 +1081,50 @@ pub fn euler_step<T: Real>(
     ctl: Control<'_, T>,
     step_out: Option<ArrayViewMut2<T>>,
 ) {
+    let one = T::one();
+    let sigmoid = move |v: T| one / (one + (-v).exp());
     match act.kind {
         ActivationKind::Relu => euler_relu(gamma, above, x, eps, fx, ctl, step_out),
-        ActivationKind::Linear => fused(gamma, above, x, eps, fx, ctl, step_out, LinearNodes),
-        ActivationKind::Tanh => fused(gamma, above, x, eps, fx, ctl, step_out, TanhNodes),
-        ActivationKind::Sigmoid => fused(gamma, above, x, eps, fx, ctl, step_out, SigmoidNodes),
-        ActivationKind::Lif | ActivationKind::SoftLif => {
-            fused(gamma, above, x, eps, fx, ctl, step_out, TabulatedNodes(act))
-        }
+        ActivationKind::Linear => fused(gamma, above, x, eps, fx, ctl, step_out, |_, d| d, |v| v),
+        ActivationKind::Tanh => fused(
+            gamma,
+            above,
+            x,
+            eps,
+            fx,
+            ctl,
+            step_out,
+            |x, d| {
+                let t = x.tanh();
+                d * (one - t * t)
+            },
+            |v| v.tanh(),
+        ),
+        ActivationKind::Sigmoid => fused(
+            gamma,
+            above,
+            x,
+            eps,
+            fx,
+            ctl,
+            step_out,
+            |x, d| {
+                let s = sigmoid(x);
+                d * (s * (one - s))
+            },
+            sigmoid,
+        ),
+        ActivationKind::Lif | ActivationKind::SoftLif => fused(
+            gamma,
+            above,
+            x,
+            eps,
+            fx,
+            ctl,
+            step_out,
+            |x, d| d * T::of(act.derivative(x.f64())),
+            |v| T::of(act.value(v.f64())),
+        ),
     }
 }
 
@@ -1102,88 +1138,20 @@ multiversion! {
         ctl: Control<'_, T>,
         step_out: Option<ArrayViewMut2<T>>,
     ) {
-        fused(gamma, above, x, eps, fx, ctl, step_out, ReluNodes)
-    }
-}
-
-/// A value node's activation inside the fused Euler step: `f(x)` and
-/// `f'(x) · a`, each repeating `Activation`'s arithmetic exactly. A trait
-/// with always-inlined methods rather than closures: a closure's call was
-/// sometimes left out of line (one call per node) when the code around it
-/// grew, which cost more than the step.
-trait NodeActivation<T: Real>: Copy {
-    fn value(self, v: T) -> T;
-    /// `f'(x) · a`.
-    fn slope_times(self, x: T, a: T) -> T;
-}
-
-#[derive(Clone, Copy)]
-struct ReluNodes;
-impl<T: Real> NodeActivation<T> for ReluNodes {
-    #[inline(always)]
-    fn value(self, v: T) -> T {
-        v.max(T::zero())
-    }
-    /// A select rather than a branch: a mispredicted branch per node cost
-    /// as much as the matrix products.
-    #[inline(always)]
-    fn slope_times(self, x: T, a: T) -> T {
-        if x <= T::zero() { T::zero() } else { a }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct LinearNodes;
-impl<T: Real> NodeActivation<T> for LinearNodes {
-    #[inline(always)]
-    fn value(self, v: T) -> T {
-        v
-    }
-    #[inline(always)]
-    fn slope_times(self, _x: T, a: T) -> T {
-        a
-    }
-}
-
-#[derive(Clone, Copy)]
-struct TanhNodes;
-impl<T: Real> NodeActivation<T> for TanhNodes {
-    #[inline(always)]
-    fn value(self, v: T) -> T {
-        v.tanh()
-    }
-    #[inline(always)]
-    fn slope_times(self, x: T, a: T) -> T {
-        let t = x.tanh();
-        a * (T::one() - t * t)
-    }
-}
-
-#[derive(Clone, Copy)]
-struct SigmoidNodes;
-impl<T: Real> NodeActivation<T> for SigmoidNodes {
-    #[inline(always)]
-    fn value(self, v: T) -> T {
-        T::one() / (T::one() + (-v).exp())
-    }
-    #[inline(always)]
-    fn slope_times(self, x: T, a: T) -> T {
-        let s = self.value(x);
-        a * (s * (T::one() - s))
-    }
-}
-
-/// LIF-like rates, computed in f64 by `Activation` itself.
-#[derive(Clone, Copy)]
-struct TabulatedNodes<'a>(&'a Activation);
-impl<T: Real> NodeActivation<T> for TabulatedNodes<'_> {
-    #[inline(always)]
-    fn value(self, v: T) -> T {
-        T::of(self.0.value(v.f64()))
-    }
-    #[inline(always)]
-    fn slope_times(self, x: T, a: T) -> T {
-        a * T::of(self.0.derivative(x.f64()))
+        let zero = T::zero();
+        fused(
+            gamma,
+            above,
+            x,
+            eps,
+            fx,
+            ctl,
+            step_out,
+            // `move`: a captured reference would be reloaded on every
+            // element (it may alias the rows) and keep the loop scalar.
+            move |x, d| if x <= zero { zero } else { d },
+            move |v| v.max(zero),
+        )
     }
 }
 
@@ -1193,52 +1161,28 @@ impl<T: Real> NodeActivation<T> for TabulatedNodes<'_> {
 const LANES: usize = 16;
 
 /// `(|p|², ⟨p, d⟩)` with `d = f'(x) ⊙ a − e`, over one row.
-///
-/// `d` goes through a short buffer first: an elementwise loop with the
-/// activation vectorises cleanly, while lane sums with the activation inside
-/// them came out as a patchwork of partial vectors (the overshoot test cost
-/// more than the Euler step). Each lane still adds its terms in index order,
-/// so the sums are the same bits.
 #[inline(always)]
-fn overshoot_dots<T: Real>(
-    x: &[T],
-    e: &[T],
-    a: &[T],
-    p: &[T],
-    act: impl NodeActivation<T>,
-) -> (T, T) {
-    const CHUNK: usize = 16 * LANES;
+fn overshoot_dots<T: Real>(x: &[T], e: &[T], a: &[T], p: &[T], df: &impl Fn(T, T) -> T) -> (T, T) {
     let mut s0 = [T::zero(); LANES];
     let mut s1 = [T::zero(); LANES];
-    let mut d = [T::zero(); CHUNK];
     let n = x.len().min(e.len()).min(a.len()).min(p.len());
-    for start in (0..n).step_by(CHUNK) {
-        let m = CHUNK.min(n - start);
-        let (xs, es, as_, ps, ds) = (
-            &x[start..start + m],
-            &e[start..start + m],
-            &a[start..start + m],
-            &p[start..start + m],
-            &mut d[..m],
-        );
-        for i in 0..m {
-            ds[i] = act.slope_times(xs[i], as_[i]) - es[i];
+    let full = n / LANES * LANES;
+    for (((xc, ec), ac), pc) in x[..full]
+        .chunks_exact(LANES)
+        .zip(e[..full].chunks_exact(LANES))
+        .zip(a[..full].chunks_exact(LANES))
+        .zip(p[..full].chunks_exact(LANES))
+    {
+        for j in 0..LANES {
+            let d = df(xc[j], ac[j]) - ec[j];
+            s0[j] += pc[j] * pc[j];
+            s1[j] += pc[j] * d;
         }
-        // CHUNK is a whole number of lanes, so node i's lane is i % LANES.
-        let full = m / LANES * LANES;
-        for (pc, dc) in ps[..full]
-            .chunks_exact(LANES)
-            .zip(ds[..full].chunks_exact(LANES))
-        {
-            for j in 0..LANES {
-                s0[j] += pc[j] * pc[j];
-                s1[j] += pc[j] * dc[j];
-            }
-        }
-        for i in full..m {
-            s0[i - full] += ps[i] * ps[i];
-            s1[i - full] += ps[i] * ds[i];
-        }
+    }
+    for i in full..n {
+        let d = df(x[i], a[i]) - e[i];
+        s0[i - full] += p[i] * p[i];
+        s1[i - full] += p[i] * d;
     }
     let sum = |v: [T; LANES]| v.iter().fold(T::zero(), |acc, &t| acc + t);
     (sum(s0), sum(s1))
@@ -1255,34 +1199,29 @@ fn step_row<T: Real>(
     a: &[T],
     p: &mut [T],
     out: Option<&mut [T]>,
-    act: impl NodeActivation<T>,
+    df: &impl Fn(T, T) -> T,
+    f: &impl Fn(T) -> T,
 ) {
     let n = x.len();
     let (e, fx, a, p) = (&mut e[..n], &mut fx[..n], &a[..n], &mut p[..n]);
+    let mut node = |i: usize| {
+        let d = df(x[i], a[i]) - e[i];
+        let step = h * d;
+        x[i] += step;
+        e[i] += step;
+        fx[i] = f(x[i]);
+        p[i] = d;
+        step
+    };
     // Two loops rather than a test per node, so each one vectorises.
     match out {
-        None => {
-            for i in 0..n {
-                let d = act.slope_times(x[i], a[i]) - e[i];
-                let step = h * d;
-                x[i] += step;
-                e[i] += step;
-                fx[i] = act.value(x[i]);
-                p[i] = d;
-            }
-        }
-        Some(o) => {
-            let o = &mut o[..n];
-            for i in 0..n {
-                let d = act.slope_times(x[i], a[i]) - e[i];
-                let step = h * d;
-                x[i] += step;
-                e[i] += step;
-                fx[i] = act.value(x[i]);
-                p[i] = d;
-                o[i] = step;
-            }
-        }
+        None => (0..n).for_each(|i| {
+            node(i);
+        }),
+        Some(o) => o[..n]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, o)| *o = node(i)),
     }
 }
 
@@ -1340,7 +1279,8 @@ fn fused<T: Real>(
     mut fx: ArrayViewMut2<T>,
     ctl: Control<'_, T>,
     mut step_out: Option<ArrayViewMut2<T>>,
-    act: impl NodeActivation<T>,
+    df: impl Fn(T, T) -> T,
+    f: impl Fn(T) -> T,
 ) {
     let Control {
         limit,
@@ -1356,7 +1296,7 @@ fn fused<T: Real>(
                 above.row(r).to_slice(),
                 dir.row(r).to_slice(),
             ) {
-                (Some(xs), Some(es), Some(as_), Some(ps)) => overshoot_dots(xs, es, as_, ps, act),
+                (Some(xs), Some(es), Some(as_), Some(ps)) => overshoot_dots(xs, es, as_, ps, &df),
                 _ => {
                     let (mut s0, mut s1) = (T::zero(), T::zero());
                     Zip::from(x.row(r))
@@ -1364,7 +1304,7 @@ fn fused<T: Real>(
                         .and(above.row(r))
                         .and(dir.row(r))
                         .for_each(|&x, &e, &a, &p| {
-                            let d = act.slope_times(x, a) - e;
+                            let d = df(x, a) - e;
                             s0 += p * p;
                             s1 += p * d;
                         });
@@ -1393,7 +1333,7 @@ fn fused<T: Real>(
             dir.row_mut(r).into_slice(),
         ) {
             let os = out_row.as_mut().and_then(|o| o.as_slice_mut());
-            step_row(h, xs, es, fs, as_, ps, os, act);
+            step_row(h, xs, es, fs, as_, ps, os, &df, &f);
             continue;
         }
         let zip = Zip::from(x.row_mut(r))
@@ -1403,19 +1343,19 @@ fn fused<T: Real>(
             .and(dir.row_mut(r));
         match out_row {
             None => zip.for_each(|x, e, fx, &a, p| {
-                let d = act.slope_times(*x, a) - *e;
+                let d = df(*x, a) - *e;
                 let step = h * d;
                 *x += step;
                 *e += step;
-                *fx = act.value(*x);
+                *fx = f(*x);
                 *p = d;
             }),
             Some(out) => zip.and(out).for_each(|x, e, fx, &a, p, o| {
-                let d = act.slope_times(*x, a) - *e;
+                let d = df(*x, a) - *e;
                 let step = h * d;
                 *x += step;
                 *e += step;
-                *fx = act.value(*x);
+                *fx = f(*x);
                 *p = d;
                 *o = step;
             }),
