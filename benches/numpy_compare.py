@@ -156,8 +156,12 @@ def run_numpy(algo, threads, data_dir):
     return seconds, acc
 
 
+# Each pcsim cell and the numpy epoch it is compared with.
+NUMPY_ALGO = {"bp": "bp", "il": "il", "il-lc": "il"}
+
+
 def run_pcsim(algo, threads, data_dir, pcsim):
-    scenario = os.path.join(ROOT, "scenarios", f"{algo[:2]}-mnist.toml")
+    scenario = os.path.join(ROOT, "scenarios", f"{NUMPY_ALGO[algo]}-mnist.toml")
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [pcsim, "run", scenario, "--set", f"data.path={data_dir}",
                "--set", "training.epochs=1", "--threads", str(threads),
@@ -181,6 +185,9 @@ def main():
                     help="comma-separated: bp, il (plain step, as numpy), il-lc (pcsim's default step control; numpy's IL epoch is timed once, under il)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    unknown = [x for x in a.algos.split(",") if x not in NUMPY_ALGO]
+    if unknown:
+        sys.exit(f"--algos: unknown {', '.join(unknown)}; choose from {', '.join(NUMPY_ALGO)}")
     if a.child:
         print(json.dumps(numpy_epoch(a.child, a.data)))
         return
@@ -189,7 +196,7 @@ def main():
         for algo in a.algos.split(","):
             for threads in (1, 2):
                 for who in ("numpy", "pcsim"):
-                    if who == "numpy" and algo == "il-lc":
+                    if who == "numpy" and NUMPY_ALGO[algo] != algo:
                         continue
                     if who == "numpy":
                         sec, acc = run_numpy(algo, threads, a.data)
@@ -205,8 +212,9 @@ def main():
     print("\nratios of medians")
     for algo in a.algos.split(","):
         p1, p2 = med[(algo, "pcsim", 1)], med[(algo, "pcsim", 2)]
-        n2 = med.get((algo, "numpy", 2)) or med.get((algo[:2], "numpy", 2))
+        n2 = med.get((NUMPY_ALGO[algo], "numpy", 2))
         if n2 is None:
+            print(f"  {algo}: no numpy epoch to compare with (add {NUMPY_ALGO[algo]} to --algos)")
             continue
         print(f"  {algo}: pcsim 2 threads / numpy 2 threads = {p2 / n2:.2f}; pcsim 1 / 2 threads speed-up = {p1 / p2:.2f}x")
 
