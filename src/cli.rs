@@ -158,7 +158,8 @@ pub enum Command {
         force: bool,
     },
     /// Measure this machine: FMA peak, BP / IL / Z-IL epoch times with
-    /// GFLOP/s and % of peak, spiking evaluation events/s.
+    /// GFLOP/s and % of peak, IL on the wall driver against lockstep,
+    /// spiking evaluation events/s.
     Bench {
         /// MNIST directory; without MNIST there an MNIST-shaped synthetic stream is used.
         #[arg(long, default_value = "data/mnist")]
@@ -172,7 +173,7 @@ pub enum Command {
         /// A quick look: 1 round, a tenth of each epoch, 100 spiking images.
         #[arg(long)]
         quick: bool,
-        /// Measure only these workloads (comma-separated: bp, il, zil, snn).
+        /// Measure only these workloads (comma-separated: bp, il, zil, wall, snn).
         #[arg(long, value_delimiter = ',', value_enum)]
         only: Vec<experiment::bench::Workload>,
     },

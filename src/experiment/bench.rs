@@ -4,7 +4,9 @@
 //! IL (T = 20) and Z-IL on 784-256-256-10 (batch 64, f32, plain SGD, the
 //! settings of the shipped MNIST scenarios) at 1 and at all threads, with
 //! the rate of the matrix products in GFLOP/s and as a share of the peak,
-//! and the spiking evaluation's synaptic events per second.
+//! the same IL epoch on the actor runtime's wall driver against lockstep IL
+//! (`wall`: ratios, and whether each configuration ended with lockstep's
+//! weights), and the spiking evaluation's synaptic events per second.
 //!
 //! Data: MNIST from `--data` when it is there, else an MNIST-shaped
 //! synthetic stream (784 inputs, ≈ 19 % non-zero pixels in [0, 1], 10
@@ -14,13 +16,17 @@
 
 use crate::algo::Trainer;
 use crate::algo::bp::Backprop;
+use crate::algo::pc::PcRule;
 use crate::algo::pc::{Il, PcConfig, Zil};
 use crate::data::gather_rows;
 use crate::nn::activation::{Activation, ActivationKind, LifParams};
 use crate::nn::simd;
 use crate::nn::{LossKind, Mlp};
+use crate::runtime::config::{Driver, Granularity, RuntimeConfig, Schedule};
+use crate::runtime::pc::PcSettings;
+use crate::runtime::trainer::AsyncTrainer;
 use crate::snn::{Readout, SpikingConfig, SpikingNetwork, SynapseKind};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use ndarray::{Array2, s};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -51,6 +57,8 @@ pub enum Workload {
     Bp,
     Il,
     Zil,
+    /// IL on the actor runtime's wall driver against lockstep IL.
+    Wall,
     Snn,
 }
 
@@ -209,6 +217,17 @@ fn network(hidden: ActivationKind) -> Mlp<f32> {
     )
 }
 
+/// The IL rows' relaxation (il-mnist's): T = 20, γ = 0.2, β = 0.1.
+fn il_config() -> PcConfig {
+    PcConfig {
+        gamma: 0.2,
+        steps: 20,
+        beta: 0.1,
+        ..PcConfig::default()
+    }
+}
+const IL_LEARNING_RATE: f64 = 0.05;
+
 /// Which algorithm an epoch row runs.
 #[derive(Clone, Copy, Debug)]
 enum Algo {
@@ -229,20 +248,9 @@ impl Algo {
     fn trainer(self, mlp: &Mlp<f32>) -> Box<dyn Trainer<f32>> {
         match self {
             Algo::Bp => Box::new(Backprop::new(mlp, 0.3, 0.0, BATCH)),
-            Algo::Il => Box::new(
-                Il::new(
-                    mlp,
-                    PcConfig {
-                        gamma: 0.2,
-                        steps: 20,
-                        beta: 0.1,
-                        ..PcConfig::default()
-                    },
-                    0.05,
-                    0.0,
-                )
-                .expect("valid settings"),
-            ),
+            Algo::Il => {
+                Box::new(Il::new(mlp, il_config(), IL_LEARNING_RATE, 0.0).expect("valid settings"))
+            }
             Algo::Zil => {
                 Box::new(Zil::new(mlp, PcConfig::default(), 0.3, 0.0).expect("valid settings"))
             }
@@ -270,21 +278,55 @@ impl Algo {
     }
 }
 
-/// Seconds of one (partial) epoch and its FLOPs.
-fn epoch(algo: Algo, data: &Stream, fraction: f64, threads: usize) -> (f64, f64) {
-    crate::nn::linalg::set_threads(threads);
-    let mut mlp = network(ActivationKind::Relu);
-    let mut trainer = algo.trainer(&mlp);
+/// The batches of a (partial) epoch: the bench's fixed shuffle, cut into
+/// batches of 64, the first `fraction` of them.
+fn batches(data: &Stream, fraction: f64) -> Vec<Vec<usize>> {
     let n = data.x.nrows();
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(2));
     let steps = ((n.div_ceil(BATCH) as f64 * fraction).ceil() as usize).max(1);
-    let mut bx = Array2::<f32>::zeros((BATCH, 784));
-    let mut by = Array2::<f32>::zeros((BATCH, 10));
-    // Counted before the clock starts: the count is the bench's, not the epoch's.
-    let flops: f64 = order
+    order
         .chunks(BATCH)
         .take(steps)
+        .map(|c| c.to_vec())
+        .collect()
+}
+
+/// Trains `trainer` on `batches` of `data`; the seconds it took, scaled to
+/// a whole epoch when `fraction < 1`. Fails with the trainer's error (an
+/// actor network that stalled or failed).
+fn train_epoch(
+    trainer: &mut dyn Trainer<f32>,
+    mlp: &mut Mlp<f32>,
+    data: &Stream,
+    batches: &[Vec<usize>],
+    fraction: f64,
+) -> Result<f64> {
+    let mut bx = Array2::<f32>::zeros((BATCH, 784));
+    let mut by = Array2::<f32>::zeros((BATCH, 10));
+    let start = Instant::now();
+    for chunk in batches {
+        let k = chunk.len();
+        gather_rows(data.x.view(), chunk, bx.view_mut());
+        gather_rows(data.y.view(), chunk, by.view_mut());
+        let x = bx.slice(s![..k, ..]);
+        trainer.train_batch(mlp, x, by.slice(s![..k, ..]), false);
+        if let Some(e) = trainer.take_error() {
+            return Err(e);
+        }
+    }
+    Ok(start.elapsed().as_secs_f64() / fraction.min(1.0))
+}
+
+/// Seconds of one (partial) epoch and its FLOPs.
+fn epoch(algo: Algo, data: &Stream, fraction: f64, threads: usize) -> Result<(f64, f64)> {
+    crate::nn::linalg::set_threads(threads);
+    let mut mlp = network(ActivationKind::Relu);
+    let mut trainer = algo.trainer(&mlp);
+    let batches = batches(data, fraction);
+    // Counted before the clock starts: the count is the bench's, not the epoch's.
+    let flops: f64 = batches
+        .iter()
         .map(|chunk| {
             let nnz: usize = chunk
                 .iter()
@@ -293,21 +335,186 @@ fn epoch(algo: Algo, data: &Stream, fraction: f64, threads: usize) -> (f64, f64)
             algo.flops(chunk.len(), nnz)
         })
         .sum();
-    let start = Instant::now();
-    for chunk in order.chunks(BATCH).take(steps) {
-        let k = chunk.len();
-        gather_rows(data.x.view(), chunk, bx.view_mut());
-        gather_rows(data.y.view(), chunk, by.view_mut());
-        let x = bx.slice(s![..k, ..]);
-        trainer.train_batch(&mut mlp, x, by.slice(s![..k, ..]), false);
+    let seconds = train_epoch(trainer.as_mut(), &mut mlp, data, &batches, fraction)?;
+    Ok((seconds, flops / fraction.min(1.0)))
+}
+
+/// One configuration of the actor-runtime comparison.
+struct WallRow {
+    label: String,
+    threads: usize,
+    /// The wall driver's configuration (`None`: lockstep IL).
+    runtime: Option<RuntimeConfig>,
+    /// The lockstep row this one is compared with.
+    baseline: usize,
+}
+
+/// The configurations `pcsim bench --only wall` times: lockstep IL and the
+/// wall driver (event schedule, zero delay) at 1 thread, and at `threads`
+/// the wall driver's shards and its layer slices (`groups`), each on
+/// `threads` workers. The targets: 1 worker and the shards within
+/// 1.15× of lockstep at the same thread count, the groups faster than
+/// lockstep on 1 thread.
+fn wall_rows(threads: usize) -> Vec<WallRow> {
+    let wall = |workers: usize| RuntimeConfig {
+        driver: Driver::Wall,
+        schedule: Schedule::Event,
+        workers,
+        ..RuntimeConfig::default()
+    };
+    let mut rows = vec![
+        WallRow {
+            label: "lockstep".into(),
+            threads: 1,
+            runtime: None,
+            baseline: 0,
+        },
+        WallRow {
+            label: "wall, 1 worker".into(),
+            threads: 1,
+            runtime: Some(wall(1)),
+            baseline: 0,
+        },
+    ];
+    if threads > 1 {
+        rows.push(WallRow {
+            label: "lockstep".into(),
+            threads,
+            runtime: None,
+            baseline: 2,
+        });
+        rows.push(WallRow {
+            label: format!("wall, {threads} shards"),
+            threads,
+            runtime: Some(RuntimeConfig {
+                shards: threads,
+                ..wall(threads)
+            }),
+            baseline: 2,
+        });
+        rows.push(WallRow {
+            label: format!("wall, {threads} groups"),
+            threads,
+            runtime: Some(RuntimeConfig {
+                granularity: Granularity::Groups,
+                groups: threads,
+                ..wall(threads)
+            }),
+            baseline: 0,
+        });
     }
-    let seconds = start.elapsed().as_secs_f64() / fraction.min(1.0);
-    (seconds, flops / fraction.min(1.0))
+    rows
+}
+
+/// One (partial) IL epoch of `row`: its seconds and the trained network.
+fn wall_epoch(row: &WallRow, data: &Stream, fraction: f64) -> Result<(f64, Mlp<f32>)> {
+    crate::nn::linalg::set_threads(row.threads);
+    let mut mlp = network(ActivationKind::Relu);
+    let mut trainer: Box<dyn Trainer<f32>> = match &row.runtime {
+        None => Algo::Il.trainer(&mlp),
+        Some(runtime) => {
+            let settings = PcSettings {
+                rule: PcRule::il(il_config(), SIZES.len(), IL_LEARNING_RATE, 0.0),
+                schedule: runtime.schedule,
+                trigger: runtime.trigger,
+                period: runtime.period,
+                pipeline: runtime.pipeline,
+            };
+            let mut trainer = AsyncTrainer::<f32>::new(runtime.clone(), settings, 0);
+            // Lockstep builds its state before the clock starts; so do the actors.
+            trainer
+                .prepare(&mlp)
+                .with_context(|| format!("pcsim bench: building {}", row.label))?;
+            Box::new(trainer)
+        }
+    };
+    let batches = batches(data, fraction);
+    let seconds = train_epoch(trainer.as_mut(), &mut mlp, data, &batches, fraction)
+        .with_context(|| format!("pcsim bench, IL on the actor runtime: {}", row.label))?;
+    Ok((seconds, mlp))
+}
+
+/// IL on the wall driver against lockstep IL, every configuration of
+/// `wall_rows` alternating within each round, and whether each ended with
+/// the lockstep weights bit for bit (zero delay and the event schedule
+/// make them the same computation; `groups` slices limit their Euler
+/// steps on their own slice, so they may not).
+fn wall(opts: &BenchOptions, data: &Stream, threads: usize) -> Result<()> {
+    let rows = wall_rows(threads);
+    println!(
+        "IL (T = 20) on the actor runtime: wall driver, event schedule, zero delay, against lockstep IL; configurations alternate within each round"
+    );
+    println!(
+        "{:<20} {:>7} {:>20} {:>14} {:>18} {:>14}",
+        "", "threads", "s/epoch min / med", "against", "ratio min / med", "same weights"
+    );
+    let mut secs = vec![Vec::new(); rows.len()];
+    let mut same = vec![true; rows.len()];
+    let mut reference: Option<Mlp<f32>> = None;
+    for _ in 0..opts.rounds.max(1) {
+        for (k, row) in rows.iter().enumerate() {
+            let (s, mlp) = wall_epoch(row, data, opts.epoch_fraction)?;
+            secs[k].push(s);
+            match &reference {
+                None => reference = Some(mlp),
+                Some(r) => same[k] &= r.w == mlp.w && r.b == mlp.b,
+            }
+        }
+    }
+    let stats: Vec<(f64, f64)> = secs.into_iter().map(min_median).collect();
+    for (k, row) in rows.iter().enumerate() {
+        let (min, med) = stats[k];
+        let (against, ratio) = if row.baseline == k {
+            (String::new(), String::new())
+        } else {
+            let (bmin, bmed) = stats[row.baseline];
+            (
+                format!("lockstep, {} t", rows[row.baseline].threads),
+                format!("{:.2}x / {:.2}x", min / bmin, med / bmed),
+            )
+        };
+        println!(
+            "{:<20} {:>7} {:>9.3} / {:<8.3} {:>14} {:>18} {:>14}",
+            row.label,
+            row.threads,
+            min,
+            med,
+            against,
+            ratio,
+            if k == 0 {
+                "(reference)"
+            } else if same[k] {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+    }
+    Ok(())
 }
 
 fn min_median(mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(f64::total_cmp);
     (v[0], v[v.len() / 2])
+}
+
+/// The header of the BP / IL / Z-IL epoch rows.
+fn epoch_header(threads: usize) {
+    println!(
+        "{:<12} {:>7} {:>20} {:>12} {:>9} {:>10} {:>18}",
+        "",
+        "threads",
+        "s/epoch min / med",
+        "GFLOP/epoch",
+        "GFLOP/s",
+        "% of peak",
+        "speed-up min / med"
+    );
+    if threads > 1 {
+        println!(
+            "(cores available: speed-up of the worker team on {threads} fixed FMA parts of ≈ 0.3 ms, {threads} threads vs 1, just before each round; min / med)"
+        );
+    }
 }
 
 /// Runs the benchmark and prints the report.
@@ -338,31 +545,20 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
             String::new()
         }
     );
-    println!(
-        "{:<12} {:>7} {:>20} {:>12} {:>9} {:>10} {:>18}",
-        "",
-        "threads",
-        "s/epoch min / med",
-        "GFLOP/epoch",
-        "GFLOP/s",
-        "% of peak",
-        "speed-up min / med"
-    );
-    if threads > 1 {
-        println!(
-            "(cores available: speed-up of the worker team on {threads} fixed FMA parts of ≈ 0.3 ms, {threads} threads vs 1, just before each round; min / med)"
-        );
+    let epochs = [
+        (Algo::Bp, Workload::Bp),
+        (Algo::Il, Workload::Il),
+        (Algo::Zil, Workload::Zil),
+    ];
+    if epochs.iter().any(|&(_, w)| opts.measures(w)) {
+        epoch_header(threads);
     }
     let thread_counts: Vec<usize> = if threads > 1 {
         vec![1, threads]
     } else {
         vec![1]
     };
-    for (algo, workload) in [
-        (Algo::Bp, Workload::Bp),
-        (Algo::Il, Workload::Il),
-        (Algo::Zil, Workload::Zil),
-    ] {
+    for (algo, workload) in epochs {
         if !opts.measures(workload) {
             continue;
         }
@@ -379,7 +575,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
                 cores.push(team_probe(threads));
             }
             for (k, &t) in thread_counts.iter().enumerate() {
-                let (s, f) = epoch(algo, &data, opts.epoch_fraction, t);
+                let (s, f) = epoch(algo, &data, opts.epoch_fraction, t)?;
                 secs[k].push(s);
                 flops = f;
             }
@@ -411,6 +607,9 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
                 speedup
             );
         }
+    }
+    if opts.measures(Workload::Wall) {
+        wall(opts, &data, threads)?;
     }
     crate::nn::linalg::set_threads(threads);
     if !opts.measures(Workload::Snn) {
@@ -474,4 +673,72 @@ fn snn(opts: &BenchOptions, data: &Stream, counts: &[usize]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An MNIST-shaped stream of `rows` images (≈ 19 % non-zero pixels).
+    fn small_stream(rows: usize) -> Stream {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let x = Array2::from_shape_simple_fn((rows, 784), || {
+            if rng.gen_bool(0.19) {
+                rng.r#gen::<f32>()
+            } else {
+                0.0
+            }
+        });
+        let mut y = Array2::zeros((rows, 10));
+        for r in 0..rows {
+            y[(r, rng.gen_range(0..10))] = 1.0;
+        }
+        Stream {
+            x,
+            y,
+            what: "test".into(),
+        }
+    }
+
+    #[test]
+    fn wall_rows_time_the_lockstep_computation() {
+        // Zero delay and the event schedule make the wall driver's IL the
+        // lockstep IL bit for bit (its 1 worker and its shards), so the
+        // bench's ratios compare the same arithmetic; the `groups` slices
+        // limit their steps per slice and only have to train.
+        let rows = wall_rows(2);
+        let shape: Vec<(usize, bool, usize)> = rows
+            .iter()
+            .map(|r| (r.threads, r.runtime.is_some(), r.baseline))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (1, false, 0),
+                (1, true, 0),
+                (2, false, 2),
+                (2, true, 2),
+                (2, true, 0)
+            ]
+        );
+        assert_eq!(wall_rows(1).len(), 2);
+        // 4 batches, the last of 8 rows.
+        let data = small_stream(200);
+        let initial = network(ActivationKind::Relu);
+        let (_, reference) = wall_epoch(&rows[0], &data, 1.0).unwrap();
+        assert_ne!(reference.w, initial.w, "lockstep trained");
+        for row in &rows[1..] {
+            let (seconds, mlp) = wall_epoch(row, &data, 1.0).unwrap();
+            assert!(seconds.is_finite() && seconds > 0.0, "{}", row.label);
+            let groups = matches!(&row.runtime, Some(r) if r.granularity == Granularity::Groups);
+            if groups {
+                assert_ne!(mlp.w, initial.w, "{} trained", row.label);
+                assert!(mlp.w.iter().all(|w| w.iter().all(|v| v.is_finite())));
+            } else {
+                assert_eq!(mlp.w, reference.w, "{}", row.label);
+                assert_eq!(mlp.b, reference.b, "{}", row.label);
+            }
+        }
+        crate::nn::linalg::set_threads(1);
+    }
 }

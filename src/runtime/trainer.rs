@@ -80,13 +80,7 @@ impl<T: Real> AsyncTrainer<T> {
         batches: &[(ArrayView2<T>, ArrayView2<T>)],
         keep_updates: bool,
     ) -> Result<f64, RuntimeError> {
-        if self.network.is_none() {
-            let mut net = PcNetwork::build(mlp, self.settings.clone(), &self.config, self.seed)?;
-            if let Some((l, s)) = self.inject_panic {
-                net.inject_panic(l, s);
-            }
-            self.network = Some(net);
-        }
+        self.prepare(mlp)?;
         let net = self.network.as_mut().expect("built");
         net.load_weights(mlp);
         for &(x, y) in batches {
@@ -104,6 +98,19 @@ impl<T: Real> AsyncTrainer<T> {
             net.updates_into(upd);
         }
         Ok(net.take_loss())
+    }
+
+    /// Builds the actor network for `mlp` now, so the first batch does not
+    /// (a timing then measures training only).
+    pub fn prepare(&mut self, mlp: &Mlp<T>) -> Result<(), RuntimeError> {
+        if self.network.is_none() {
+            let mut net = PcNetwork::build(mlp, self.settings.clone(), &self.config, self.seed)?;
+            if let Some((l, s)) = self.inject_panic {
+                net.inject_panic(l, s);
+            }
+            self.network = Some(net);
+        }
+        Ok(())
     }
 
     /// The runtime error that ended the last `train_batch`, if any.
