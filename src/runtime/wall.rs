@@ -201,8 +201,8 @@ const SPIN_ROUNDS: u32 = 1 << 16;
 
 /// Runs `f` to completion on this thread (inside a tokio runtime's context,
 /// whose workers drive the timers): polls, then spins on the waker's flag,
-/// then sleeps until woken.
-fn spin_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// then sleeps until woken. Returns the output and the time spent waiting.
+fn spin_block_on<F: std::future::Future>(f: F) -> (F::Output, Duration) {
     let mut f = std::pin::pin!(f);
     let me = Arc::new(ThreadWaker {
         woken: AtomicBool::new(false),
@@ -210,10 +210,15 @@ fn spin_block_on<F: std::future::Future>(f: F) -> F::Output {
     });
     let waker = std::task::Waker::from(me.clone());
     let mut cx = std::task::Context::from_waker(&waker);
+    let mut waited = Duration::ZERO;
     loop {
         if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
+            return (v, waited);
         }
+        if me.woken.swap(false, Ordering::SeqCst) {
+            continue;
+        }
+        let since = std::time::Instant::now();
         let mut spins = 0u32;
         while !me.woken.swap(false, Ordering::SeqCst) {
             if spins < SPIN_ROUNDS {
@@ -223,6 +228,7 @@ fn spin_block_on<F: std::future::Future>(f: F) -> F::Output {
                 std::thread::park();
             }
         }
+        waited += since.elapsed();
     }
 }
 
@@ -308,6 +314,10 @@ pub struct WallDriver<A: Actor> {
     /// or one group of all when there is one worker).
     homes: Vec<usize>,
     workers: usize,
+    /// Per group, the seconds its thread worked in the last run (not
+    /// waiting for another group); empty unless the groups ran side by
+    /// side on threads of their own.
+    group_busy: Vec<f64>,
 }
 
 /// Starts (and stops) `n` threads at once, so a process limit becomes a
@@ -399,6 +409,7 @@ impl<A: Actor> WallDriver<A> {
             clock_ms: 0.0,
             homes: Vec::new(),
             workers,
+            group_busy: Vec::new(),
         })
     }
 
@@ -411,6 +422,14 @@ impl<A: Actor> WallDriver<A> {
     pub fn place_together(&mut self, homes: Vec<usize>) {
         debug_assert!(homes.is_empty() || homes.len() == self.actors.len());
         self.homes = homes;
+    }
+
+    /// Per group of `place_together` (by group number), the seconds its
+    /// thread worked in the last run — from its start to its end, less the
+    /// time it waited for news from another group. Empty unless the groups
+    /// ran side by side on threads of their own.
+    pub fn group_busy(&self) -> &[f64] {
+        &self.group_busy
     }
 
     /// Runs until every actor is done; returns the wall seconds it took. On an
@@ -447,6 +466,7 @@ impl<A: Actor> WallDriver<A> {
             offset_ms,
             lost: Default::default(),
         });
+        let mut group_busy = Vec::new();
         let (done, errors, took) = self.rt.block_on(async {
             let mut set = tokio::task::JoinSet::new();
             let mut outs: Vec<OutEdges<A::Msg>> = (0..n)
@@ -523,31 +543,34 @@ impl<A: Actor> WallDriver<A> {
                 0 => None,
                 1 => {
                     let group = grouped.pop().expect("one");
-                    Some(vec![spin_block_on(together::<A>(group, abort.clone()))])
+                    Some(vec![spin_block_on(together::<A>(group, abort.clone())).0])
                 }
                 k => {
                     let slots: Vec<std::sync::Mutex<Option<Group<A>>>> = grouped
                         .drain(..)
                         .map(|g| std::sync::Mutex::new(Some(g)))
                         .collect();
-                    let results: Vec<std::sync::Mutex<Vec<TaskOutput<A>>>> =
-                        (0..k).map(|_| std::sync::Mutex::new(Vec::new())).collect();
+                    let results: Vec<std::sync::Mutex<(Vec<TaskOutput<A>>, f64)>> = (0..k)
+                        .map(|_| std::sync::Mutex::new((Vec::new(), 0.0)))
+                        .collect();
                     let handle = tokio::runtime::Handle::current();
                     let side_by_side = crate::nn::team::run_side_by_side(k, &|j| {
                         let _runtime = handle.enter();
                         let group = slots[j].lock().unwrap_or_else(|e| e.into_inner()).take();
                         if let Some(group) = group {
-                            let out = spin_block_on(together::<A>(group, abort.clone()));
-                            *results[j].lock().unwrap_or_else(|e| e.into_inner()) = out;
+                            let began = std::time::Instant::now();
+                            let (out, waited) = spin_block_on(together::<A>(group, abort.clone()));
+                            let busy = began.elapsed().saturating_sub(waited).as_secs_f64();
+                            *results[j].lock().unwrap_or_else(|e| e.into_inner()) = (out, busy);
                         }
                     });
                     if side_by_side {
-                        Some(
-                            results
-                                .into_iter()
-                                .map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner()))
-                                .collect(),
-                        )
+                        let (outs, busy): (Vec<_>, Vec<_>) = results
+                            .into_iter()
+                            .map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner()))
+                            .unzip();
+                        group_busy = busy;
+                        Some(outs)
                     } else {
                         // Fewer threads than groups: the groups become tasks.
                         for slot in slots {
@@ -592,6 +615,7 @@ impl<A: Actor> WallDriver<A> {
             (done, errors, start.elapsed())
         });
         self.clock_ms += took.as_secs_f64() * 1e3;
+        self.group_busy = group_busy;
         if !errors.is_empty() {
             // A panic or a bad edge first; otherwise every stalled actor in one report.
             let mut waiting = Vec::new();

@@ -93,6 +93,65 @@ pub struct PcNetwork<T: Real> {
     inputs: Vec<ActorId>,
     outputs: Vec<ActorId>,
     loss: crate::nn::LossKind,
+    /// Each shard's share of a batch's rows (`runtime.shards > 1`): equal
+    /// on the virtual driver; on the wall driver it follows the shards'
+    /// measured speed (`rebalance`).
+    shard_shares: Vec<f64>,
+    /// Rows presented to each shard since the last run.
+    shard_rows: Vec<usize>,
+}
+
+/// How much of the gap between a shard's share and its measured one a run
+/// closes: one run's timing is noisy, a slowed core stays slow for a while.
+const REBALANCE_RATE: f64 = 0.2;
+/// No shard's share falls below this fraction of an equal one.
+const MIN_SHARE: f64 = 0.25;
+
+/// `shares` moved toward each shard's rows per busy second in a run that
+/// gave shard `j` `rows[j]` rows and kept its thread busy `busy[j]` seconds
+/// (unchanged when a shard had no rows or no timing).
+fn rebalanced(shares: &mut [f64], rows: &[usize], busy: &[f64]) {
+    let k = shares.len();
+    if k < 2 || rows.len() != k || busy.len() != k || rows.contains(&0) {
+        return;
+    }
+    if !busy.iter().all(|&b| b.is_finite() && b > 0.0) {
+        return;
+    }
+    let rates: Vec<f64> = rows.iter().zip(busy).map(|(&r, &b)| r as f64 / b).collect();
+    let total: f64 = rates.iter().sum();
+    for (share, rate) in shares.iter_mut().zip(&rates) {
+        *share += REBALANCE_RATE * (rate / total - *share);
+    }
+    // Lift a share below the floor, taking the rows from the shares above
+    // it in proportion to what they hold beyond it (the sum stays 1).
+    let floor = MIN_SHARE / k as f64;
+    let deficit: f64 = shares.iter().map(|&s| (floor - s).max(0.0)).sum();
+    if deficit > 0.0 {
+        let spare: f64 = shares.iter().map(|&s| (s - floor).max(0.0)).sum();
+        for s in shares.iter_mut() {
+            *s = if *s <= floor {
+                floor
+            } else {
+                *s - deficit * (*s - floor) / spare
+            };
+        }
+    }
+}
+
+/// Row cuts of a batch of `rows` between shards with these shares (summing
+/// to 1): `cuts[j]..cuts[j + 1]` are shard `j`'s rows.
+fn cuts_by_shares(rows: usize, shares: &[f64]) -> Vec<usize> {
+    let mut cuts = Vec::with_capacity(shares.len() + 1);
+    let mut sum = 0.0;
+    cuts.push(0);
+    for share in &shares[..shares.len() - 1] {
+        sum += share;
+        let cut = ((sum * rows as f64).round() as usize).clamp(*cuts.last().expect("0"), rows);
+        cuts.push(cut);
+    }
+    cuts.push(rows);
+    cuts
 }
 
 impl<T: Real> PcNetwork<T> {
@@ -217,6 +276,8 @@ impl<T: Real> PcNetwork<T> {
             inputs,
             outputs,
             loss: mlp.output,
+            shard_shares: vec![1.0 / shards as f64; shards],
+            shard_rows: vec![0; shards],
         })
     }
 
@@ -234,7 +295,10 @@ impl<T: Real> PcNetwork<T> {
         for a in self.layers().filter(|a| a.l == 2) {
             a.densities.insert(sample, density);
         }
-        let shards = self.inputs.len();
+        let cuts = cuts_by_shares(x.nrows(), &self.shard_shares);
+        for (rows, c) in self.shard_rows.iter_mut().zip(cuts.windows(2)) {
+            *rows += c[1] - c[0];
+        }
         let mut share = |j: usize, x: Array2<T>, y: Array2<T>| {
             let (input, output) = (self.inputs[j], self.outputs[j]);
             let actors = self.driver.actors_mut();
@@ -245,7 +309,6 @@ impl<T: Real> PcNetwork<T> {
                 a.targets.insert(sample, y);
             }
         };
-        let cuts = crate::algo::bounds(x.nrows(), shards);
         for (j, c) in cuts.windows(2).enumerate() {
             share(
                 j,
@@ -257,7 +320,24 @@ impl<T: Real> PcNetwork<T> {
 
     /// Runs until every presented batch is learned.
     pub fn run(&mut self) -> Result<f64, RuntimeError> {
-        self.driver.run()
+        let took = self.driver.run()?;
+        self.rebalance();
+        Ok(took)
+    }
+
+    /// Moves rows toward the shards whose threads worked faster in the last
+    /// run (wall driver): on a shared host one core is often slower than
+    /// the other for seconds at a time, and with equal shares every shard
+    /// would wait for the slowest at each update. The shares move toward
+    /// rows per busy second, whose fixed point is equal busy times. Any cut
+    /// of a batch gives the same bits: rows relax independently and the
+    /// pooled update sums them in row order.
+    fn rebalance(&mut self) {
+        let k = self.shard_rows.len();
+        let rows = std::mem::replace(&mut self.shard_rows, vec![0; k]);
+        if let Driver::Wall(wall) = &self.driver {
+            rebalanced(&mut self.shard_shares, &rows, wall.group_busy());
+        }
     }
 
     /// Summed loss of the feedforward predictions since the last call (of
@@ -477,6 +557,125 @@ fn connect_shards<T: Real>(
                 x.peers = peers;
                 x.peer_names = peer_names;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algo::pc::{PcConfig, PcRule};
+    use crate::nn::{Activation, ActivationKind, LossKind};
+    use crate::runtime::config::Schedule;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn shares_cut_every_row_once_and_follow_the_faster_shard() {
+        assert_eq!(cuts_by_shares(64, &[0.5, 0.5]), [0, 32, 64]);
+        assert_eq!(cuts_by_shares(64, &[0.7, 0.3]), [0, 45, 64]);
+        assert_eq!(cuts_by_shares(1, &[0.5, 0.5]), [0, 1, 1]);
+        assert_eq!(cuts_by_shares(10, &[0.2, 0.3, 0.5]), [0, 2, 5, 10]);
+        // Shard 0 took twice as long per row: it gets fewer rows, a fifth of
+        // the way to the measured split (1/3 : 2/3) per run.
+        let mut shares = vec![0.5, 0.5];
+        rebalanced(&mut shares, &[32, 32], &[0.004, 0.002]);
+        let moved = 0.5 + REBALANCE_RATE * (1.0 / 3.0 - 0.5);
+        assert!((shares[0] - moved).abs() < 1e-12, "{shares:?}");
+        assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        // Shards as fast as each other: an uneven split moves back toward
+        // an even one; an even one stays.
+        let mut uneven = vec![0.6, 0.4];
+        rebalanced(&mut uneven, &[6, 4], &[0.003, 0.002]);
+        assert!((uneven[0] - (0.6 + REBALANCE_RATE * (0.5 - 0.6))).abs() < 1e-12);
+        let mut even = vec![0.5, 0.5];
+        rebalanced(&mut even, &[32, 32], &[0.003, 0.003]);
+        assert!((even[0] - 0.5).abs() < 1e-12, "{even:?}");
+        // A stalled shard never loses all its rows; a run without rows or
+        // timing changes nothing.
+        let mut floor = vec![0.5, 0.5];
+        for _ in 0..100 {
+            rebalanced(&mut floor, &[32, 32], &[1.0, 1e-6]);
+        }
+        assert!(floor[0] >= MIN_SHARE / 2.0 - 1e-12, "{floor:?}");
+        assert!((floor.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{floor:?}");
+        for (rows, busy) in [([0, 64], [0.0, 0.003]), ([32, 32], [f64::NAN, 0.003])] {
+            let mut same = vec![0.5, 0.5];
+            rebalanced(&mut same, &rows, &busy);
+            assert_eq!(same, [0.5, 0.5]);
+        }
+    }
+
+    #[test]
+    fn any_cut_between_the_shards_gives_the_same_bits() {
+        // What lets the wall driver move rows between shards freely: rows
+        // relax independently and the pooled update sums them in row
+        // order, so weights and loss do not depend on the cut (sparse
+        // input, momentum).
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mlp = Mlp::<f32>::kaiming(
+            &[40, 24, 16, 4],
+            Activation::new(ActivationKind::Relu),
+            LossKind::SoftmaxCe,
+            &mut rng,
+        );
+        let batches: Vec<(Array2<f32>, Array2<f32>)> = (0..3)
+            .map(|_| {
+                let x = Array2::from_shape_simple_fn((20, 40), || {
+                    if rng.gen_bool(0.15) {
+                        rng.r#gen::<f32>()
+                    } else {
+                        0.0
+                    }
+                });
+                let y = Array2::from_shape_fn((20, 4), |(r, c)| f32::from(u8::from(r % 4 == c)));
+                (x, y)
+            })
+            .collect();
+        let train = |shares: &[f64]| {
+            let settings = PcSettings {
+                rule: PcRule::il(
+                    PcConfig {
+                        steps: 5,
+                        ..PcConfig::default()
+                    },
+                    3,
+                    0.05,
+                    0.9,
+                ),
+                schedule: Schedule::Event,
+                trigger: crate::runtime::config::Trigger::Event,
+                period: 10.0,
+                pipeline: 1,
+            };
+            let runtime = RuntimeConfig {
+                shards: shares.len(),
+                driver: DriverKind::Virtual,
+                ..RuntimeConfig::default()
+            };
+            let mut net = PcNetwork::build(&mlp, settings, &runtime, 1).unwrap();
+            net.shard_shares = shares.to_vec();
+            let mut trained = mlp.clone();
+            let mut loss = Vec::new();
+            for (s, (x, y)) in batches.iter().enumerate() {
+                net.load_weights(&trained);
+                net.present(s as u64, x.view(), y.view());
+                let cuts = cuts_by_shares(x.nrows(), shares);
+                let rows: Vec<usize> = cuts.windows(2).map(|c| c[1] - c[0]).collect();
+                assert_eq!(net.shard_rows, rows, "each shard got its share");
+                net.run().unwrap();
+                net.store_weights(&mut trained);
+                loss.push(net.take_loss());
+            }
+            (trained, loss)
+        };
+        let (even, even_loss) = train(&[0.5, 0.5]);
+        assert_ne!(even.w, mlp.w, "trained");
+        for shares in [vec![0.85, 0.15], vec![0.1, 0.9], vec![0.2, 0.5, 0.3]] {
+            let (got, loss) = train(&shares);
+            assert_eq!(got.w, even.w, "{shares:?}");
+            assert_eq!(got.b, even.b, "{shares:?}");
+            assert_eq!(loss, even_loss, "{shares:?}");
         }
     }
 }

@@ -42,7 +42,10 @@
 //! in the other shards (`Share`) and applies the update of the whole batch,
 //! pooled in row order — the same bits in every copy and as one network
 //! holding the whole batch. The layer-2 actors take the sparse or dense path
-//! of the whole batch (its density is presented with the batch).
+//! of the whole batch (its density is presented with the batch). Any cut of
+//! the rows gives the same bits, so on the wall driver the shares follow
+//! each shard's measured speed (`PcNetwork::rebalance`): a core the host
+//! slows for a while gets fewer rows instead of holding the others up.
 //!
 //! **Schedules.** `event`: an actor runs inference step `t` when the
 //! messages of step `t` have arrived — a dataflow that equals the lockstep
