@@ -139,16 +139,22 @@ fn rebalanced(shares: &mut [f64], rows: &[usize], busy: &[f64]) {
     }
 }
 
+/// Shards' rows are cut at multiples of this: the matrix kernels work on
+/// tiles of 8 rows, and a cut inside a tile would leave a partial tile on
+/// both sides of it (nearly a whole tile's cost each).
+const CUT_ROWS: usize = 8;
+
 /// Row cuts of a batch of `rows` between shards with these shares (summing
-/// to 1): `cuts[j]..cuts[j + 1]` are shard `j`'s rows.
+/// to 1), at the nearest multiples of `CUT_ROWS`: `cuts[j]..cuts[j + 1]` are
+/// shard `j`'s rows.
 fn cuts_by_shares(rows: usize, shares: &[f64]) -> Vec<usize> {
     let mut cuts = Vec::with_capacity(shares.len() + 1);
     let mut sum = 0.0;
     cuts.push(0);
     for share in &shares[..shares.len() - 1] {
         sum += share;
-        let cut = ((sum * rows as f64).round() as usize).clamp(*cuts.last().expect("0"), rows);
-        cuts.push(cut);
+        let tiles = (sum * rows as f64 / CUT_ROWS as f64).round() as usize;
+        cuts.push((tiles * CUT_ROWS).clamp(*cuts.last().expect("0"), rows));
     }
     cuts.push(rows);
     cuts
@@ -573,9 +579,13 @@ mod tests {
     #[test]
     fn shares_cut_every_row_once_and_follow_the_faster_shard() {
         assert_eq!(cuts_by_shares(64, &[0.5, 0.5]), [0, 32, 64]);
-        assert_eq!(cuts_by_shares(64, &[0.7, 0.3]), [0, 45, 64]);
-        assert_eq!(cuts_by_shares(1, &[0.5, 0.5]), [0, 1, 1]);
-        assert_eq!(cuts_by_shares(10, &[0.2, 0.3, 0.5]), [0, 2, 5, 10]);
+        // At multiples of 8 rows: 0.55 of 64 stays 32, 0.57 is 40.
+        assert_eq!(cuts_by_shares(64, &[0.55, 0.45]), [0, 32, 64]);
+        assert_eq!(cuts_by_shares(64, &[0.57, 0.43]), [0, 40, 64]);
+        assert_eq!(cuts_by_shares(64, &[0.7, 0.3]), [0, 48, 64]);
+        assert_eq!(cuts_by_shares(1, &[0.5, 0.5]), [0, 0, 1]);
+        assert_eq!(cuts_by_shares(20, &[0.5, 0.5]), [0, 8, 20]);
+        assert_eq!(cuts_by_shares(96, &[0.2, 0.3, 0.5]), [0, 16, 48, 96]);
         // Shard 0 took twice as long per row: it gets fewer rows, a fifth of
         // the way to the measured split (1/3 : 2/3) per run.
         let mut shares = vec![0.5, 0.5];
