@@ -3,6 +3,7 @@
 //! (PC/IL/Z-IL) are written as per-layer rules so the lockstep driver here and
 //! the actor runtimes deliver the same math.
 
+pub mod balance;
 pub mod bp;
 pub mod optim;
 pub mod pc;

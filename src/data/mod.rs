@@ -152,6 +152,7 @@ mod tests {
     fn gather_rows_is_the_same_on_any_thread_count() {
         let src = Array2::from_shape_fn((500, 784), |(r, c)| (r * 784 + c) as f32);
         let indices: Vec<usize> = (0..61).map(|k| (k * 37 + 11) % 500).collect();
+        let _threads = crate::nn::linalg::threads_for_test(1);
         let gathered = |threads: usize| {
             crate::nn::linalg::set_threads(threads);
             let mut dst = Array2::from_elem((64, 784), -1.0f32);

@@ -706,6 +706,7 @@ mod tests {
         // lockstep IL bit for bit (its 1 worker and its shards), so the
         // bench's ratios compare the same arithmetic; the `groups` slices
         // limit their steps per slice and only have to train.
+        let _threads = crate::nn::linalg::threads_for_test(1);
         let rows = wall_rows(2);
         let shape: Vec<(usize, bool, usize)> = rows
             .iter()

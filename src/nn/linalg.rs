@@ -17,6 +17,16 @@ pub fn set_threads(n: usize) {
     THREADS.store(n.max(1), Ordering::Relaxed);
 }
 
+/// Tests that set the global thread count hold this while they depend on
+/// it: the test harness runs tests side by side in one process.
+#[cfg(test)]
+pub(crate) fn threads_for_test(n: usize) -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    set_threads(n);
+    guard
+}
+
 pub fn threads() -> usize {
     let all = THREADS.load(Ordering::Relaxed);
     match HERE.with(Cell::get) {

@@ -299,6 +299,7 @@ mod tests {
         let flags = [AtomicU32::new(0), AtomicU32::new(0)];
         let alone = AtomicBool::new(false);
         let mut ran = false;
+        let _threads = crate::nn::linalg::threads_for_test(2);
         for _ in 0..1000 {
             crate::nn::linalg::set_threads(2);
             ran = run_side_by_side(2, &|i| {

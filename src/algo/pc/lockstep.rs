@@ -17,14 +17,17 @@
 //! independently, so each block runs all of its inference steps on its own
 //! core and only the weight update (a sum over all samples, split by output
 //! unit) joins them. The kernels make every number independent of the cut
-//! (see `layer.rs`), so results are bit-identical for any thread count.
+//! (see `layer.rs`), so results are bit-identical for any thread count —
+//! and the cut follows the threads' measured speed (`RowBalance`), so a
+//! core the host slows for a while gets fewer rows.
 //!
 //! The trainers `Il` and `Zil` (the `Trainer` implementations) live here too.
 
 use super::layer::{Params, PcLayer, Role, Rows, split_mut};
 use super::{PcConfig, StepControl};
+use crate::algo::balance::RowBalance;
 use crate::algo::optim::{NetworkState, Optimizer};
-use crate::algo::{Trainer, bounds, for_each_part, parts_for, split_units};
+use crate::algo::{Trainer, for_each_part, parts_for, split_units};
 use crate::nn::kernels::{Accum, transpose_into};
 use crate::nn::{Mlp, Real, Updates};
 use anyhow::Result;
@@ -41,6 +44,10 @@ pub struct PcNet<T: Real> {
     /// whether it has risen in this relaxation.
     energy: Vec<f64>,
     rose: Vec<bool>,
+    /// How the batch is cut into row blocks, one per thread: by the
+    /// threads' measured speed (`RowBalance`); `cuts` is this batch's cut.
+    balance: RowBalance,
+    cuts: Vec<usize>,
 }
 
 /// What the energy monitor saw in the relaxations of one or more batches
@@ -154,6 +161,8 @@ impl<T: Real> PcNet<T> {
             down,
             energy: Vec::new(),
             rose: Vec::new(),
+            balance: RowBalance::default(),
+            cuts: Vec::new(),
         })
     }
 
@@ -210,7 +219,11 @@ impl<T: Real> PcNet<T> {
 
     fn blocks(&mut self, f: impl Fn(&[Params<'_, T>], &mut Block<'_, T>) + Sync) {
         let rows = self.layers[0].rows();
-        let cuts = bounds(rows, parts_for(rows));
+        let parts = parts_for(rows);
+        if self.cuts.len() != parts + 1 || self.cuts.last() != Some(&rows) {
+            self.cuts = self.balance.cuts(rows, parts);
+        }
+        let cuts = std::mem::take(&mut self.cuts);
         self.refresh_mirrors();
         let mut params = Vec::with_capacity(self.layers.len());
         let mut per_layer = Vec::with_capacity(self.layers.len());
@@ -229,7 +242,7 @@ impl<T: Real> PcNet<T> {
             self.rose = vec![false; rows];
         }
         let (mut energy, mut rose): (&mut [f64], &mut [bool]) = (&mut self.energy, &mut self.rose);
-        let blocks: Vec<Block<'_, T>> = cuts
+        let blocks: Vec<(usize, Block<'_, T>)> = cuts
             .windows(2)
             .map(|c| {
                 let (e, e_rest) = std::mem::take(&mut energy).split_at_mut(c[1] - c[0]);
@@ -249,22 +262,34 @@ impl<T: Real> PcNet<T> {
                     .map(|d| d.next().expect("a block per cut"))
                     .collect(),
             })
+            .enumerate()
             .collect();
         let stale: Vec<std::sync::atomic::AtomicBool> = (0..params.len())
             .map(|_| std::sync::atomic::AtomicBool::new(false))
             .collect();
-        for_each_part(blocks, |mut block| {
+        let busy: Vec<std::sync::atomic::AtomicU64> = (0..blocks.len())
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect();
+        for_each_part(blocks, |(j, mut block)| {
+            let began = std::time::Instant::now();
             f(&params, &mut block);
             for (s, r) in stale.iter().zip(&block.rows) {
                 if r.stale {
                     s.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             }
+            let nanos = began.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+            busy[j].store(nanos, std::sync::atomic::Ordering::Relaxed);
         });
         drop(params);
         for (layer, s) in self.layers.iter_mut().zip(stale) {
             layer.set_stale(s.into_inner());
         }
+        for (j, (c, b)) in cuts.windows(2).zip(busy).enumerate() {
+            self.balance
+                .record(j, c[1] - c[0], b.into_inner() as f64 * 1e-9);
+        }
+        self.cuts = cuts;
     }
 
     /// Starts a batch: the output is clamped/nudged towards `target = (y, β)`
@@ -289,6 +314,9 @@ impl<T: Real> PcNet<T> {
                 *d = Array2::zeros((rows, d.ncols()));
             }
         }
+        // The cut is chosen once a batch, from the blocks' times in the last.
+        self.balance.rebalance();
+        self.cuts = self.balance.cuts(rows, parts_for(rows));
         self.blocks(|params, block| {
             for i in 0..block.rows.len() {
                 let (lower, upper) = block.rows.split_at_mut(i);
@@ -749,5 +777,72 @@ impl<T: Real> Trainer<T> for Zil<T> {
 
     fn predict(&mut self, mlp: &Mlp<T>, x: ArrayView2<T>) -> Array2<T> {
         self.c.predict(mlp, x).unwrap_or_else(|_| mlp.predict(x))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::{Activation, ActivationKind, LossKind};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn any_cut_of_the_batch_gives_the_same_bits() {
+        // The row blocks follow the threads' measured speed; that is only
+        // allowed because no number depends on where the batch is cut
+        // (sparse input, momentum, the energy monitor).
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mlp = Mlp::<f32>::kaiming(
+            &[40, 24, 16, 4],
+            Activation::new(ActivationKind::Relu),
+            LossKind::SoftmaxCe,
+            &mut rng,
+        );
+        let batches: Vec<(Array2<f32>, Array2<f32>)> = (0..3)
+            .map(|_| {
+                let x = Array2::from_shape_simple_fn((32, 40), || {
+                    if rng.gen_bool(0.15) {
+                        rng.r#gen::<f32>()
+                    } else {
+                        0.0
+                    }
+                });
+                let y = Array2::from_shape_fn((32, 4), |(r, c)| f32::from(u8::from(r % 4 == c)));
+                (x, y)
+            })
+            .collect();
+        let train = |shares: &[f64]| {
+            let _threads = crate::nn::linalg::threads_for_test(shares.len());
+            let cfg = PcConfig {
+                steps: 5,
+                ..PcConfig::default()
+            };
+            let mut il = Il::new(&mlp, cfg, 0.05, 0.9).unwrap();
+            let mut trained = mlp.clone();
+            let mut losses = Vec::new();
+            let mut cuts = Vec::new();
+            for (x, y) in &batches {
+                il.c.net.balance.set_shares(shares);
+                losses.push(il.train_batch(&mut trained, x.view(), y.view(), false));
+                cuts.push(il.c.net.cuts.clone());
+            }
+            crate::nn::linalg::set_threads(1);
+            (trained, losses, cuts)
+        };
+        let (even, even_losses, even_cuts) = train(&[0.5, 0.5]);
+        assert_eq!(even_cuts[0], [0, 16, 32]);
+        assert_ne!(even.w, mlp.w, "trained");
+        for (shares, cut) in [
+            (vec![0.75, 0.25], vec![0, 24, 32]),
+            (vec![0.25, 0.75], vec![0, 8, 32]),
+            (vec![0.5, 0.25, 0.25], vec![0, 16, 24, 32]),
+        ] {
+            let (got, losses, cuts) = train(&shares);
+            assert!(cuts.iter().all(|c| *c == cut), "{shares:?}: {cuts:?}");
+            assert_eq!(got.w, even.w, "{shares:?}");
+            assert_eq!(got.b, even.b, "{shares:?}");
+            assert_eq!(losses, even_losses, "{shares:?}");
+        }
     }
 }

@@ -10,6 +10,7 @@ use super::input::InputActor;
 use super::layer::LayerActor;
 use super::value::ValueActor;
 use super::{PcActor, PcSettings};
+use crate::algo::balance::RowBalance;
 use crate::algo::pc::{PcLayer, Role};
 use crate::nn::{Mlp, Real, Updates};
 use crate::runtime::actor::{ActorId, Direction, Port, Topology};
@@ -93,71 +94,11 @@ pub struct PcNetwork<T: Real> {
     inputs: Vec<ActorId>,
     outputs: Vec<ActorId>,
     loss: crate::nn::LossKind,
-    /// Each shard's share of a batch's rows (`runtime.shards > 1`): equal
-    /// on the virtual driver; on the wall driver it follows the shards'
-    /// measured speed (`rebalance`).
-    shard_shares: Vec<f64>,
+    /// How a batch's rows are cut between the shards: equal on the virtual
+    /// driver; on the wall driver they follow the shards' measured speed.
+    balance: RowBalance,
     /// Rows presented to each shard since the last run.
     shard_rows: Vec<usize>,
-}
-
-/// How much of the gap between a shard's share and its measured one a run
-/// closes: one run's timing is noisy, a slowed core stays slow for a while.
-const REBALANCE_RATE: f64 = 0.2;
-/// No shard's share falls below this fraction of an equal one.
-const MIN_SHARE: f64 = 0.25;
-
-/// `shares` moved toward each shard's rows per busy second in a run that
-/// gave shard `j` `rows[j]` rows and kept its thread busy `busy[j]` seconds
-/// (unchanged when a shard had no rows or no timing).
-fn rebalanced(shares: &mut [f64], rows: &[usize], busy: &[f64]) {
-    let k = shares.len();
-    if k < 2 || rows.len() != k || busy.len() != k || rows.contains(&0) {
-        return;
-    }
-    if !busy.iter().all(|&b| b.is_finite() && b > 0.0) {
-        return;
-    }
-    let rates: Vec<f64> = rows.iter().zip(busy).map(|(&r, &b)| r as f64 / b).collect();
-    let total: f64 = rates.iter().sum();
-    for (share, rate) in shares.iter_mut().zip(&rates) {
-        *share += REBALANCE_RATE * (rate / total - *share);
-    }
-    // Lift a share below the floor, taking the rows from the shares above
-    // it in proportion to what they hold beyond it (the sum stays 1).
-    let floor = MIN_SHARE / k as f64;
-    let deficit: f64 = shares.iter().map(|&s| (floor - s).max(0.0)).sum();
-    if deficit > 0.0 {
-        let spare: f64 = shares.iter().map(|&s| (s - floor).max(0.0)).sum();
-        for s in shares.iter_mut() {
-            *s = if *s <= floor {
-                floor
-            } else {
-                *s - deficit * (*s - floor) / spare
-            };
-        }
-    }
-}
-
-/// Shards' rows are cut at multiples of this: the matrix kernels work on
-/// tiles of 8 rows, and a cut inside a tile would leave a partial tile on
-/// both sides of it (nearly a whole tile's cost each).
-const CUT_ROWS: usize = 8;
-
-/// Row cuts of a batch of `rows` between shards with these shares (summing
-/// to 1), at the nearest multiples of `CUT_ROWS`: `cuts[j]..cuts[j + 1]` are
-/// shard `j`'s rows.
-fn cuts_by_shares(rows: usize, shares: &[f64]) -> Vec<usize> {
-    let mut cuts = Vec::with_capacity(shares.len() + 1);
-    let mut sum = 0.0;
-    cuts.push(0);
-    for share in &shares[..shares.len() - 1] {
-        sum += share;
-        let tiles = (sum * rows as f64 / CUT_ROWS as f64).round() as usize;
-        cuts.push((tiles * CUT_ROWS).clamp(*cuts.last().expect("0"), rows));
-    }
-    cuts.push(rows);
-    cuts
 }
 
 impl<T: Real> PcNetwork<T> {
@@ -282,7 +223,7 @@ impl<T: Real> PcNetwork<T> {
             inputs,
             outputs,
             loss: mlp.output,
-            shard_shares: vec![1.0 / shards as f64; shards],
+            balance: RowBalance::default(),
             shard_rows: vec![0; shards],
         })
     }
@@ -301,7 +242,7 @@ impl<T: Real> PcNetwork<T> {
         for a in self.layers().filter(|a| a.l == 2) {
             a.densities.insert(sample, density);
         }
-        let cuts = cuts_by_shares(x.nrows(), &self.shard_shares);
+        let cuts = self.balance.cuts(x.nrows(), self.shard_rows.len());
         for (rows, c) in self.shard_rows.iter_mut().zip(cuts.windows(2)) {
             *rows += c[1] - c[0];
         }
@@ -332,17 +273,19 @@ impl<T: Real> PcNetwork<T> {
     }
 
     /// Moves rows toward the shards whose threads worked faster in the last
-    /// run (wall driver): on a shared host one core is often slower than
-    /// the other for seconds at a time, and with equal shares every shard
-    /// would wait for the slowest at each update. The shares move toward
-    /// rows per busy second, whose fixed point is equal busy times. Any cut
-    /// of a batch gives the same bits: rows relax independently and the
-    /// pooled update sums them in row order.
+    /// run (wall driver; `RowBalance`). Any cut of a batch gives the same
+    /// bits: rows relax independently and the pooled update sums them in
+    /// row order.
     fn rebalance(&mut self) {
         let k = self.shard_rows.len();
         let rows = std::mem::replace(&mut self.shard_rows, vec![0; k]);
-        if let Driver::Wall(wall) = &self.driver {
-            rebalanced(&mut self.shard_shares, &rows, wall.group_busy());
+        if let Driver::Wall(wall) = &self.driver
+            && wall.group_busy().len() == k
+        {
+            for (j, (&r, &busy)) in rows.iter().zip(wall.group_busy()).enumerate() {
+                self.balance.record(j, r, busy);
+            }
+            self.balance.rebalance();
         }
     }
 
@@ -577,46 +520,6 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     #[test]
-    fn shares_cut_every_row_once_and_follow_the_faster_shard() {
-        assert_eq!(cuts_by_shares(64, &[0.5, 0.5]), [0, 32, 64]);
-        // At multiples of 8 rows: 0.55 of 64 stays 32, 0.57 is 40.
-        assert_eq!(cuts_by_shares(64, &[0.55, 0.45]), [0, 32, 64]);
-        assert_eq!(cuts_by_shares(64, &[0.57, 0.43]), [0, 40, 64]);
-        assert_eq!(cuts_by_shares(64, &[0.7, 0.3]), [0, 48, 64]);
-        assert_eq!(cuts_by_shares(1, &[0.5, 0.5]), [0, 0, 1]);
-        assert_eq!(cuts_by_shares(20, &[0.5, 0.5]), [0, 8, 20]);
-        assert_eq!(cuts_by_shares(96, &[0.2, 0.3, 0.5]), [0, 16, 48, 96]);
-        // Shard 0 took twice as long per row: it gets fewer rows, a fifth of
-        // the way to the measured split (1/3 : 2/3) per run.
-        let mut shares = vec![0.5, 0.5];
-        rebalanced(&mut shares, &[32, 32], &[0.004, 0.002]);
-        let moved = 0.5 + REBALANCE_RATE * (1.0 / 3.0 - 0.5);
-        assert!((shares[0] - moved).abs() < 1e-12, "{shares:?}");
-        assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        // Shards as fast as each other: an uneven split moves back toward
-        // an even one; an even one stays.
-        let mut uneven = vec![0.6, 0.4];
-        rebalanced(&mut uneven, &[6, 4], &[0.003, 0.002]);
-        assert!((uneven[0] - (0.6 + REBALANCE_RATE * (0.5 - 0.6))).abs() < 1e-12);
-        let mut even = vec![0.5, 0.5];
-        rebalanced(&mut even, &[32, 32], &[0.003, 0.003]);
-        assert!((even[0] - 0.5).abs() < 1e-12, "{even:?}");
-        // A stalled shard never loses all its rows; a run without rows or
-        // timing changes nothing.
-        let mut floor = vec![0.5, 0.5];
-        for _ in 0..100 {
-            rebalanced(&mut floor, &[32, 32], &[1.0, 1e-6]);
-        }
-        assert!(floor[0] >= MIN_SHARE / 2.0 - 1e-12, "{floor:?}");
-        assert!((floor.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{floor:?}");
-        for (rows, busy) in [([0, 64], [0.0, 0.003]), ([32, 32], [f64::NAN, 0.003])] {
-            let mut same = vec![0.5, 0.5];
-            rebalanced(&mut same, &rows, &busy);
-            assert_eq!(same, [0.5, 0.5]);
-        }
-    }
-
-    #[test]
     fn any_cut_between_the_shards_gives_the_same_bits() {
         // What lets the wall driver move rows between shards freely: rows
         // relax independently and the pooled update sums them in row
@@ -664,13 +567,13 @@ mod tests {
                 ..RuntimeConfig::default()
             };
             let mut net = PcNetwork::build(&mlp, settings, &runtime, 1).unwrap();
-            net.shard_shares = shares.to_vec();
+            net.balance.set_shares(shares);
             let mut trained = mlp.clone();
             let mut loss = Vec::new();
             for (s, (x, y)) in batches.iter().enumerate() {
                 net.load_weights(&trained);
                 net.present(s as u64, x.view(), y.view());
-                let cuts = cuts_by_shares(x.nrows(), shares);
+                let cuts = net.balance.clone().cuts(x.nrows(), shares.len());
                 let rows: Vec<usize> = cuts.windows(2).map(|c| c[1] - c[0]).collect();
                 assert_eq!(net.shard_rows, rows, "each shard got its share");
                 net.run().unwrap();
