@@ -117,6 +117,41 @@ fn cuts_by_shares(rows: usize, shares: &[f64]) -> Vec<usize> {
     cuts
 }
 
+/// A batch `(x, y)` of the uneven-cut tests.
+#[cfg(test)]
+pub(crate) type TestBatch = (ndarray::Array2<f32>, ndarray::Array2<f32>);
+
+/// A small network (40-24-16-4, ReLU, softmax) and three batches of `rows`
+/// sparse inputs (15 % non-zero, like a clamped image) for the tests that
+/// cut a batch unevenly.
+#[cfg(test)]
+pub(crate) fn uneven_cut_fixture(rows: usize) -> (crate::nn::Mlp<f32>, Vec<TestBatch>) {
+    use crate::nn::{Activation, ActivationKind, LossKind, Mlp};
+    use ndarray::Array2;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mlp = Mlp::<f32>::kaiming(
+        &[40, 24, 16, 4],
+        Activation::new(ActivationKind::Relu),
+        LossKind::SoftmaxCe,
+        &mut rng,
+    );
+    let batches = (0..3)
+        .map(|_| {
+            let x = Array2::from_shape_simple_fn((rows, 40), || {
+                if rng.gen_bool(0.15) {
+                    rng.r#gen::<f32>()
+                } else {
+                    0.0
+                }
+            });
+            let y = Array2::from_shape_fn((rows, 4), |(r, c)| f32::from(u8::from(r % 4 == c)));
+            (x, y)
+        })
+        .collect();
+    (mlp, batches)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

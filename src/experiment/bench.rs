@@ -184,8 +184,20 @@ fn stream(opts: &BenchOptions) -> Stream {
             what: format!("MNIST from {}", opts.data.display()),
         };
     }
-    let n = 60_000;
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    synthetic(
+        60_000,
+        7,
+        format!(
+            "synthetic MNIST-shaped stream (no MNIST at {}): 60 000 × 784, 19 % non-zero",
+            opts.data.display()
+        ),
+    )
+}
+
+/// `n` MNIST-shaped images (784 pixels, ≈ 19 % of them non-zero, in [0, 1])
+/// with random one-hot labels.
+fn synthetic(n: usize, seed: u64, what: String) -> Stream {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let x = Array2::from_shape_simple_fn((n, 784), || {
         if rng.gen_bool(0.19) {
             rng.r#gen::<f32>()
@@ -197,14 +209,7 @@ fn stream(opts: &BenchOptions) -> Stream {
     for r in 0..n {
         y[(r, rng.gen_range(0..10))] = 1.0;
     }
-    Stream {
-        x,
-        y,
-        what: format!(
-            "synthetic MNIST-shaped stream (no MNIST at {}): 60 000 × 784, 19 % non-zero",
-            opts.data.display()
-        ),
-    }
+    Stream { x, y, what }
 }
 
 fn network(hidden: ActivationKind) -> Mlp<f32> {
@@ -679,27 +684,6 @@ fn snn(opts: &BenchOptions, data: &Stream, counts: &[usize]) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// An MNIST-shaped stream of `rows` images (≈ 19 % non-zero pixels).
-    fn small_stream(rows: usize) -> Stream {
-        let mut rng = ChaCha8Rng::seed_from_u64(11);
-        let x = Array2::from_shape_simple_fn((rows, 784), || {
-            if rng.gen_bool(0.19) {
-                rng.r#gen::<f32>()
-            } else {
-                0.0
-            }
-        });
-        let mut y = Array2::zeros((rows, 10));
-        for r in 0..rows {
-            y[(r, rng.gen_range(0..10))] = 1.0;
-        }
-        Stream {
-            x,
-            y,
-            what: "test".into(),
-        }
-    }
-
     #[test]
     fn wall_rows_time_the_lockstep_computation() {
         // Zero delay and the event schedule make the wall driver's IL the
@@ -724,7 +708,7 @@ mod tests {
         );
         assert_eq!(wall_rows(1).len(), 2);
         // 4 batches, the last of 8 rows.
-        let data = small_stream(200);
+        let data = synthetic(200, 11, "test".into());
         let initial = network(ActivationKind::Relu);
         let (_, reference) = wall_epoch(&rows[0], &data, 1.0).unwrap();
         assert_ne!(reference.w, initial.w, "lockstep trained");

@@ -783,35 +783,13 @@ impl<T: Real> Trainer<T> for Zil<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::{Activation, ActivationKind, LossKind};
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
 
     #[test]
     fn any_cut_of_the_batch_gives_the_same_bits() {
         // The row blocks follow the threads' measured speed; that is only
         // allowed because no number depends on where the batch is cut
         // (sparse input, momentum, the energy monitor).
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let mlp = Mlp::<f32>::kaiming(
-            &[40, 24, 16, 4],
-            Activation::new(ActivationKind::Relu),
-            LossKind::SoftmaxCe,
-            &mut rng,
-        );
-        let batches: Vec<(Array2<f32>, Array2<f32>)> = (0..3)
-            .map(|_| {
-                let x = Array2::from_shape_simple_fn((32, 40), || {
-                    if rng.gen_bool(0.15) {
-                        rng.r#gen::<f32>()
-                    } else {
-                        0.0
-                    }
-                });
-                let y = Array2::from_shape_fn((32, 4), |(r, c)| f32::from(u8::from(r % 4 == c)));
-                (x, y)
-            })
-            .collect();
+        let (mlp, batches) = crate::algo::balance::uneven_cut_fixture(32);
         let train = |shares: &[f64]| {
             let _threads = crate::nn::linalg::threads_for_test(shares.len());
             let cfg = PcConfig {

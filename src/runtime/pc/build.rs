@@ -514,10 +514,7 @@ fn connect_shards<T: Real>(
 mod tests {
     use super::*;
     use crate::algo::pc::{PcConfig, PcRule};
-    use crate::nn::{Activation, ActivationKind, LossKind};
     use crate::runtime::config::Schedule;
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
 
     #[test]
     fn any_cut_between_the_shards_gives_the_same_bits() {
@@ -525,26 +522,7 @@ mod tests {
         // relax independently and the pooled update sums them in row
         // order, so weights and loss do not depend on the cut (sparse
         // input, momentum).
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let mlp = Mlp::<f32>::kaiming(
-            &[40, 24, 16, 4],
-            Activation::new(ActivationKind::Relu),
-            LossKind::SoftmaxCe,
-            &mut rng,
-        );
-        let batches: Vec<(Array2<f32>, Array2<f32>)> = (0..3)
-            .map(|_| {
-                let x = Array2::from_shape_simple_fn((20, 40), || {
-                    if rng.gen_bool(0.15) {
-                        rng.r#gen::<f32>()
-                    } else {
-                        0.0
-                    }
-                });
-                let y = Array2::from_shape_fn((20, 4), |(r, c)| f32::from(u8::from(r % 4 == c)));
-                (x, y)
-            })
-            .collect();
+        let (mlp, batches) = crate::algo::balance::uneven_cut_fixture(20);
         let train = |shares: &[f64]| {
             let settings = PcSettings {
                 rule: PcRule::il(
