@@ -815,6 +815,8 @@ mod tests {
             (vec![0.75, 0.25], vec![0, 24, 32]),
             (vec![0.25, 0.75], vec![0, 8, 32]),
             (vec![0.5, 0.25, 0.25], vec![0, 16, 24, 32]),
+            // A block left without rows (a small batch, a slow core).
+            (vec![0.05, 0.95], vec![0, 0, 32]),
         ] {
             let (got, losses, cuts) = train(&shares);
             assert!(cuts.iter().all(|c| *c == cut), "{shares:?}: {cuts:?}");
