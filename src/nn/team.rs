@@ -294,13 +294,15 @@ mod tests {
     #[test]
     fn side_by_side_parts_run_at_the_same_time() {
         // Each part waits for the other: run one after the other they
-        // would time out. (Another test may lower the global thread count
-        // for a moment, so a refusal is retried.)
+        // would time out. (Tests running beside this one use the team while
+        // the global count is 2 — the team is then busy — so a refusal is
+        // retried for a while.)
         let flags = [AtomicU32::new(0), AtomicU32::new(0)];
         let alone = AtomicBool::new(false);
         let mut ran = false;
         let _threads = crate::nn::linalg::threads_for_test(2);
-        for _ in 0..1000 {
+        let trying = std::time::Instant::now();
+        while trying.elapsed() < std::time::Duration::from_secs(20) {
             crate::nn::linalg::set_threads(2);
             ran = run_side_by_side(2, &|i| {
                 flags[i].store(1, Ordering::SeqCst);
@@ -316,7 +318,7 @@ mod tests {
             if ran {
                 break;
             }
-            std::thread::yield_now();
+            std::thread::sleep(std::time::Duration::from_micros(200));
         }
         crate::nn::linalg::set_threads(1);
         assert!(ran, "never had 2 threads");
