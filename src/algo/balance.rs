@@ -57,12 +57,14 @@ impl RowBalance {
         self.busy.iter_mut().for_each(|b| *b = 0.0);
     }
 
-    pub fn shares(&self) -> &[f64] {
+    #[cfg(test)]
+    fn shares(&self) -> &[f64] {
         &self.shares
     }
 
-    /// Sets the shares (normalised); a test hook for uneven cuts.
-    pub fn set_shares(&mut self, shares: &[f64]) {
+    /// Sets the shares (normalised): the tests' uneven cuts.
+    #[cfg(test)]
+    pub(crate) fn set_shares(&mut self, shares: &[f64]) {
         let sum: f64 = shares.iter().sum();
         self.shares = shares.iter().map(|s| s / sum).collect();
         self.rows = vec![0; shares.len()];

@@ -277,16 +277,15 @@ impl<T: Real> PcNetwork<T> {
     /// bits: rows relax independently and the pooled update sums them in
     /// row order.
     fn rebalance(&mut self) {
-        let k = self.shard_rows.len();
-        let rows = std::mem::replace(&mut self.shard_rows, vec![0; k]);
         if let Driver::Wall(wall) = &self.driver
-            && wall.group_busy().len() == k
+            && wall.group_busy().len() == self.shard_rows.len()
         {
-            for (j, (&r, &busy)) in rows.iter().zip(wall.group_busy()).enumerate() {
+            for (j, (&r, &busy)) in self.shard_rows.iter().zip(wall.group_busy()).enumerate() {
                 self.balance.record(j, r, busy);
             }
             self.balance.rebalance();
         }
+        self.shard_rows.iter_mut().for_each(|r| *r = 0);
     }
 
     /// Summed loss of the feedforward predictions since the last call (of
