@@ -1049,3 +1049,38 @@ fn a_panicking_shard_ends_the_run_at_once() {
         );
     }
 }
+
+#[test]
+fn with_pipeline_1_a_batch_enters_a_layer_after_the_last_one_updated_it() {
+    // Several batches in one run (the API's `train_batches`) under random
+    // delays: layer 2 finishes a batch, and the input sends the next, while
+    // a layer above may still wait for its last feedback. That layer must
+    // not start the next batch before its update, so every batch sees the
+    // updates of all batches before it: the lockstep trajectory.
+    for gran in GRANULARITIES {
+        let runtime = format!(
+            "driver = \"virtual\"\n{gran}\ndelay_up = {{ kind = \"exponential\", mean = 2.0 }}\ndelay_down = {{ kind = \"lognormal\", mean = 2.0, spread = 1.0 }}\ncompute = {{ kind = \"exponential\", mean = 0.3 }}"
+        );
+        let s = scenario("il", &runtime);
+        let mut mlp = build_network::<f64>(&s);
+        let mut t = experiment::async_trainer::<f64>(&s);
+        t.train_batches(&mut mlp, batches(&s, 6), false)
+            .expect("runs");
+        let reference = {
+            let s = scenario("il", "driver = \"lockstep\"");
+            let mut mlp = build_network::<f64>(&s);
+            let mut t = build_trainer::<f64>(&s, &mlp).expect("trainer");
+            for (x, y) in batches(&s, 6) {
+                t.train_batch(&mut mlp, x.view(), y.view(), false);
+            }
+            mlp
+        };
+        for (a, b) in mlp.w.iter().zip(&reference.w) {
+            let d = (a - b).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(
+                d <= 1e-12,
+                "{gran}: one run of 6 batches leaves lockstep by {d:e}"
+            );
+        }
+    }
+}

@@ -450,9 +450,17 @@ impl<T: Real> LayerActor<T> {
                     progressed |= self.run_steps(s, ctx);
                 }
             }
+            // `pipeline = 1`: a sample enters only once the one before has
+            // updated this layer (the input's credit alone does not see to
+            // it: layer 2 finishes a sample while the layers above may still
+            // wait for their last feedback), so a chain of batches in one
+            // run computes what one run per batch does.
+            let room =
+                self.settings.pipeline > 1 || (self.current.is_none() && self.parked.is_empty());
             let next = self
                 .ups
                 .iter()
+                .filter(|_| room)
                 .find(|(k, a)| {
                     k.1 == 0
                         && a.parts == nb
