@@ -20,7 +20,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use toml::Value;
 
-/// Honoured, but invisible in a tiny deterministic run: `(key, drivers, why)`.
+/// Honoured, but invisible in a tiny deterministic run: `(key, drivers, why)`
+/// (a driver, or `kind/driver` for one algorithm on it).
 const INVISIBLE: &[(&str, &str, &str)] = &[
     (
         "description",
@@ -69,13 +70,13 @@ const INVISIBLE: &[(&str, &str, &str)] = &[
     ),
     (
         "runtime.delay_up.mean",
-        "wall",
-        "real milliseconds of delay change only wall-clock fields",
+        "spiking_pc/wall",
+        "real milliseconds of delay change only wall-clock fields (IL and Z-IL show it: a run with delays trains one batch per run, see `runs`)",
     ),
     (
         "runtime.delay_down.mean",
-        "wall",
-        "real milliseconds of delay change only wall-clock fields",
+        "spiking_pc/wall",
+        "real milliseconds of delay change only wall-clock fields (IL and Z-IL show it: a run with delays trains one batch per run, see `runs`)",
     ),
 ];
 
@@ -333,10 +334,13 @@ fn outputs(s: &Scenario, dir: &Path) -> BTreeMap<String, String> {
     out
 }
 
-fn listed(key: &str, driver: &str) -> Option<&'static str> {
+fn listed(key: &str, kind: &str, driver: &str) -> Option<&'static str> {
+    let both = format!("{kind}/{driver}");
     INVISIBLE
         .iter()
-        .find(|(k, d, _)| *k == key && (*d == "*" || d.split(' ').any(|x| x == driver)))
+        .find(|(k, d, _)| {
+            *k == key && (*d == "*" || d.split(' ').any(|x| x == driver || x == both))
+        })
         .map(|e| e.2)
         .or_else(|| {
             KNOWN_GAPS
@@ -514,7 +518,7 @@ fn walk_with(kind: &str, driver: &str, snn: bool, snn_actors: bool) -> Vec<Strin
             }
         }
         let ok = shows || all_refused;
-        match (ok, listed(&key, label)) {
+        match (ok, listed(&key, kind, label)) {
             (true, Some(why)) => {
                 problems.push(format!(
                     "{kind}/{driver}: `{key}` is listed as invisible ({why}) but now shows or is refused: remove it from the list"

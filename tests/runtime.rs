@@ -1051,6 +1051,131 @@ fn a_panicking_shard_ends_the_run_at_once() {
 }
 
 #[test]
+fn a_chain_of_batches_in_one_run_equals_one_run_per_batch_bit_for_bit() {
+    // `pcsim run` hands the actors up to `CHAIN` batches per run when the
+    // timing is exact; each batch must still see every update of the one
+    // before it, so weights and each batch's loss equal one run per batch.
+    // (Not wall `groups`: its slices' partial feedback is summed in arrival
+    // order, so two such runs agree to rounding only, chained or not.)
+    let configs = [
+        "driver = \"virtual\"",
+        "driver = \"virtual\"\ngranularity = \"nodes\"\ngroups = 2",
+        "driver = \"virtual\"\nshards = 2",
+        "driver = \"wall\"\nworkers = 2",
+        "driver = \"wall\"\nworkers = 2\nshards = 2",
+    ];
+    for runtime in configs {
+        let mut s = scenario("il", runtime);
+        s.training.momentum = 0.9;
+        let data = batches(&s, 6);
+        let views: Vec<_> = data.iter().map(|(x, y)| (x.view(), y.view())).collect();
+        let one_by_one = {
+            let mut mlp = build_network::<f64>(&s);
+            let mut t = build_trainer::<f64>(&s, &mlp).expect("trainer");
+            let losses: Vec<f64> = views
+                .iter()
+                .map(|&(x, y)| t.train_batch(&mut mlp, x, y, false))
+                .collect();
+            assert!(t.take_error().is_none(), "{runtime}");
+            (mlp, losses)
+        };
+        let chained = {
+            let mut mlp = build_network::<f64>(&s);
+            let mut t = build_trainer::<f64>(&s, &mlp).expect("trainer");
+            assert_eq!(t.chain_len(), pcsim::runtime::trainer::CHAIN, "{runtime}");
+            let losses = t.train_chain(&mut mlp, &views);
+            assert!(t.take_error().is_none(), "{runtime}");
+            let runs = t.runtime_stats().expect("ran")["runs"].as_u64();
+            assert_eq!(runs, Some(1), "{runtime}: the six batches ran as one chain");
+            (mlp, losses)
+        };
+        assert_eq!(chained.1.len(), 6);
+        for (a, b) in chained.1.iter().zip(&one_by_one.1) {
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "{runtime}: a batch's loss differs"
+            );
+        }
+        for (a, b) in chained.0.w.iter().zip(&one_by_one.0.w) {
+            assert_eq!(a, b, "{runtime}: chained weights differ");
+        }
+    }
+    // Timing that could reorder work across batches or draws per run: one
+    // batch per run.
+    for runtime in [
+        "driver = \"virtual\"\ndelay_up = { kind = \"exponential\", mean = 1.0 }",
+        "driver = \"virtual\"\nschedule = \"clocked\"",
+        "driver = \"virtual\"\nduplication = 0.1",
+        "driver = \"virtual\"\ncompute = { kind = \"fixed\", mean = 1.0 }",
+    ] {
+        let s = scenario("il", runtime);
+        let mlp = build_network::<f64>(&s);
+        let t = build_trainer::<f64>(&s, &mlp).expect("trainer");
+        assert_eq!(t.chain_len(), 1, "{runtime}");
+    }
+}
+
+#[test]
+fn a_chained_pcsim_run_writes_the_lockstep_metrics() {
+    // Chains end at every evaluation point, before every batch the
+    // equivalence probe compares, and at each epoch: the actors' run then
+    // writes lockstep's losses, accuracies and equivalence rows, bit for bit.
+    let run = |runtime: &str| {
+        let mut s = scenario("il", runtime);
+        s.training.epochs = 2;
+        s.training.momentum = 0.9;
+        s.output.eval_every = 5;
+        s.output.equivalence_every = 4;
+        s.output.plots = false;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("run");
+        experiment::run(
+            &s,
+            &RunOptions {
+                out_dir: out.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("run");
+        let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap_or_default();
+        let metrics = read("metrics.csv");
+        let mut lines = metrics.lines();
+        let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+        let keep = ["epoch", "step", "train_loss", "test_loss", "test_accuracy"];
+        let cols: Vec<usize> = keep
+            .iter()
+            .map(|k| header.iter().position(|h| h == k).expect("column"))
+            .collect();
+        let rows: Vec<Vec<String>> = lines
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                cols.iter().map(|&c| f[c].to_string()).collect()
+            })
+            .collect();
+        let runs = serde_json::from_str::<serde_json::Value>(&read("runtime_stats.json"))
+            .ok()
+            .and_then(|v| v["runs"].as_u64());
+        (rows, read("equivalence.csv"), runs)
+    };
+    let lockstep = run("driver = \"lockstep\"");
+    let steps: Vec<&str> = lockstep.0.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(steps, ["5", "10", "12"], "evaluation points");
+    for runtime in [
+        "driver = \"virtual\"",
+        "driver = \"wall\"\nworkers = 2\nshards = 2",
+    ] {
+        let actors = run(runtime);
+        assert_eq!(actors.0, lockstep.0, "{runtime}: metrics differ");
+        assert!(!actors.1.is_empty());
+        assert_eq!(actors.1, lockstep.1, "{runtime}: equivalence rows differ");
+        // 6 batches per epoch; compared steps 0, 4, 8 alone; evaluations
+        // after steps 5 and 10: [0] [1 2 3] [4] [5] | [6 7] [8] [9] [10 11].
+        assert_eq!(actors.2, Some(8), "{runtime}: runs of the network");
+    }
+}
+
+#[test]
 fn with_pipeline_1_a_batch_enters_a_layer_after_the_last_one_updated_it() {
     // Several batches in one run (the API's `train_batches`) under random
     // delays: layer 2 finishes a batch, and the input sends the next, while

@@ -24,6 +24,29 @@ pub trait Trainer<T: Real> {
         keep_updates: bool,
     ) -> f64;
 
+    /// How many consecutive batches `train_chain` takes at once (1: one at
+    /// a time). A trainer says more when a chain costs less than its
+    /// batches one by one and computes the same bits.
+    fn chain_len(&self) -> usize {
+        1
+    }
+
+    /// Trains on consecutive batches, each after the update of the one
+    /// before, exactly as many `train_batch` calls would (without kept
+    /// updates); returns each batch's summed loss, measured before its
+    /// update. After an error (`take_error`) the remaining losses are NaN.
+    fn train_chain(
+        &mut self,
+        mlp: &mut Mlp<T>,
+        batches: &[(ArrayView2<T>, ArrayView2<T>)],
+    ) -> Vec<f64> {
+        let mut losses = Vec::with_capacity(batches.len());
+        for &(x, y) in batches {
+            losses.push(self.train_batch(mlp, x, y, false));
+        }
+        losses
+    }
+
     /// Sets α (the driver decays it between epochs).
     fn set_learning_rate(&mut self, learning_rate: f64);
 

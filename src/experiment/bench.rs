@@ -307,15 +307,32 @@ fn train_epoch(
     batches: &[Vec<usize>],
     fraction: f64,
 ) -> Result<f64> {
-    let mut bx = Array2::<f32>::zeros((BATCH, 784));
-    let mut by = Array2::<f32>::zeros((BATCH, 10));
+    // As `pcsim run` trains: in chains when the trainer takes them.
+    let chain = trainer.chain_len().max(1);
+    let mut bx = vec![Array2::<f32>::zeros((BATCH, 784)); chain];
+    let mut by = vec![Array2::<f32>::zeros((BATCH, 10)); chain];
     let start = Instant::now();
-    for chunk in batches {
-        let k = chunk.len();
-        gather_rows(data.x.view(), chunk, bx.view_mut());
-        gather_rows(data.y.view(), chunk, by.view_mut());
-        let x = bx.slice(s![..k, ..]);
-        trainer.train_batch(mlp, x, by.slice(s![..k, ..]), false);
+    for group in batches.chunks(chain) {
+        for ((rows, x), y) in group.iter().zip(&mut bx).zip(&mut by) {
+            gather_rows(data.x.view(), rows, x.view_mut());
+            gather_rows(data.y.view(), rows, y.view_mut());
+        }
+        if let [rows] = group {
+            let k = rows.len();
+            trainer.train_batch(
+                mlp,
+                bx[0].slice(s![..k, ..]),
+                by[0].slice(s![..k, ..]),
+                false,
+            );
+        } else {
+            let views: Vec<_> = group
+                .iter()
+                .zip(bx.iter().zip(&by))
+                .map(|(r, (x, y))| (x.slice(s![..r.len(), ..]), y.slice(s![..r.len(), ..])))
+                .collect();
+            trainer.train_chain(mlp, &views);
+        }
         if let Some(e) = trainer.take_error() {
             return Err(e);
         }

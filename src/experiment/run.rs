@@ -157,8 +157,10 @@ struct Run<'a, T: Real> {
     train_y: Array2<T>,
     test_x: Array2<T>,
     test_y: Array2<T>,
-    batch_x: Array2<T>,
-    batch_y: Array2<T>,
+    /// Batch buffers: the first for one batch at a time, as many as the
+    /// trainer's `chain_len` for a chain.
+    batch_x: Vec<Array2<T>>,
+    batch_y: Vec<Array2<T>>,
     order: Vec<usize>,
     shuffle_rng: ChaCha8Rng,
     mlp: Mlp<T>,
@@ -259,8 +261,8 @@ impl<'a, T: Real> Run<'a, T> {
             rec,
             test_set: &split.test,
             started,
-            batch_x: Array2::zeros((batch, train_x.ncols())),
-            batch_y: Array2::zeros((batch, train_y.ncols())),
+            batch_x: vec![Array2::zeros((batch, train_x.ncols()))],
+            batch_y: vec![Array2::zeros((batch, train_y.ncols()))],
             order: (0..train_x.nrows()).collect(),
             shuffle_rng: ChaCha8Rng::seed_from_u64(s.shuffle_seed()),
             train_x,
@@ -310,16 +312,28 @@ impl<'a, T: Real> Run<'a, T> {
         self.order.shuffle(&mut self.shuffle_rng);
         let epoch_start = Instant::now();
         let mut eval_time = 0.0;
-        let (n, batch) = (self.order.len(), self.batch_x.nrows());
+        let (n, batch) = (self.order.len(), self.batch_x[0].nrows());
         let every = self.s.output.eval_every;
-        for (k, start) in (0..n).step_by(batch).enumerate() {
+        let ranges: Vec<Range<usize>> = (0..n)
+            .step_by(batch)
+            .map(|start| start..(start + batch).min(n))
+            .collect();
+        let mut k = 0;
+        while k < ranges.len() {
             if let Some(signal) = interrupt::requested() {
                 self.train_seconds += epoch_start.elapsed().as_secs_f64() - eval_time;
                 return Ok(Some(Status::Interrupted(signal)));
             }
-            if let Some(status) = self.step(epoch, k + 1, start..(start + batch).min(n))? {
+            let m = self.chain_at(ranges.len() - k);
+            let stopped = if m > 1 {
+                self.chain(epoch, k + 1, &ranges[k..k + m])?
+            } else {
+                self.step(epoch, k + 1, ranges[k].clone())?
+            };
+            if let Some(status) = stopped {
                 return Ok(Some(status));
             }
+            k += m;
             if every > 0 && self.step.is_multiple_of(every) {
                 let t0 = Instant::now();
                 self.evaluate(epoch)?;
@@ -354,6 +368,94 @@ impl<'a, T: Real> Run<'a, T> {
         Ok(None)
     }
 
+    /// Whether step `step` (0-based) compares its update with BP's.
+    fn compares(&self, step: usize) -> bool {
+        self.equivalence
+            .as_ref()
+            .is_some_and(|_| step.is_multiple_of(self.s.output.equivalence_every))
+    }
+
+    /// How many of the next `left` batches train as one chain: up to the
+    /// trainer's `chain_len`, each at the current α, none kept for the
+    /// equivalence probe or the `.npy` export, and ending at an evaluation
+    /// point — what one batch at a time would see.
+    fn chain_at(&self, left: usize) -> usize {
+        let most = self.trainer.chain_len().min(left);
+        let every = self.s.output.eval_every;
+        let lr = self.schedule.lr(self.step).to_bits();
+        let mut m = 0;
+        while m < most {
+            let step = self.step + m;
+            let alone = self.compares(step) || (self.opts.export_npy.is_some() && step == 0);
+            if alone || self.schedule.lr(step).to_bits() != lr {
+                break;
+            }
+            m += 1;
+            if every > 0 && (step + 1).is_multiple_of(every) {
+                break;
+            }
+        }
+        m.max(1)
+    }
+
+    /// Batches `k`, `k + 1`, … of `epoch` (the samples `order[range]` of
+    /// each) trained as one chain (`Trainer::train_chain`); per batch the
+    /// same bookkeeping as `step`.
+    fn chain(&mut self, epoch: usize, k: usize, ranges: &[Range<usize>]) -> Result<Option<Status>> {
+        let lr = self.schedule.lr(self.step);
+        if lr.to_bits() != self.lr.to_bits() {
+            self.lr = lr;
+            self.trainer.set_learning_rate(lr);
+        }
+        while self.batch_x.len() < ranges.len() {
+            self.batch_x.push(self.batch_x[0].clone());
+            self.batch_y.push(self.batch_y[0].clone());
+        }
+        for (j, range) in ranges.iter().enumerate() {
+            let chunk = &self.order[range.clone()];
+            gather_rows(self.train_x.view(), chunk, self.batch_x[j].view_mut());
+            gather_rows(self.train_y.view(), chunk, self.batch_y[j].view_mut());
+            injected_fault(&self.opts.out_dir);
+        }
+        let views: Vec<_> = ranges
+            .iter()
+            .zip(self.batch_x.iter().zip(&self.batch_y))
+            .map(|(r, (x, y))| (x.slice(s![..r.len(), ..]), y.slice(s![..r.len(), ..])))
+            .collect();
+        let losses = self.trainer.train_chain(&mut self.mlp, &views);
+        drop(views);
+        if let (Some(w), Some(st)) = (&mut self.relax, self.trainer.take_relaxation_stats()) {
+            w.since_eval.add(&st);
+            w.epoch.add(&st);
+            w.total.add(&st);
+        }
+        if let Some(e) = self.trainer.take_error() {
+            let last = k + ranges.len() - 1;
+            return Ok(Some(Status::Failed(format!(
+                "{:#}",
+                e.context(format!(
+                    "the actor network failed at epoch {epoch}, in steps {}–{} (batches {k}–{last}, trained in one run)",
+                    self.step + 1,
+                    self.step + ranges.len()
+                ))
+            ))));
+        }
+        for (j, (range, &loss)) in ranges.iter().zip(&losses).enumerate() {
+            self.step += 1;
+            self.bar.inc(1);
+            let last = j + 1 == ranges.len();
+            // A batch's loss is measured before its update: parameters made
+            // infinite by a batch inside the chain show in the next loss.
+            let params_finite = || self.mlp.b.iter().all(|b| b.iter().all(|v| v.is_finite()));
+            if !loss.is_finite() || (last && !params_finite()) {
+                return Ok(Some(self.diverged(epoch, Some((k + j, loss)))));
+            }
+            self.loss_sum += loss;
+            self.loss_count += range.len();
+        }
+        Ok(None)
+    }
+
     /// Training step on the samples `order[range]` (batch `k` of `epoch`).
     fn step(&mut self, epoch: usize, k: usize, range: Range<usize>) -> Result<Option<Status>> {
         let rows = range.len();
@@ -363,14 +465,11 @@ impl<'a, T: Real> Run<'a, T> {
             self.trainer.set_learning_rate(lr);
         }
         let chunk = &self.order[range];
-        gather_rows(self.train_x.view(), chunk, self.batch_x.view_mut());
-        gather_rows(self.train_y.view(), chunk, self.batch_y.view_mut());
-        let bx = self.batch_x.slice(s![..rows, ..]);
-        let by = self.batch_y.slice(s![..rows, ..]);
-        let compare = self
-            .equivalence
-            .as_ref()
-            .is_some_and(|_| self.step.is_multiple_of(self.s.output.equivalence_every));
+        gather_rows(self.train_x.view(), chunk, self.batch_x[0].view_mut());
+        gather_rows(self.train_y.view(), chunk, self.batch_y[0].view_mut());
+        let bx = self.batch_x[0].slice(s![..rows, ..]);
+        let by = self.batch_y[0].slice(s![..rows, ..]);
+        let compare = self.compares(self.step);
         let export_dir = self.opts.export_npy.as_deref().filter(|_| self.step == 0);
         if let Some(probe) = self.equivalence.as_mut().filter(|_| compare) {
             // The rule hands the optimizer its update at α (SGD) or at 1

@@ -119,6 +119,7 @@ impl Stats {
             "time_unit": time_unit,
             "elapsed": self.elapsed,
             "samples": self.samples,
+            "runs": self.runs,
             "time_per_sample": if self.samples > 0 { self.elapsed / self.samples as f64 } else { f64::NAN },
             "messages": self.messages(),
             "messages_per_sample": if self.samples > 0 { self.messages() as f64 / self.samples as f64 } else { f64::NAN },

@@ -16,6 +16,9 @@ use crate::algo::pc::Il;
 use crate::nn::{Mlp, Real, Updates};
 use ndarray::{Array2, ArrayView2};
 
+/// Most batches `train_chain` runs in one run of the network.
+pub const CHAIN: usize = 16;
+
 pub struct AsyncTrainer<T: Real> {
     pub config: RuntimeConfig,
     pub settings: PcSettings,
@@ -69,17 +72,18 @@ impl<T: Real> AsyncTrainer<T> {
         keep_updates: bool,
     ) -> Result<f64, RuntimeError> {
         let views: Vec<_> = batches.iter().map(|(x, y)| (x.view(), y.view())).collect();
-        self.train_views(mlp, &views, keep_updates)
+        Ok(self.train_views(mlp, &views, keep_updates)?.iter().sum())
     }
 
-    /// `train_batches` on borrowed batches: each shard's rows are copied
-    /// once, straight into the message that presents them.
+    /// `train_batches` on borrowed batches, with each batch's loss: each
+    /// shard's rows are copied once, straight into the message that
+    /// presents them.
     fn train_views(
         &mut self,
         mlp: &mut Mlp<T>,
         batches: &[(ArrayView2<T>, ArrayView2<T>)],
         keep_updates: bool,
-    ) -> Result<f64, RuntimeError> {
+    ) -> Result<Vec<f64>, RuntimeError> {
         self.prepare(mlp)?;
         let net = self.network.as_mut().expect("built");
         net.load_weights(mlp);
@@ -97,7 +101,31 @@ impl<T: Real> AsyncTrainer<T> {
             let upd = self.updates.get_or_insert_with(|| Updates::zeros_like(mlp));
             net.updates_into(upd);
         }
-        Ok(net.take_loss())
+        let losses = net.take_losses();
+        if losses.len() != batches.len() {
+            // Predictions that do not line up with the batches: no loss to trust.
+            return Ok(vec![f64::NAN; batches.len()]);
+        }
+        Ok(losses)
+    }
+
+    /// Whether chaining batches in one run computes what one run per batch
+    /// does, bit for bit: the event schedule relaxes each sample on its
+    /// messages alone, so only timing that could reorder work across the
+    /// batches (delays, compute times, drift, faults, batches in flight) or
+    /// change with a run's random streams rules it out.
+    fn chain_is_exact(&self) -> bool {
+        let r = &self.config;
+        self.settings.schedule == super::config::Schedule::Event
+            && r.pipeline == 1
+            && r.delay_up.is_zero()
+            && r.delay_down.is_zero()
+            && r.compute.is_zero()
+            && r.actor_compute.values().all(|d| d.is_zero())
+            && r.drift == 0.0
+            && r.jitter == 0.0
+            && r.loss == 0.0
+            && r.duplication == 0.0
     }
 
     /// Builds the actor network for `mlp` now, so the first batch does not
@@ -131,10 +159,35 @@ impl<T: Real> Trainer<T> for AsyncTrainer<T> {
             return f64::NAN;
         }
         match self.train_views(mlp, &[(x, y)], keep_updates) {
-            Ok(loss) => loss,
+            Ok(losses) => losses.iter().sum(),
             Err(e) => {
                 self.error = Some(e);
                 f64::NAN
+            }
+        }
+    }
+
+    /// Up to `CHAIN` batches in one run when that is exact: the weights are
+    /// loaded and stored, and the driver set up, once per chain instead of
+    /// once per batch (on the wall driver the cores otherwise idle while
+    /// the harness works between batches).
+    fn chain_len(&self) -> usize {
+        if self.chain_is_exact() { CHAIN } else { 1 }
+    }
+
+    fn train_chain(
+        &mut self,
+        mlp: &mut Mlp<T>,
+        batches: &[(ArrayView2<T>, ArrayView2<T>)],
+    ) -> Vec<f64> {
+        if self.error.is_some() {
+            return vec![f64::NAN; batches.len()];
+        }
+        match self.train_views(mlp, batches, false) {
+            Ok(losses) => losses,
+            Err(e) => {
+                self.error = Some(e);
+                vec![f64::NAN; batches.len()]
             }
         }
     }

@@ -288,44 +288,43 @@ impl<T: Real> PcNetwork<T> {
         self.shard_rows.iter_mut().for_each(|r| *r = 0);
     }
 
-    /// Summed loss of the feedforward predictions since the last call (of
-    /// each batch as a whole: the shards' rows joined in order).
-    pub fn take_loss(&mut self) -> f64 {
+    /// The summed loss of each sample's feedforward prediction since the
+    /// last call, in sample order (each batch as a whole: the shards' rows
+    /// joined in order). A sample whose rows do not line up across the
+    /// shards reads NaN.
+    pub fn take_losses(&mut self) -> Vec<f64> {
         let mut per_shard: Vec<Vec<super::layer::Prediction<T>>> = Vec::new();
         for &o in &self.outputs {
             match &mut self.driver.actors_mut()[o] {
                 PcActor::Layer(a) => per_shard.push(std::mem::take(&mut a.predictions)),
-                _ => return f64::NAN,
+                _ => return vec![f64::NAN],
             }
         }
         let Some((first, rest)) = per_shard.split_first() else {
-            return f64::NAN;
+            return vec![f64::NAN];
         };
-        let mut total = 0.0;
-        for (i, (s, u, y)) in first.iter().enumerate() {
-            if rest.is_empty() {
-                total += self.loss.loss(u.view(), y.view()).f64();
-                continue;
-            }
+        let joined = |i: usize, s: u64, u: &Array2<T>, y: &Array2<T>| -> Option<f64> {
             let (mut us, mut ys) = (vec![u.view()], vec![y.view()]);
             for other in rest {
-                match other.get(i) {
-                    Some((t, u, y)) if t == s => {
-                        us.push(u.view());
-                        ys.push(y.view());
-                    }
-                    _ => return f64::NAN,
+                let (_, u, y) = other.get(i).filter(|p| p.0 == s)?;
+                us.push(u.view());
+                ys.push(y.view());
+            }
+            let u = ndarray::concatenate(ndarray::Axis(0), &us).ok()?;
+            let y = ndarray::concatenate(ndarray::Axis(0), &ys).ok()?;
+            Some(self.loss.loss(u.view(), y.view()).f64())
+        };
+        first
+            .iter()
+            .enumerate()
+            .map(|(i, (s, u, y))| {
+                if rest.is_empty() {
+                    self.loss.loss(u.view(), y.view()).f64()
+                } else {
+                    joined(i, *s, u, y).unwrap_or(f64::NAN)
                 }
-            }
-            match (
-                ndarray::concatenate(ndarray::Axis(0), &us),
-                ndarray::concatenate(ndarray::Axis(0), &ys),
-            ) {
-                (Ok(u), Ok(y)) => total += self.loss.loss(u.view(), y.view()).f64(),
-                _ => return f64::NAN,
-            }
-        }
-        total
+            })
+            .collect()
     }
 
     /// The layer actors of the first shard: every shard holds the same
@@ -555,7 +554,7 @@ mod tests {
                 assert_eq!(net.shard_rows, rows, "each shard got its share");
                 net.run().unwrap();
                 net.store_weights(&mut trained);
-                loss.push(net.take_loss());
+                loss.push(net.take_losses().iter().sum::<f64>());
             }
             (trained, loss)
         };
