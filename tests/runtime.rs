@@ -189,6 +189,15 @@ fn clock_triggered_zil_under_jitter_is_not_exact() {
     );
 }
 
+/// `pcsim run` of `s` into `out`.
+fn run_into(s: &Scenario, out: &Path) {
+    let opts = RunOptions {
+        out_dir: out.to_path_buf(),
+        ..Default::default()
+    };
+    experiment::run(s, &opts).expect("run");
+}
+
 #[test]
 fn two_virtual_runs_write_byte_identical_files() {
     let mut s = scenario(
@@ -201,14 +210,7 @@ fn two_virtual_runs_write_byte_identical_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = |name: &str| {
         let out = dir.path().join(name);
-        experiment::run(
-            &s,
-            &RunOptions {
-                out_dir: out.clone(),
-                ..Default::default()
-            },
-        )
-        .expect("run");
+        run_into(&s, &out);
         out
     };
     let (a, b) = (run("a"), run("b"));
@@ -1130,14 +1132,7 @@ fn a_chained_pcsim_run_writes_the_lockstep_metrics() {
         s.output.plots = false;
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("run");
-        experiment::run(
-            &s,
-            &RunOptions {
-                out_dir: out.clone(),
-                ..Default::default()
-            },
-        )
-        .expect("run");
+        run_into(&s, &out);
         let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap_or_default();
         let metrics = read("metrics.csv");
         let mut lines = metrics.lines();
