@@ -18,8 +18,9 @@
 //! order with FMA, and FMA is symmetric in its factors), so the bits are
 //! those of the direct product.
 
+use super::balance::RowBalance;
 use super::optim::{NetworkState, Optimizer};
-use super::{Trainer, bounds, for_each_part, parts_for, split_units};
+use super::{Trainer, for_each_part, parts_for, split_units};
 use crate::nn::kernels::{
     Accum, column_sums, matmul, rank_update, sparse_matmul, sparse_rank_update, transpose_into,
 };
@@ -27,6 +28,7 @@ use crate::nn::sparse::{SPARSE_DENSITY, SparseRows, density};
 use crate::nn::team::row_blocks_mut;
 use crate::nn::{Mlp, Real, Updates};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, s};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Backprop with its preallocated buffers.
 pub struct Backprop<T: Real> {
@@ -44,6 +46,10 @@ pub struct Backprop<T: Real> {
     /// The sparse input of each row block of phase A, and the blocks.
     sparse: Vec<SparseRows<T>>,
     cuts: Vec<usize>,
+    /// Where the next batch is cut between the threads: by each row
+    /// block's measured speed, as lockstep PC cuts its blocks (no number
+    /// depends on the cut).
+    balance: RowBalance,
     updates: Option<Updates<T>>,
     kept: bool,
 }
@@ -182,6 +188,7 @@ impl<T: Real> Backprop<T> {
             scratch: Vec::new(),
             sparse: Vec::new(),
             cuts: Vec::new(),
+            balance: RowBalance::default(),
             updates: None,
             kept: false,
         }
@@ -225,7 +232,9 @@ impl<T: Real> Backprop<T> {
         self.ensure_capacity(n);
         let use_sparse = density(x) < SPARSE_DENSITY;
         let parts = parts_for(n);
-        let cuts = bounds(n, parts);
+        // The cut is chosen once a batch, from the blocks' times in the last.
+        self.balance.rebalance();
+        let cuts = self.balance.cuts(n, parts);
         self.cuts.clone_from(&cuts);
         if self.sparse.len() < parts {
             self.sparse.resize_with(parts, SparseRows::new);
@@ -256,7 +265,20 @@ impl<T: Real> Backprop<T> {
                 scratch,
             })
             .collect();
-        for_each_part(shards, |mut shard| forward_backward(mlp, x, y, &mut shard));
+        let busy: Vec<AtomicU64> = (0..parts).map(|_| AtomicU64::new(0)).collect();
+        for_each_part(
+            shards.into_iter().enumerate().collect(),
+            |(j, mut shard)| {
+                let began = std::time::Instant::now();
+                forward_backward(mlp, x, y, &mut shard);
+                let nanos = began.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+                busy[j].store(nanos, Ordering::Relaxed);
+            },
+        );
+        for (j, (c, b)) in cuts.windows(2).zip(busy).enumerate() {
+            self.balance
+                .record(j, c[1] - c[0], b.into_inner() as f64 * 1e-9);
+        }
         let last = mlp.w.len() - 1;
         let loss = mlp.output.loss(self.a[last].slice(s![..n, ..]), y).f64();
         (loss, use_sparse)
@@ -351,6 +373,49 @@ impl<T: Real> Trainer<T> for Backprop<T> {
             self.updates.as_ref()
         } else {
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_cut_of_the_batch_gives_the_same_bits() {
+        // The row blocks follow the threads' measured speed; that is only
+        // allowed because no number depends on where the batch is cut
+        // (sparse input, momentum).
+        let (mlp, batches) = crate::algo::balance::uneven_cut_fixture(32);
+        let train = |shares: &[f64]| {
+            let _threads = crate::nn::linalg::threads_for_test(shares.len());
+            let mut bp = Backprop::new(&mlp, 0.1, 0.9, 32);
+            let mut trained = mlp.clone();
+            let mut losses = Vec::new();
+            let mut cuts = Vec::new();
+            for (x, y) in &batches {
+                bp.balance.set_shares(shares);
+                losses.push(bp.train_batch(&mut trained, x.view(), y.view(), false));
+                cuts.push(bp.cuts.clone());
+            }
+            crate::nn::linalg::set_threads(1);
+            (trained, losses, cuts)
+        };
+        let (even, even_losses, even_cuts) = train(&[0.5, 0.5]);
+        assert_eq!(even_cuts[0], [0, 16, 32]);
+        assert_ne!(even.w, mlp.w, "trained");
+        for (shares, cut) in [
+            (vec![0.75, 0.25], vec![0, 24, 32]),
+            (vec![0.25, 0.75], vec![0, 8, 32]),
+            (vec![0.5, 0.25, 0.25], vec![0, 16, 24, 32]),
+            // A block left without rows (a small batch, a slow core).
+            (vec![0.05, 0.95], vec![0, 0, 32]),
+        ] {
+            let (got, losses, cuts) = train(&shares);
+            assert!(cuts.iter().all(|c| *c == cut), "{shares:?}: {cuts:?}");
+            assert_eq!(got.w, even.w, "{shares:?}");
+            assert_eq!(got.b, even.b, "{shares:?}");
+            assert_eq!(losses, even_losses, "{shares:?}");
         }
     }
 }
