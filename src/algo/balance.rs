@@ -154,6 +154,44 @@ pub(crate) fn uneven_cut_fixture(rows: usize) -> (crate::nn::Mlp<f32>, Vec<TestB
     (mlp, batches)
 }
 
+/// What an uneven-cut test's training gives: the trained network, each
+/// batch's loss and each batch's cut.
+#[cfg(test)]
+pub(crate) type CutRun = (crate::nn::Mlp<f32>, Vec<f64>, Vec<Vec<usize>>);
+
+/// Runs `train` (the fixture's batches of 32 rows, from `mlp`, with the
+/// row shares given, one part per thread) for an even cut and for uneven
+/// ones, including a part left without rows; asserts each batch was cut as
+/// asked and every cut gives the even cut's weights, biases and losses.
+#[cfg(test)]
+pub(crate) fn assert_any_cut_gives_the_same_bits(
+    mlp: &crate::nn::Mlp<f32>,
+    train: impl Fn(&[f64]) -> CutRun,
+) {
+    let run = |shares: &[f64]| {
+        let _threads = crate::nn::linalg::threads_for_test(shares.len());
+        let got = train(shares);
+        crate::nn::linalg::set_threads(1);
+        got
+    };
+    let (even, even_losses, even_cuts) = run(&[0.5, 0.5]);
+    assert_eq!(even_cuts[0], [0, 16, 32]);
+    assert_ne!(even.w, mlp.w, "trained");
+    for (shares, cut) in [
+        (vec![0.75, 0.25], vec![0, 24, 32]),
+        (vec![0.25, 0.75], vec![0, 8, 32]),
+        (vec![0.5, 0.25, 0.25], vec![0, 16, 24, 32]),
+        // A part left without rows (a small batch, a slow core).
+        (vec![0.05, 0.95], vec![0, 0, 32]),
+    ] {
+        let (got, losses, cuts) = run(&shares);
+        assert!(cuts.iter().all(|c| *c == cut), "{shares:?}: {cuts:?}");
+        assert_eq!(got.w, even.w, "{shares:?}");
+        assert_eq!(got.b, even.b, "{shares:?}");
+        assert_eq!(losses, even_losses, "{shares:?}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
