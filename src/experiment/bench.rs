@@ -317,22 +317,13 @@ fn train_epoch(
             gather_rows(data.x.view(), rows, x.view_mut());
             gather_rows(data.y.view(), rows, y.view_mut());
         }
-        if let [rows] = group {
-            let k = rows.len();
-            trainer.train_batch(
-                mlp,
-                bx[0].slice(s![..k, ..]),
-                by[0].slice(s![..k, ..]),
-                false,
-            );
-        } else {
-            let views: Vec<_> = group
-                .iter()
-                .zip(bx.iter().zip(&by))
-                .map(|(r, (x, y))| (x.slice(s![..r.len(), ..]), y.slice(s![..r.len(), ..])))
-                .collect();
-            trainer.train_chain(mlp, &views);
-        }
+        let views: Vec<_> = group
+            .iter()
+            .zip(bx.iter().zip(&by))
+            .map(|(r, (x, y))| (x.slice(s![..r.len(), ..]), y.slice(s![..r.len(), ..])))
+            .collect();
+        // A chain of one batch trains as `train_batch` would.
+        trainer.train_chain(mlp, &views);
         if let Some(e) = trainer.take_error() {
             return Err(e);
         }

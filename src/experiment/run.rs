@@ -402,19 +402,13 @@ impl<'a, T: Real> Run<'a, T> {
     /// each) trained as one chain (`Trainer::train_chain`); per batch the
     /// same bookkeeping as `step`.
     fn chain(&mut self, epoch: usize, k: usize, ranges: &[Range<usize>]) -> Result<Option<Status>> {
-        let lr = self.schedule.lr(self.step);
-        if lr.to_bits() != self.lr.to_bits() {
-            self.lr = lr;
-            self.trainer.set_learning_rate(lr);
-        }
+        self.follow_schedule();
         while self.batch_x.len() < ranges.len() {
             self.batch_x.push(self.batch_x[0].clone());
             self.batch_y.push(self.batch_y[0].clone());
         }
         for (j, range) in ranges.iter().enumerate() {
-            let chunk = &self.order[range.clone()];
-            gather_rows(self.train_x.view(), chunk, self.batch_x[j].view_mut());
-            gather_rows(self.train_y.view(), chunk, self.batch_y[j].view_mut());
+            self.gather(j, range.clone());
             injected_fault(&self.opts.out_dir);
         }
         let views: Vec<_> = ranges
@@ -424,11 +418,7 @@ impl<'a, T: Real> Run<'a, T> {
             .collect();
         let losses = self.trainer.train_chain(&mut self.mlp, &views);
         drop(views);
-        if let (Some(w), Some(st)) = (&mut self.relax, self.trainer.take_relaxation_stats()) {
-            w.since_eval.add(&st);
-            w.epoch.add(&st);
-            w.total.add(&st);
-        }
+        self.add_relaxation_stats();
         if let Some(e) = self.trainer.take_error() {
             let last = k + ranges.len() - 1;
             return Ok(Some(Status::Failed(format!(
@@ -446,8 +436,7 @@ impl<'a, T: Real> Run<'a, T> {
             let last = j + 1 == ranges.len();
             // A batch's loss is measured before its update: parameters made
             // infinite by a batch inside the chain show in the next loss.
-            let params_finite = || self.mlp.b.iter().all(|b| b.iter().all(|v| v.is_finite()));
-            if !loss.is_finite() || (last && !params_finite()) {
+            if !loss.is_finite() || (last && !self.biases_finite()) {
                 return Ok(Some(self.diverged(epoch, Some((k + j, loss)))));
             }
             self.loss_sum += loss;
@@ -459,14 +448,8 @@ impl<'a, T: Real> Run<'a, T> {
     /// Training step on the samples `order[range]` (batch `k` of `epoch`).
     fn step(&mut self, epoch: usize, k: usize, range: Range<usize>) -> Result<Option<Status>> {
         let rows = range.len();
-        let lr = self.schedule.lr(self.step);
-        if lr.to_bits() != self.lr.to_bits() {
-            self.lr = lr;
-            self.trainer.set_learning_rate(lr);
-        }
-        let chunk = &self.order[range];
-        gather_rows(self.train_x.view(), chunk, self.batch_x[0].view_mut());
-        gather_rows(self.train_y.view(), chunk, self.batch_y[0].view_mut());
+        self.follow_schedule();
+        self.gather(0, range);
         let bx = self.batch_x[0].slice(s![..rows, ..]);
         let by = self.batch_y[0].slice(s![..rows, ..]);
         let compare = self.compares(self.step);
@@ -485,11 +468,7 @@ impl<'a, T: Real> Run<'a, T> {
         let loss = self
             .trainer
             .train_batch(&mut self.mlp, bx, by, compare || export_dir.is_some());
-        if let (Some(w), Some(st)) = (&mut self.relax, self.trainer.take_relaxation_stats()) {
-            w.since_eval.add(&st);
-            w.epoch.add(&st);
-            w.total.add(&st);
-        }
+        self.add_relaxation_stats();
         if let Some(e) = self.trainer.take_error() {
             return Ok(Some(Status::Failed(format!(
                 "{:#}",
@@ -511,15 +490,44 @@ impl<'a, T: Real> Run<'a, T> {
         }
         self.step += 1;
         self.bar.inc(1);
-        // The biases move with the weights (same errors) and are cheap to
-        // scan, so a step that made the parameters infinite is caught even
-        // when the loss, computed before the update, is still finite.
-        if !loss.is_finite() || !self.mlp.b.iter().all(|b| b.iter().all(|v| v.is_finite())) {
+        if !loss.is_finite() || !self.biases_finite() {
             return Ok(Some(self.diverged(epoch, Some((k, loss)))));
         }
         self.loss_sum += loss;
         self.loss_count += rows;
         Ok(None)
+    }
+
+    /// Tells the trainer α when the schedule changed it for this step.
+    fn follow_schedule(&mut self) {
+        let lr = self.schedule.lr(self.step);
+        if lr.to_bits() != self.lr.to_bits() {
+            self.lr = lr;
+            self.trainer.set_learning_rate(lr);
+        }
+    }
+
+    /// The samples `order[range]` into batch buffer `j`.
+    fn gather(&mut self, j: usize, range: Range<usize>) {
+        let chunk = &self.order[range];
+        gather_rows(self.train_x.view(), chunk, self.batch_x[j].view_mut());
+        gather_rows(self.train_y.view(), chunk, self.batch_y[j].view_mut());
+    }
+
+    /// What the trainer's energy monitor counted, into every tally.
+    fn add_relaxation_stats(&mut self) {
+        if let (Some(w), Some(st)) = (&mut self.relax, self.trainer.take_relaxation_stats()) {
+            w.since_eval.add(&st);
+            w.epoch.add(&st);
+            w.total.add(&st);
+        }
+    }
+
+    /// The biases move with the weights (same errors) and are cheap to
+    /// scan, so a step that made the parameters infinite is caught even
+    /// when the loss, computed before the update, is still finite.
+    fn biases_finite(&self) -> bool {
+        self.mlp.b.iter().all(|b| b.iter().all(|v| v.is_finite()))
     }
 
     fn record_equivalence(&mut self) -> Result<()> {
