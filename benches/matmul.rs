@@ -60,6 +60,7 @@ fn bench(c: &mut Criterion) {
                 kernels::sparse_rank_update(
                     1e-9,
                     &[(&sp, out.view())],
+                    0,
                     Accum::Add,
                     dw1.view_mut().reversed_axes(),
                 )

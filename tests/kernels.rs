@@ -154,10 +154,35 @@ fn every_level_and_every_row_split_gives_the_same_bits() {
     for got in at_every_level(|| {
         let mut c = Array2::<f32>::from_elem((50, 45), 7.0);
         let segs = [(&s1, d.slice(s![..10, ..])), (&s2, d.slice(s![10.., ..]))];
-        kernels::sparse_rank_update(0.25, &segs, Accum::Set, c.view_mut());
+        kernels::sparse_rank_update(0.25, &segs, 0, Accum::Set, c.view_mut());
         c
     }) {
         assert_eq!(got, dense, "sparse update over row blocks");
+    }
+    // A shard updates a block of W's inputs (`runtime.shards`): each entry
+    // is the same sum, whichever block computes it.
+    for got in at_every_level(|| {
+        let mut c = Array2::<f32>::from_elem((50, 45), 7.0);
+        let segs = [(&s1, d.slice(s![..10, ..])), (&s2, d.slice(s![10.., ..]))];
+        for (k0, k1) in [(0, 23), (23, 23), (23, 50)] {
+            let block = c.slice_mut(s![k0..k1, ..]);
+            kernels::sparse_rank_update(0.25, &segs, k0, Accum::Set, block);
+        }
+        c
+    }) {
+        assert_eq!(got, dense, "sparse update by blocks of inputs");
+    }
+    for got in at_every_level(|| {
+        let mut c = Array2::<f32>::from_elem((45, 50), 7.0);
+        for (k0, k1) in [(0, 17), (17, 50)] {
+            let segs = [(d.view(), a.slice(s![.., k0..k1]))];
+            kernels::rank_update(0.25, &segs, Accum::Set, c.slice_mut(s![.., k0..k1]));
+        }
+        c
+    }) {
+        let mut whole = Array2::<f32>::zeros((45, 50));
+        kernels::rank_update(0.25, &[(d.view(), a.view())], Accum::Set, whole.view_mut());
+        assert_eq!(got, whole, "dense update by blocks of inputs");
     }
 }
 

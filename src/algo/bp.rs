@@ -302,7 +302,7 @@ impl<T: Real> Backprop<T> {
                         .zip(sp.iter())
                         .map(|(c, sp)| (sp, d.slice(s![c[0]..c[1], ..])))
                         .collect();
-                    sparse_rank_update(scale, &segs, Accum::Add, w.view_mut().reversed_axes());
+                    sparse_rank_update(scale, &segs, 0, Accum::Add, w.view_mut().reversed_axes());
                 } else {
                     let input = if i == 0 {
                         x.view()

@@ -498,6 +498,8 @@ unsafe fn sparse_drive<T: Copy, V: Vector<T>, const NV: usize>(job: &SparseJob<'
 #[doc(hidden)]
 pub struct SparseUpdateJob<'a, T> {
     segs: &'a [(&'a super::sparse::SparseRows<T>, *const T, isize)],
+    /// The sparse inputs' column that row 0 of `c` updates.
+    k0: usize,
     k: usize,
     n: usize,
     c: *mut T,
@@ -530,13 +532,13 @@ unsafe fn sparse_update_chunk<T: Copy, V: Vector<T>, const NV: usize, const FULL
             let active = job
                 .segs
                 .iter()
-                .any(|(sp, _, _)| !sp.col_slices(k).0.is_empty());
+                .any(|(sp, _, _)| !sp.col_slices(job.k0 + k).0.is_empty());
             if !active && matches!(job.out, Out::AddScaled(_)) {
                 continue;
             }
             let mut acc = [V::splat(std::mem::zeroed()); NV];
             for &(sp, b, b_rs) in job.segs {
-                let (rows, vals) = sp.col_slices(k);
+                let (rows, vals) = sp.col_slices(job.k0 + k);
                 for (&r, &x) in rows.iter().zip(vals) {
                     let x = V::splat(x);
                     let pb = b.offset(r as isize * b_rs).add(j0);
@@ -931,20 +933,23 @@ pub fn sparse_matmul<T: super::Real>(
     T::run_sparse(&job);
 }
 
-/// `ct[k, :] ← [ct[k, :] +] s · Σ_seg Σ_r x_seg[r, k] · b_seg[r, :]` with the
-/// sparse inputs `x_seg` (their rows in order): the transposed weight update
-/// `Wᵀ += s · xᵀ δ`. `ct` is `(inputs, outputs)` with contiguous rows (the
-/// column-major `W`, or a slice of its output units).
+/// `ct[k, :] ← [ct[k, :] +] s · Σ_seg Σ_r x_seg[r, k0 + k] · b_seg[r, :]`
+/// with the sparse inputs `x_seg` (their rows in order): the transposed
+/// weight update `Wᵀ += s · xᵀ δ` of the inputs `k0 .. k0 + ct.nrows()`.
+/// `ct` is `(inputs, outputs)` with contiguous rows (the column-major `W`, a
+/// slice of its output units, or a block of its inputs). Each entry is the
+/// same sum in the same order whatever block it is computed in.
 pub fn sparse_rank_update<T: super::Real>(
     scale: T,
     segs: &[(&super::sparse::SparseRows<T>, ArrayView2<'_, T>)],
+    k0: usize,
     mode: Accum,
     mut ct: ArrayViewMut2<'_, T>,
 ) {
     let (k, n) = ct.dim();
     for (sp, b) in segs {
         assert!(
-            sp.ncols() == k && b.ncols() == n && b.nrows() == sp.nrows(),
+            k0 + k <= sp.ncols() && b.ncols() == n && b.nrows() == sp.nrows(),
             "sparse_rank_update shapes: {}x{} sparse, {:?} dense, {:?} out",
             sp.nrows(),
             sp.ncols(),
@@ -972,7 +977,7 @@ pub fn sparse_rank_update<T: super::Real>(
             .zip(&views)
             .map(|((sp, _), b)| (*sp, b.view()))
             .collect();
-        sparse_rank_update(scale, &segs2, mode, tmp.view_mut());
+        sparse_rank_update(scale, &segs2, k0, mode, tmp.view_mut());
         ct.assign(&tmp);
         return;
     }
@@ -983,6 +988,7 @@ pub fn sparse_rank_update<T: super::Real>(
         .collect();
     let job = SparseUpdateJob {
         segs: &segs,
+        k0,
         k,
         n,
         c: ct.as_mut_ptr(),

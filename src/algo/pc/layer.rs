@@ -518,6 +518,25 @@ impl<T: Real> PcLayer<T> {
         self.weights_changed();
     }
 
+    /// Lets a caller change the block of inputs `inputs` (columns) of
+    /// `W[l]`, and `b[l]`: a shard's own block of a pooled update, or
+    /// another shard's block copied in. Only that block of the row-major
+    /// copy is refreshed, so the blocks of one update cost one refresh.
+    pub fn update_inputs_with(
+        &mut self,
+        inputs: std::ops::Range<usize>,
+        f: impl FnOnce(ArrayViewMut2<T>, ArrayViewMut1<T>),
+    ) {
+        f(self.w.slice_mut(s![.., inputs.clone()]), self.b.view_mut());
+        if self.mirror_fresh
+            && let Some(m) = &mut self.w_rows
+        {
+            let block = self.w.slice(s![.., inputs.clone()]);
+            transpose_into(block.t(), m.slice_mut(s![.., inputs]));
+        }
+        self.u_stale = true;
+    }
+
     fn weights_changed(&mut self) {
         self.refresh_mirror();
         self.u_stale = true;
@@ -880,7 +899,7 @@ impl<T: Real> PcLayer<T> {
             &[self.update_rows()],
             self.sparse_input,
             scale,
-            units,
+            (units, 0..self.fan_in()),
             mode,
             w,
             b,
@@ -902,7 +921,7 @@ impl<T: Real> PcLayer<T> {
     /// Split by output unit over the worker team (each unit's update is its
     /// own reduction over the batch, so the split never changes a bit).
     pub fn weight_update_into(&self, scale: T, dw: ArrayViewMut2<T>, db: ArrayViewMut1<T>) {
-        self.pooled_update_into(&[self.update_rows()], scale, dw, db);
+        self.pooled_update_into(&[self.update_rows()], scale, 0..self.fan_in(), dw, db);
     }
 
     /// `weight_update_into` over the rows of several copies of this layer
@@ -911,13 +930,22 @@ impl<T: Real> PcLayer<T> {
     /// holding the whole batch, so the same bits. The shards took the
     /// sparse path of the whole batch (`set_batch_density`); `parts` must
     /// carry sparse rows exactly when this layer's input is sparse.
+    /// Only the columns `inputs` of `ΔW` are computed (`dw` is that block:
+    /// each shard updates its own block of inputs); `db` is whole.
     pub fn pooled_update_into(
         &self,
         parts: &[UpdateRows<'_, T>],
         scale: T,
+        inputs: std::ops::Range<usize>,
         dw: ArrayViewMut2<T>,
         db: ArrayViewMut1<T>,
     ) {
+        assert_eq!(
+            dw.dim(),
+            (self.width(), inputs.len()),
+            "layer {}: update block of inputs {inputs:?}",
+            self.index
+        );
         let threads = crate::nn::linalg::threads();
         let cuts = crate::algo::bounds(self.width(), threads.min(self.width()).max(1));
         let mut jobs = Vec::with_capacity(cuts.len() - 1);
@@ -929,7 +957,16 @@ impl<T: Real> PcLayer<T> {
             (w_rest, b_rest) = (w_tail, b_tail);
         }
         crate::algo::for_each_part(jobs, |(units, w, b)| {
-            pooled_update_units(parts, self.sparse_input, scale, units, Accum::Set, w, b)
+            let inputs = inputs.clone();
+            pooled_update_units(
+                parts,
+                self.sparse_input,
+                scale,
+                (units, inputs),
+                Accum::Set,
+                w,
+                b,
+            )
         });
     }
 
@@ -980,15 +1017,16 @@ pub enum UpdateInput<'a, T: Real> {
 }
 
 /// `w ← [w +] s · Σ_parts ε[l]ᵀ f(x[l−1])`, `b ← [b +] s · Σ_rows ε[l]` for the
-/// output units `units` (the rows of `w`, `b`), the rows of the parts taken
-/// in order: the one place the PC weight update is computed (sparse input:
-/// its non-zeros only). The kernels accumulate segment after segment, row
-/// after row, so cutting the rows into parts never changes a bit.
+/// output units `units` (the rows of `w`, `b`) and the inputs `inputs` (the
+/// columns of `w`), the rows of the parts taken in order: the one place the
+/// PC weight update is computed (sparse input: its non-zeros only). The
+/// kernels accumulate segment after segment, row after row, so cutting the
+/// rows into parts, or `W` into blocks, never changes a bit.
 fn pooled_update_units<T: Real>(
     parts: &[UpdateRows<'_, T>],
     sparse: bool,
     scale: T,
-    units: std::ops::Range<usize>,
+    (units, inputs): (std::ops::Range<usize>, std::ops::Range<usize>),
     mode: Accum,
     w: ArrayViewMut2<T>,
     b: ArrayViewMut1<T>,
@@ -1010,13 +1048,13 @@ fn pooled_update_units<T: Real>(
                     .map(|(sp, r)| (*sp, e.slice(s![r.clone(), ..]))),
             );
         }
-        sparse_rank_update(scale, &segs, mode, w.reversed_axes());
+        sparse_rank_update(scale, &segs, inputs.start, mode, w.reversed_axes());
     } else {
         let segs: Vec<_> = parts
             .iter()
             .zip(&eps)
             .map(|(p, e)| match p.input {
-                UpdateInput::Dense(x) => (e.view(), x),
+                UpdateInput::Dense(x) => (e.view(), x.slice_move(s![.., inputs.clone()])),
                 UpdateInput::Sparse(_) => mixed(),
             })
             .collect();

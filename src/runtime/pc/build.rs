@@ -359,12 +359,15 @@ impl<T: Real> PcNetwork<T> {
         }
     }
 
-    /// The last update each actor applied (learning rate included).
+    /// The last update each actor applied (learning rate included); with
+    /// shards, each shard's block of inputs from that shard.
     pub fn updates_into(&mut self, upd: &mut Updates<T>) {
-        for a in self.first_shard() {
+        for a in self.layers() {
             let (i, (r0, r1)) = (a.l - 2, a.rows);
-            if a.dw.dim() == (r1 - r0, upd.dw[i].ncols()) {
-                crate::nn::kernels::copy_into(a.dw.view(), upd.dw[i].slice_mut(s![r0..r1, ..]));
+            let inputs = a.update_inputs();
+            if a.dw.dim() == (r1 - r0, inputs.len()) {
+                let to = upd.dw[i].slice_mut(s![r0..r1, inputs]);
+                crate::nn::kernels::copy_into(a.dw.view(), to);
                 upd.db[i].slice_mut(s![r0..r1]).assign(&a.db);
             }
         }
@@ -503,6 +506,8 @@ fn connect_shards<T: Real>(
                 debug_assert_eq!(x.shard, j);
                 x.peers = peers;
                 x.peer_names = peer_names;
+                let cuts = crate::algo::bounds(x.layer.fan_in(), same.len());
+                x.input_blocks = cuts.windows(2).map(|c| c[0]..c[1]).collect();
             }
         }
     }

@@ -88,7 +88,11 @@ impl<T: Real> LayerActor<T> {
                     self.wave(s, None, ctx);
                 }
             }
-            PcMsg::Init(_) | PcMsg::Error(_) | PcMsg::Done | PcMsg::Share(..) => {}
+            PcMsg::Init(_)
+            | PcMsg::Error(_)
+            | PcMsg::Done
+            | PcMsg::Share(..)
+            | PcMsg::Columns(_) => {}
         }
     }
 

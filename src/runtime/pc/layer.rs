@@ -9,8 +9,9 @@ use crate::algo::optim::ParamState;
 use crate::algo::pc::{PcLayer, UpdateRows, momentum_step};
 use crate::nn::Real;
 use crate::runtime::actor::{ActorId, Ctx, Envelope, Link};
-use ndarray::{Array1, Array2, ArrayView2, Ix1, Ix2, s};
+use ndarray::{Array1, Array2, ArrayView2, Ix1, Ix2, ShapeBuilder, s};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
 
 /// A sample's feedforward prediction `u[L]` and its target (output layer).
 pub(super) type Prediction<T> = (u64, Array2<T>, Array2<T>);
@@ -77,9 +78,17 @@ pub struct LayerActor<T: Real> {
     /// The other shards' `(ε, input)` by sample and shard, with the input's
     /// sparse index when the batch takes the sparse path.
     shares: BTreeMap<u64, Vec<Option<Shared<T>>>>,
-    /// The sample whose pooled update waits for the other shards' `Share`.
+    /// The sample whose pooled update waits for the other shards: for
+    /// their `Share`, then (`own_block_done`) for their `Columns`.
     pooling: Option<u64>,
-    /// Last applied update of this slice (learning rate included).
+    own_block_done: bool,
+    /// With shards: every shard's block of `W[l]`'s inputs (columns), by
+    /// shard. Each computes and applies the pooled update of its own block.
+    pub(super) input_blocks: Vec<Range<usize>>,
+    /// The other shards' updated blocks by sample and shard.
+    columns: BTreeMap<u64, Vec<Option<Array2<T>>>>,
+    /// Last applied update of this slice (learning rate included), for the
+    /// inputs `update_inputs()`.
     pub(super) dw: Array2<T>,
     pub(super) db: Array1<T>,
     /// Momentum velocity of this slice's parameters.
@@ -131,6 +140,9 @@ impl<T: Real> LayerActor<T> {
             peer_names: String::new(),
             shares: BTreeMap::new(),
             pooling: None,
+            own_block_done: false,
+            input_blocks: Vec::new(),
+            columns: BTreeMap::new(),
             dw: Array2::zeros((0, 0)),
             db: Array1::zeros(0),
             vw: Array2::zeros((0, 0)),
@@ -262,78 +274,131 @@ impl<T: Real> LayerActor<T> {
         let scale: T = self.settings.rule.scale(self.layer.rows());
         self.layer
             .weight_update_into(scale, self.dw.view_mut(), self.db.view_mut());
-        self.apply(s, ctx);
+        self.apply();
+        self.sample_done(s, ctx);
+    }
+
+    /// The inputs (columns) of `W[l]` whose update this actor computes:
+    /// all of them, or with shards its own block.
+    pub(super) fn update_inputs(&self) -> Range<usize> {
+        match self.input_blocks.get(self.shard) {
+            Some(block) => block.clone(),
+            None => 0..self.layer.fan_in(),
+        }
     }
 
     fn ensure_update_buffers(&mut self) {
-        if self.dw.dim() != self.layer.weights().dim() {
+        let shape = (self.layer.width(), self.update_inputs().len());
+        if self.dw.dim() != shape {
             // W's own layout (column-major): `W += ΔW` is then one
-            // contiguous pass instead of a strided one.
-            self.dw = self.layer.zeros_like_weights();
+            // contiguous pass instead of a strided one, and a block of
+            // inputs is a contiguous part of W.
+            let w = self.layer.weights();
+            self.dw = if w.is_standard_layout() {
+                Array2::zeros(shape)
+            } else {
+                Array2::zeros(shape.f())
+            };
             self.db = Array1::zeros(self.layer.width());
         }
     }
 
-    /// A shard's `Share` of sample `s` (a duplicate is ignored).
-    fn receive_share(&mut self, s: u64, from: ActorId, eps: Array2<T>, input: SharedInput<T>) {
-        let Some(j) = self
-            .peers
-            .iter()
-            .position(|p| p.is_some_and(|p| p.0 == from))
-        else {
+    /// A shard's `Share` or `Columns` of sample `s`, in its slot (a
+    /// duplicate is ignored).
+    fn receive<X>(
+        peers: &[Option<(ActorId, Link)>],
+        map: &mut BTreeMap<u64, Vec<Option<X>>>,
+        s: u64,
+        from: ActorId,
+        x: X,
+    ) {
+        let Some(j) = peers.iter().position(|p| p.is_some_and(|p| p.0 == from)) else {
             return;
         };
-        let slots = self
-            .shares
+        let slots = map
             .entry(s)
-            .or_insert_with(|| (0..self.peers.len()).map(|_| None).collect());
+            .or_insert_with(|| (0..peers.len()).map(|_| None).collect());
         if slots[j].is_none() {
-            slots[j] = Some(Shared { eps, input });
+            slots[j] = Some(x);
         }
     }
 
-    /// The update of sample `s` pooled over the shards' rows, once every
-    /// shard's rows are here; then the sample is done.
-    fn pooled_update(&mut self, ctx: &mut Ctx<PcMsg<T>>) {
-        let Some(s) = self.pooling else {
-            return;
-        };
-        let ready = self.shares.get(&s).is_some_and(|slots| {
+    /// Whether every other shard's slot of sample `s` is filled.
+    fn all_in<X>(&self, map: &BTreeMap<u64, Vec<Option<X>>>, s: u64) -> bool {
+        map.get(&s).is_some_and(|slots| {
             slots
                 .iter()
                 .enumerate()
                 .all(|(j, p)| j == self.shard || p.is_some())
-        });
-        if !ready {
+        })
+    }
+
+    /// The update of sample `s` pooled over the shards' rows: once every
+    /// shard's `Share` is here, this shard's block of inputs is computed,
+    /// applied and sent; once every other block is here and copied in, the
+    /// sample is done.
+    fn pooled_update(&mut self, ctx: &mut Ctx<PcMsg<T>>) {
+        let Some(s) = self.pooling else {
+            return;
+        };
+        if !self.own_block_done {
+            if !self.all_in(&self.shares, s) {
+                return;
+            }
+            let slots = self.shares.remove(&s).expect("all in");
+            self.ensure_update_buffers();
+            let parts: Vec<UpdateRows<T>> = slots
+                .iter()
+                .enumerate()
+                .map(|(j, p)| match p {
+                    _ if j == self.shard => self.layer.update_rows(),
+                    Some(p) => UpdateRows {
+                        eps: p.eps.view(),
+                        input: p.input.as_update_input(),
+                    },
+                    None => unreachable!("all in"),
+                })
+                .collect();
+            let rows = parts.iter().map(|p| p.eps.nrows()).sum();
+            let scale: T = self.settings.rule.scale(rows);
+            let inputs = self.update_inputs();
+            self.layer.pooled_update_into(
+                &parts,
+                scale,
+                inputs.clone(),
+                self.dw.view_mut(),
+                self.db.view_mut(),
+            );
+            drop(parts);
+            self.apply();
+            // A block of a column-major W is contiguous: one copy.
+            let block = self.layer.weights().slice(s![.., inputs]).to_owned();
+            let links: Vec<Link> = self.peers.iter().flatten().map(|p| p.1).collect();
+            broadcast(ctx, &links, s, self.tick, block, PcMsg::Columns);
+            self.own_block_done = true;
+        }
+        if !self.all_in(&self.columns, s) {
             return;
         }
-        let slots = self.shares.remove(&s).expect("ready");
-        self.ensure_update_buffers();
-        let parts: Vec<UpdateRows<T>> = slots
-            .iter()
-            .enumerate()
-            .map(|(j, p)| match p {
-                _ if j == self.shard => self.layer.update_rows(),
-                Some(p) => UpdateRows {
-                    eps: p.eps.view(),
-                    input: p.input.as_update_input(),
-                },
-                None => unreachable!("ready"),
-            })
-            .collect();
-        let rows = parts.iter().map(|p| p.eps.nrows()).sum();
-        let scale: T = self.settings.rule.scale(rows);
-        self.layer
-            .pooled_update_into(&parts, scale, self.dw.view_mut(), self.db.view_mut());
-        drop(parts);
+        let slots = self.columns.remove(&s).expect("all in");
+        for (j, block) in slots.into_iter().enumerate() {
+            if let Some(block) = block {
+                let inputs = self.input_blocks[j].clone();
+                self.layer.update_inputs_with(inputs, |w, _| {
+                    crate::nn::kernels::copy_into(block.view(), w)
+                });
+            }
+        }
+        self.own_block_done = false;
         self.pooling = None;
-        self.apply(s, ctx);
+        self.sample_done(s, ctx);
         self.advance(ctx);
     }
 
-    /// Applies the update in `dw`, `db` (with the optimizer's state); the
-    /// sample is done here.
-    fn apply(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) {
+    /// Applies the update in `dw`, `db` to this actor's inputs (and the
+    /// bias), with the optimizer's state.
+    fn apply(&mut self) {
+        let inputs = self.update_inputs();
         let opt = self.settings.rule.optimizer;
         if !opt.is_sgd() || opt.weight_decay != 0.0 {
             // Adam / weight decay: the step depends on per-weight state
@@ -344,7 +409,7 @@ impl<T: Real> LayerActor<T> {
                 .opt_state
                 .get_or_insert_with(|| (opt.state(), opt.state()));
             let (dw, db) = (self.dw.view(), self.db.view());
-            self.layer.update_params_with(|w, b| {
+            self.layer.update_inputs_with(inputs, |w, b| {
                 sw.step(w, dw, lr);
                 sb.step(b, db, lr);
             });
@@ -355,7 +420,8 @@ impl<T: Real> LayerActor<T> {
             let (step_w, step_b) = if self.settings.rule.momentum > 0.0 {
                 let mu = T::of(self.settings.rule.momentum);
                 if self.vw.dim() != self.dw.dim() {
-                    self.vw = self.layer.zeros_like_weights();
+                    self.vw = self.dw.clone();
+                    self.vw.fill(T::zero());
                     self.vb = Array1::zeros(self.db.len());
                 }
                 momentum_step(mu, self.vw.view_mut(), self.dw.view());
@@ -364,11 +430,18 @@ impl<T: Real> LayerActor<T> {
             } else {
                 (self.dw.view(), self.db.view())
             };
-            self.layer.apply_update(step_w, step_b);
+            self.layer.update_inputs_with(inputs, |mut w, mut b| {
+                w += &step_w;
+                b += &step_b;
+            });
             for (other, _, _) in self.parked.values_mut() {
                 other.apply_update(step_w, step_b);
             }
         }
+    }
+
+    /// Sample `s` has updated this layer: it is done here.
+    fn sample_done(&mut self, s: u64, ctx: &mut Ctx<PcMsg<T>>) {
         self.finished.insert(s);
         self.current = None;
         self.ups.retain(|k, _| k.0 != s);
@@ -541,10 +614,19 @@ impl<T: Real> LayerActor<T> {
             self.clocked_message(env, ctx);
             return;
         }
-        if let PcMsg::Share(eps, input) = env.payload {
-            self.receive_share(s, env.from, eps, input);
-            self.pooled_update(ctx);
-            return;
+        match env.payload {
+            PcMsg::Share(eps, input) => {
+                let share = Shared { eps, input };
+                Self::receive(&self.peers, &mut self.shares, s, env.from, share);
+                self.pooled_update(ctx);
+                return;
+            }
+            PcMsg::Columns(block) => {
+                Self::receive(&self.peers, &mut self.columns, s, env.from, block);
+                self.pooled_update(ctx);
+                return;
+            }
+            _ => {}
         }
         let (nb, na) = (self.below.len(), self.above.len());
         let key = (s, env.tick);
@@ -569,7 +651,11 @@ impl<T: Real> LayerActor<T> {
                 }
                 self.steps.insert(key, d);
             }
-            PcMsg::Init(_) | PcMsg::Error(_) | PcMsg::Done | PcMsg::Share(..) => return,
+            PcMsg::Init(_)
+            | PcMsg::Error(_)
+            | PcMsg::Done
+            | PcMsg::Share(..)
+            | PcMsg::Columns(_) => return,
         }
         self.advance(ctx);
     }
@@ -583,6 +669,10 @@ impl<T: Real> LayerActor<T> {
 
     pub(super) fn waiting_for(&self) -> String {
         match self.current {
+            Some(s) if self.pooling == Some(s) && self.own_block_done => format!(
+                "sample {s}: the updated weight columns (columns) of its other shards {}",
+                self.peer_names
+            ),
             Some(s) if self.pooling == Some(s) => format!(
                 "sample {s}: the errors and inputs (share) of its other shards {} for the pooled weight update",
                 self.peer_names

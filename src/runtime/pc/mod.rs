@@ -39,9 +39,12 @@
 //! each copy relaxes its own share of the batch's rows (samples relax
 //! independently) with no message to the other copies, and at its update
 //! each layer (slice) actor sends its `ε[l]` and input to its counterparts
-//! in the other shards (`Share`) and applies the update of the whole batch,
-//! pooled in row order — the same bits in every copy and as one network
-//! holding the whole batch. The layer-2 actors take the sparse or dense path
+//! in the other shards (`Share`). Each copy then computes the update of the
+//! whole batch, pooled in row order, for its own block of `W[l]`'s inputs
+//! (columns) only, applies it with its optimizer state for that block, and
+//! sends the updated block to the others (`Columns`), which copy it in: the
+//! same bits in every copy and as one network holding the whole batch, for
+//! a shard's share of the update's work. The layer-2 actors take the sparse or dense path
 //! of the whole batch (its density is presented with the batch). Any cut of
 //! the rows gives the same bits, so on the wall driver the shares follow
 //! each shard's measured speed (`PcNetwork::rebalance`): a core the host
@@ -95,6 +98,9 @@ pub enum PcMsg<T: Real> {
     /// To the same layer (slice) of the other shards: this shard's `ε[l]`
     /// and input `f(x[l−1])` at the update, for the pooled weight update.
     Share(Array2<T>, SharedInput<T>),
+    /// To the same layer (slice) of the other shards: the sender's block of
+    /// `W[l]`'s inputs (columns) after the pooled update.
+    Columns(Array2<T>),
 }
 
 /// A shard's input rows `f(x[l−1])` in a `Share`: dense, or — when the

@@ -209,7 +209,9 @@ impl<T: Real> ValueActor<T> {
                     return;
                 }
             }
-            PcMsg::Up(_) | PcMsg::Step(_) | PcMsg::Done | PcMsg::Share(..) => return,
+            PcMsg::Up(_) | PcMsg::Step(_) | PcMsg::Done | PcMsg::Share(..) | PcMsg::Columns(_) => {
+                return;
+            }
         }
         if !clocked {
             self.advance(ctx);
