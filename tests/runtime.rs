@@ -965,6 +965,34 @@ fn messages_per_sample_of_each_granularity() {
 }
 
 #[test]
+fn layer_groups_sum_their_feedback_in_one_order_whatever_arrives_first() {
+    // A slice's feedback `ε[l+1] W[l+1]` is the sum of the partial products
+    // of the groups above, added in the senders' order rather than as they
+    // arrive: random delays that reorder them, duplicates and the wall
+    // driver's threads change no bit of the run.
+    for gran in [
+        "granularity = \"groups\"\ngroups = 3",
+        "granularity = \"nodes\"\ngroups = 2",
+    ] {
+        let reference = train(
+            &scenario("il", &format!("driver = \"virtual\"\n{gran}")),
+            STEPS,
+        );
+        for timing in [
+            "driver = \"virtual\"\ndelivery = \"per_message\"\ndelay_down = { kind = \"exponential\", mean = 2.0 }",
+            "driver = \"virtual\"\nduplication = 0.3",
+            "driver = \"wall\"\nworkers = 2",
+            "driver = \"wall\"\nworkers = 2\nduplication = 0.3",
+        ] {
+            let got = train(&scenario("il", &format!("{timing}\n{gran}")), STEPS);
+            assert_eq!(got.0.w, reference.0.w, "{gran}, {timing}: weights");
+            assert_eq!(got.0.b, reference.0.b, "{gran}, {timing}: biases");
+            assert!(got.1 == reference.1, "{gran}, {timing}: updates");
+        }
+    }
+}
+
+#[test]
 fn shards_equal_the_lockstep_reference_bit_for_bit() {
     // Each shard relaxes its rows; the pooled update sums the shards' rows
     // in order, so weights, updates and losses equal one network holding
@@ -1057,13 +1085,12 @@ fn a_chain_of_batches_in_one_run_equals_one_run_per_batch_bit_for_bit() {
     // `pcsim run` hands the actors up to `CHAIN` batches per run when the
     // timing is exact; each batch must still see every update of the one
     // before it, so weights and each batch's loss equal one run per batch.
-    // (Not wall `groups`: its slices' partial feedback is summed in arrival
-    // order, so two such runs agree to rounding only, chained or not.)
     let configs = [
         "driver = \"virtual\"",
         "driver = \"virtual\"\ngranularity = \"nodes\"\ngroups = 2",
         "driver = \"virtual\"\nshards = 2",
         "driver = \"wall\"\nworkers = 2",
+        "driver = \"wall\"\nworkers = 2\ngranularity = \"groups\"\ngroups = 2",
         "driver = \"wall\"\nworkers = 2\nshards = 2",
     ];
     for runtime in configs {

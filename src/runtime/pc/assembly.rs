@@ -4,62 +4,94 @@
 //! partial products of the groups above.
 
 use crate::nn::Real;
-use crate::runtime::actor::ActorId;
 use ndarray::{Array2, s};
 use std::collections::BTreeMap;
 
 pub(super) struct Assembly<T: Real> {
     pub buf: Array2<T>,
     pub parts: usize,
-    /// Who contributed (a duplicated part is not counted twice).
-    from: Vec<ActorId>,
+    /// Which senders (by position) contributed: a duplicated part is not
+    /// counted twice.
+    got: Vec<bool>,
+    /// Sums: parts that arrived before a sender listed earlier, held until
+    /// they can be added in the senders' order (`next`: how many are in
+    /// `buf`), so the sum's rounding does not depend on arrival order and
+    /// a wall run gives the bits of a virtual one.
+    held: Vec<Option<Array2<T>>>,
+    next: usize,
 }
 
 /// Assemblies of one kind of message, by `(sample, step)`.
 pub(super) type Inbox<T> = BTreeMap<(u64, u32), Assembly<T>>;
 
-/// Adds `from`'s part; returns true when `key` is complete. `cols`: the
-/// sender's column range and the full width (concatenation); `None`: summed.
-/// A second part from the same sender (a duplicated message) is ignored.
+/// Adds a part from the sender at `slot` of `n` (the order in which parts
+/// are summed); returns true when `key` is complete. `cols`: the sender's
+/// column range and the full width (concatenation); `None`: summed. A
+/// second part from the same sender (a duplicated message), or one from an
+/// actor not among the senders (`slot` None), is ignored.
 pub(super) fn add_part<T: Real>(
     map: &mut Inbox<T>,
     key: (u64, u32),
-    senders: usize,
-    from: ActorId,
+    n: usize,
+    slot: Option<usize>,
     part: Array2<T>,
     cols: Option<(usize, usize, usize)>,
 ) -> bool {
-    if senders == 1 {
+    let Some(j) = slot.filter(|&j| j < n) else {
+        return complete(map, key, n);
+    };
+    if n == 1 {
         map.insert(
             key,
             Assembly {
                 buf: part,
                 parts: 1,
-                from: Vec::new(),
+                got: Vec::new(),
+                held: Vec::new(),
+                next: 1,
             },
         );
         return true;
     }
-    let a = map.entry(key).or_insert_with(|| {
-        let width = cols.map_or(part.ncols(), |c| c.2);
-        Assembly {
-            buf: Array2::zeros((part.nrows(), width)),
-            parts: 0,
-            from: Vec::with_capacity(senders),
-        }
+    let a = map.entry(key).or_insert_with(|| Assembly {
+        buf: match cols {
+            Some((_, _, width)) => Array2::zeros((part.nrows(), width)),
+            None => Array2::zeros((0, 0)),
+        },
+        parts: 0,
+        got: vec![false; n],
+        held: Vec::new(),
+        next: 0,
     });
-    if a.from.contains(&from) {
-        return a.parts == senders;
+    if a.got[j] {
+        return a.parts == n;
     }
-    a.from.push(from);
+    a.got[j] = true;
+    a.parts += 1;
     match cols {
         Some((c0, c1, _)) => {
             crate::nn::kernels::copy_into(part.view(), a.buf.slice_mut(s![.., c0..c1]))
         }
-        None => a.buf += &part,
+        None if j != a.next => {
+            if a.held.is_empty() {
+                a.held.resize_with(n, || None);
+            }
+            a.held[j] = Some(part);
+        }
+        None => {
+            if a.next == 0 {
+                a.buf = part;
+            } else {
+                a.buf += &part;
+            }
+            a.next += 1;
+            while let Some(p) = a.held.get_mut(a.next).and_then(Option::take) {
+                a.buf += &p;
+                a.next += 1;
+            }
+        }
     }
-    a.parts += 1;
-    a.parts == senders
+    a.parts == n
 }
 
 pub(super) fn complete<T: Real>(map: &Inbox<T>, key: (u64, u32), senders: usize) -> bool {

@@ -59,7 +59,8 @@ impl<T: Real> LayerActor<T> {
         match env.payload {
             PcMsg::Up(part) => {
                 let cols = self.cols_of(env.from);
-                let complete = add_part(&mut self.ups, (s, env.tick), nb, env.from, part, cols);
+                let slot = self.below_slot(env.from);
+                let complete = add_part(&mut self.ups, (s, env.tick), nb, slot, part, cols);
                 if complete && env.tick == 0 && !self.is_active(s) {
                     self.start_sample(s, ctx);
                 }
@@ -68,7 +69,8 @@ impl<T: Real> LayerActor<T> {
                 if !self.is_active(s) {
                     return;
                 }
-                let complete = add_part(&mut self.downs, (s, env.tick), na, env.from, part, None);
+                let slot = self.above_slot(env.from);
+                let complete = add_part(&mut self.downs, (s, env.tick), na, slot, part, None);
                 if complete && wave {
                     let buf = &self.downs[&(s, env.tick)].buf;
                     if buf.iter().any(|v| *v != T::zero()) {

@@ -177,6 +177,17 @@ impl<T: Real> LayerActor<T> {
         }
     }
 
+    /// The position of a sender of up-messages among them.
+    pub(super) fn below_slot(&self, from: ActorId) -> Option<usize> {
+        self.below.iter().position(|b| b.0 == from)
+    }
+
+    /// The position of a sender of down-messages among them: the order in
+    /// which the groups' partial feedback is summed.
+    pub(super) fn above_slot(&self, from: ActorId) -> Option<usize> {
+        self.above.iter().position(|&a| a == from)
+    }
+
     pub(super) fn cols_of(&self, from: ActorId) -> Option<(usize, usize, usize)> {
         if self.below.len() == 1 {
             return None;
@@ -637,13 +648,15 @@ impl<T: Real> LayerActor<T> {
                     return; // duplicate
                 }
                 let cols = self.cols_of(env.from);
-                add_part(&mut self.ups, key, nb, env.from, part, cols);
+                let slot = self.below_slot(env.from);
+                add_part(&mut self.ups, key, nb, slot, part, cols);
             }
             PcMsg::Down(part) => {
                 if old || complete(&self.downs, key, na) {
                     return;
                 }
-                add_part(&mut self.downs, key, na, env.from, part, None);
+                let slot = self.above_slot(env.from);
+                add_part(&mut self.downs, key, na, slot, part, None);
             }
             PcMsg::Step(d) => {
                 if old {

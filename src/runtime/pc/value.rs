@@ -193,7 +193,14 @@ impl<T: Real> ValueActor<T> {
                 if old || (!clocked && complete(&self.downs, key, na)) {
                     return;
                 }
-                let done = add_part(&mut self.downs, key, na, env.from, part, None);
+                let done = add_part(
+                    &mut self.downs,
+                    key,
+                    na,
+                    self.above.iter().position(|&a| a == env.from),
+                    part,
+                    None,
+                );
                 if clocked {
                     if done && self.settings.wave() && self.samples.contains_key(&s) {
                         let buf = &self.downs[&key].buf;
