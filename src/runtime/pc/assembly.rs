@@ -4,7 +4,7 @@
 //! partial products of the groups above.
 
 use crate::nn::Real;
-use ndarray::{Array2, s};
+use ndarray::{Array2, ArrayView2, ShapeBuilder, s};
 use std::collections::BTreeMap;
 
 pub(super) struct Assembly<T: Real> {
@@ -114,4 +114,57 @@ pub(super) fn latest<T: Real>(map: &mut Inbox<T>, s: u64, senders: usize) -> Opt
     let a = map.remove(&key).expect("found");
     map.retain(|k, _| k.0 != s || k.1 > key.1);
     Some(a.buf)
+}
+
+/// The arrays of messages an actor has consumed, reused for the messages it
+/// sends: in a relaxation an actor receives about as many arrays of each
+/// shape as it sends (an `Up` and a `Down` per step and neighbour), so its
+/// steps allocate (and zero) nothing. A few are kept, the newest.
+pub(super) struct Spare<T: Real> {
+    bufs: Vec<Array2<T>>,
+}
+
+impl<T: Real> Spare<T> {
+    const KEEP: usize = 6;
+
+    pub fn new() -> Self {
+        Self { bufs: Vec::new() }
+    }
+
+    /// Keeps a consumed message's array.
+    pub fn give(&mut self, a: Array2<T>) {
+        if self.bufs.len() == Self::KEEP {
+            self.bufs.remove(0);
+        }
+        self.bufs.push(a);
+    }
+
+    /// An array of `shape`, row-major or (`columns`) column-major, whose
+    /// contents are arbitrary: the caller overwrites all of it.
+    fn take(&mut self, shape: (usize, usize), columns: bool) -> Array2<T> {
+        let fits = |b: &Array2<T>| b.dim() == shape && column_major(b.view()) == columns;
+        match self.bufs.iter().rposition(fits) {
+            Some(i) => self.bufs.remove(i),
+            None if columns => Array2::zeros(shape.f()),
+            None => Array2::zeros(shape),
+        }
+    }
+
+    /// An array of `shape` (row-major) whose contents are arbitrary.
+    pub fn rows(&mut self, shape: (usize, usize)) -> Array2<T> {
+        self.take(shape, false)
+    }
+
+    /// An owned copy of `a` in `a`'s layout (a block of a column-major `W`
+    /// stays column-major: one contiguous copy), to be moved into a message.
+    pub fn copy_of(&mut self, a: ArrayView2<T>) -> Array2<T> {
+        let mut b = self.take(a.dim(), column_major(a.view()));
+        crate::nn::kernels::copy_into(a, b.view_mut());
+        b
+    }
+}
+
+/// Whether `a` is laid out column by column (and not also row by row).
+fn column_major<T>(a: ArrayView2<T>) -> bool {
+    !a.is_standard_layout() && a.t().is_standard_layout()
 }

@@ -42,11 +42,12 @@ impl<T: Real> LayerActor<T> {
         let last = self.settings.last_tick(self.l);
         if let Some(e) = e {
             self.phase_b(s, t, Some(e.view()), ctx);
+            self.spare.give(e);
         } else {
             self.apply_steps(s);
         }
         if self.l > 2 && last < self.settings.last_tick(self.l - 1) {
-            let down = self.layer.error_down();
+            let down = self.error_down();
             self.send_down(ctx, s, last, down);
         }
         self.finish(s, ctx);
@@ -108,6 +109,9 @@ impl<T: Real> LayerActor<T> {
             if self.have_eps {
                 let e = latest(&mut self.downs, s, na);
                 self.phase_b(s, t, e.as_ref().map(|e| e.view()), ctx);
+                if let Some(e) = e {
+                    self.spare.give(e);
+                }
             }
             return;
         }
@@ -119,6 +123,7 @@ impl<T: Real> LayerActor<T> {
                 && let Some(fx) = latest(&mut self.ups, s, nb)
             {
                 self.layer.on_activity(fx.view());
+                self.spare.give(fx);
             }
         }
         self.tick = t;

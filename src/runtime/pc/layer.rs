@@ -3,7 +3,7 @@
 //! value-node actor takes and reports). The output layer is one of these.
 //! This file has the event schedule; `clocked.rs` the clocked one.
 
-use super::assembly::{Inbox, add_part, complete, take};
+use super::assembly::{Inbox, Spare, add_part, complete, take};
 use super::{PcMsg, PcSettings, SharedInput, broadcast};
 use crate::algo::optim::ParamState;
 use crate::algo::pc::{PcLayer, UpdateRows, momentum_step};
@@ -96,6 +96,10 @@ pub struct LayerActor<T: Real> {
     vb: Array1<T>,
     /// Adam's moments (or SGD with weight decay) of this slice's parameters.
     opt_state: Option<(ParamState<T, Ix2>, ParamState<T, Ix1>)>,
+    /// Arrays of consumed messages, reused for the messages sent: those of
+    /// the relaxation, and (shards) those of the updated blocks of `W`.
+    pub(super) spare: Spare<T>,
+    spare_blocks: Spare<T>,
     /// Test hook: panic when handling a message of this sample.
     pub(super) panic_on_sample: Option<u64>,
 }
@@ -148,6 +152,8 @@ impl<T: Real> LayerActor<T> {
             vw: Array2::zeros((0, 0)),
             vb: Array1::zeros(0),
             opt_state: None,
+            spare: Spare::new(),
+            spare_blocks: Spare::new(),
             panic_on_sample: None,
         }
     }
@@ -165,16 +171,29 @@ impl<T: Real> LayerActor<T> {
     }
 
     /// Sends each actor below the columns of `ε W` that belong to its units.
-    pub(super) fn send_down(&self, ctx: &mut Ctx<PcMsg<T>>, s: u64, t: u32, payload: Array2<T>) {
+    pub(super) fn send_down(
+        &mut self,
+        ctx: &mut Ctx<PcMsg<T>>,
+        s: u64,
+        t: u32,
+        payload: Array2<T>,
+    ) {
         if let [(link, _, _)] = self.down[..] {
             ctx.send(link, s, t, PcMsg::Down(payload));
             return;
         }
         for &(link, c0, c1) in &self.down {
-            let mut part = Array2::zeros((payload.nrows(), c1 - c0));
-            crate::nn::kernels::copy_into(payload.slice(s![.., c0..c1]), part.view_mut());
+            let part = self.spare.copy_of(payload.slice(s![.., c0..c1]));
             ctx.send(link, s, t, PcMsg::Down(part));
         }
+        self.spare.give(payload);
+    }
+
+    /// `ε W` of the current sample, in a reused array.
+    pub(super) fn error_down(&mut self) -> Array2<T> {
+        let mut down = self.spare.rows((self.layer.rows(), self.layer.fan_in()));
+        self.layer.error_down_into(down.view_mut());
+        down
     }
 
     /// The position of a sender of up-messages among them.
@@ -222,6 +241,7 @@ impl<T: Real> LayerActor<T> {
             self.layer.set_batch_density(d);
         }
         self.layer.init_feedforward(fx.view());
+        self.spare.give(fx);
         if let Some(y) = target {
             self.predictions.push((s, self.layer.u().to_owned(), y));
         }
@@ -230,9 +250,9 @@ impl<T: Real> LayerActor<T> {
         self.have_eps = false;
         self.applied = 0;
         if let Some(v) = self.value {
-            ctx.send(v, s, 0, PcMsg::Init(self.layer.x().to_owned()));
+            ctx.send(v, s, 0, PcMsg::Init(self.spare.copy_of(self.layer.x())));
         } else if !self.is_output() {
-            let up = self.layer.activity_up().to_owned();
+            let up = self.spare.copy_of(self.layer.activity_up());
             broadcast(ctx, &self.up, s, 0, up, PcMsg::Up);
         }
         if self.settings.clocked() {
@@ -249,7 +269,7 @@ impl<T: Real> LayerActor<T> {
         // Under the wave trigger the last step's error goes down with the
         // wave (`clocked.rs`), not on the clock.
         if self.l > 2 && t < self.settings.last_tick(self.l - 1) && !(wave_triggered && t == last) {
-            let down = self.layer.error_down();
+            let down = self.error_down();
             self.send_down(ctx, s, t, down);
         }
         // After the feedforward start the value nodes know ε = 0.
@@ -257,7 +277,8 @@ impl<T: Real> LayerActor<T> {
             && t > 0
             && t < last
         {
-            ctx.send(v, s, t, PcMsg::Error(self.layer.eps().to_owned()));
+            let eps = self.spare.copy_of(self.layer.eps());
+            ctx.send(v, s, t, PcMsg::Error(eps));
         }
         self.have_eps = true;
         if t == last && !wave_triggered {
@@ -382,8 +403,11 @@ impl<T: Real> LayerActor<T> {
             );
             drop(parts);
             self.apply();
-            // A block of a column-major W is contiguous: one copy.
-            let block = self.layer.weights().slice(s![.., inputs]).to_owned();
+            // A block of the column-major W is contiguous: one copy, into
+            // the array of a block received before.
+            let block = self
+                .spare_blocks
+                .copy_of(self.layer.weights().slice(s![.., inputs]));
             let links: Vec<Link> = self.peers.iter().flatten().map(|p| p.1).collect();
             broadcast(ctx, &links, s, self.tick, block, PcMsg::Columns);
             self.own_block_done = true;
@@ -398,6 +422,7 @@ impl<T: Real> LayerActor<T> {
                 self.layer.update_inputs_with(inputs, |w, _| {
                     crate::nn::kernels::copy_into(block.view(), w)
                 });
+                self.spare_blocks.give(block);
             }
         }
         self.own_block_done = false;
@@ -481,7 +506,7 @@ impl<T: Real> LayerActor<T> {
         self.tick = t + 1;
         self.have_eps = false;
         if t < upper_last {
-            let up = self.layer.activity_up().to_owned();
+            let up = self.spare.copy_of(self.layer.activity_up());
             broadcast(ctx, &self.up, s, t + 1, up, PcMsg::Up);
         }
     }
@@ -588,10 +613,12 @@ impl<T: Real> LayerActor<T> {
                     if need_step {
                         let d = self.steps.remove(&(s, t)).expect("checked");
                         self.layer.on_value_step(d.view());
+                        self.spare.give(d);
                     }
                     if need_up {
                         let fx = take(&mut self.ups, (s, t));
                         self.layer.on_activity(fx.view());
+                        self.spare.give(fx);
                     }
                 }
                 ran = true;
@@ -609,6 +636,7 @@ impl<T: Real> LayerActor<T> {
             }
             let e = take(&mut self.downs, (s, t));
             self.phase_b(s, t, Some(e.view()), ctx);
+            self.spare.give(e);
             ran = true;
         }
     }

@@ -8,7 +8,7 @@
 //! `s·S + t0 + (t + ½)·P` with the newest messages; Z-IL's event trigger takes
 //! the step the moment the error wave arrives.
 
-use super::assembly::{Inbox, add_part, complete, latest, take};
+use super::assembly::{Inbox, Spare, add_part, complete, latest, take};
 use super::{PcMsg, PcSettings, broadcast, tag, untag};
 use crate::algo::pc::ValueNodes;
 use crate::nn::{Activation, Real};
@@ -43,7 +43,9 @@ pub struct ValueActor<T: Real> {
     downs: Inbox<T>,
     finished: HashSet<u64>,
     /// Value nodes of finished samples, reused.
-    spare: Vec<ValueNodes<T>>,
+    spare_nodes: Vec<ValueNodes<T>>,
+    /// Arrays of consumed messages, reused for the messages sent.
+    spare: Spare<T>,
 }
 
 impl<T: Real> ValueActor<T> {
@@ -62,7 +64,8 @@ impl<T: Real> ValueActor<T> {
             errors: BTreeMap::new(),
             downs: Inbox::new(),
             finished: HashSet::new(),
-            spare: Vec::new(),
+            spare_nodes: Vec::new(),
+            spare: Spare::new(),
         }
     }
 
@@ -73,19 +76,14 @@ impl<T: Real> ValueActor<T> {
     /// The feedforward start of sample `s`: `x = u`, `f(x)` up.
     fn init(&mut self, s: u64, x0: Array2<T>, ctx: &mut Ctx<PcMsg<T>>) {
         let mut nodes = self
-            .spare
+            .spare_nodes
             .pop()
             .unwrap_or_else(|| ValueNodes::new(self.act));
         nodes.set_step_control(self.settings.rule.cfg.step_control);
         nodes.init(x0.view());
-        broadcast(
-            ctx,
-            &self.up,
-            s,
-            0,
-            nodes.activity_up().to_owned(),
-            PcMsg::Up,
-        );
+        self.spare.give(x0);
+        let up = self.spare.copy_of(nodes.activity_up());
+        broadcast(ctx, &self.up, s, 0, up, PcMsg::Up);
         self.samples.insert(
             s,
             Sample {
@@ -113,18 +111,19 @@ impl<T: Real> ValueActor<T> {
         let upper_last = self.settings.last_tick(self.l + 1);
         let last = self.last();
         let step_link = self.step_link;
-        let up = &self.up;
+        let (up, spare) = (&self.up, &mut self.spare);
         let sample = self.samples.get_mut(&s).expect("a sample in flight");
         if let Some(e) = e {
             sample.nodes.euler(e.view(), gamma);
+            spare.give(e);
             if let Some(link) = step_link {
                 sample.reported += 1;
-                let d = sample.nodes.step().to_owned();
+                let d = spare.copy_of(sample.nodes.step());
                 ctx.send(link, s, sample.reported, PcMsg::Step(d));
             }
         }
         if t < upper_last {
-            let fx = sample.nodes.activity_up().to_owned();
+            let fx = spare.copy_of(sample.nodes.activity_up());
             broadcast(ctx, up, s, t + 1, fx, PcMsg::Up);
         }
         sample.tick = t + 1;
@@ -136,7 +135,7 @@ impl<T: Real> ValueActor<T> {
 
     fn retire(&mut self, s: u64) {
         if let Some(sample) = self.samples.remove(&s) {
-            self.spare.push(sample.nodes);
+            self.spare_nodes.push(sample.nodes);
         }
         self.finished.insert(s);
         self.downs.retain(|k, _| k.0 != s);
@@ -158,6 +157,7 @@ impl<T: Real> ValueActor<T> {
                     let eps = self.errors.remove(&(s, t)).expect("checked");
                     let sample = self.samples.get_mut(&s).expect("in flight");
                     sample.nodes.set_error(eps.view());
+                    self.spare.give(eps);
                 }
                 let e = take(&mut self.downs, (s, t));
                 self.step(s, t, Some(e), ctx);
