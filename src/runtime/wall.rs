@@ -713,6 +713,27 @@ async fn deliver<M>(sink: &Sink<M>, msg: M) -> bool {
     }
 }
 
+/// Delivers `msg` at once when its edge has no delay and the inbox has
+/// room (or is gone: the message would be dropped anyway), without the
+/// timed asynchronous send; gives it back otherwise.
+fn send_now<M>(out: &OutEdge<M>, msg: M) -> Result<(), M> {
+    if !out.delay.is_zero() {
+        return Err(msg);
+    }
+    let tried = match &out.sink {
+        Sink::Strong(tx) => tx.try_send(msg),
+        Sink::Weak(w) => match w.upgrade() {
+            Some(tx) => tx.try_send(msg),
+            None => return Ok(()),
+        },
+        Sink::Pipe(_) => return Err(msg),
+    };
+    match tried {
+        Ok(()) | Err(flume::TrySendError::Disconnected(_)) => Ok(()),
+        Err(flume::TrySendError::Full(msg)) => Err(msg),
+    }
+}
+
 async fn send<M: Send + 'static>(out: &mut OutEdge<M>, env: M) {
     if out.delay.is_zero() {
         deliver(&out.sink, env).await;
@@ -858,9 +879,12 @@ async fn actor_task<A: Actor>(task: ActorTask<A>) -> Option<TaskOutput<A>> {
                 sh.lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             for env in copies.into_iter().flatten() {
+                let to = env.to;
+                let Err(env) = send_now(out, env) else {
+                    continue;
+                };
                 // A full inbox blocks the sender; bounded by the idle timeout
                 // so a cycle of full channels is an error, not a hang.
-                let to = env.to;
                 if tokio::time::timeout(idle, send(out, env)).await.is_err() {
                     return Some((
                         i,
