@@ -71,7 +71,6 @@ use super::StepControl;
 use crate::nn::kernels::{
     Accum, column_sums, matmul, rank_update, sparse_matmul, sparse_rank_update, transpose_into,
 };
-use crate::nn::mlp::zeros_like;
 use crate::nn::simd::multiversion;
 use crate::nn::sparse::{SPARSE_DENSITY, SparseRows, density};
 use crate::nn::{Activation, ActivationKind, LossKind, Real};
@@ -511,16 +510,10 @@ impl<T: Real> PcLayer<T> {
         self.u_stale = true;
     }
 
-    /// Lets an optimizer change `W[l]`, `b[l]` in place (its state is per
-    /// weight, kept by the caller).
-    pub fn update_params_with(&mut self, f: impl FnOnce(ArrayViewMut2<T>, ArrayViewMut1<T>)) {
-        f(self.w.view_mut(), self.b.view_mut());
-        self.weights_changed();
-    }
-
     /// Lets a caller change the block of inputs `inputs` (columns) of
-    /// `W[l]`, and `b[l]`: a shard's own block of a pooled update, or
-    /// another shard's block copied in. Only that block of the row-major
+    /// `W[l]`, and `b[l]`, in place: an optimizer's step (its state per
+    /// weight kept by the caller) on all of `W` or on a shard's own block
+    /// of a pooled update, or another shard's block copied in. Only that block of the row-major
     /// copy is refreshed, so the blocks of one update cost one refresh.
     pub fn update_inputs_with(
         &mut self,
@@ -993,9 +986,12 @@ impl<T: Real> PcLayer<T> {
         }
     }
 
-    /// A zero update buffer shaped (and laid out) like `W[l]`.
-    pub fn zeros_like_weights(&self) -> Array2<T> {
-        zeros_like(&self.w)
+    /// A zero update buffer for a block of `inputs` columns of `W[l]`, in
+    /// `W`'s memory order (column-major: `W += ΔW` is then one contiguous
+    /// pass, and a block of inputs a contiguous part of `W`).
+    pub fn zeros_like_inputs(&self, inputs: usize) -> Array2<T> {
+        let column_major = self.w.ncols() > 1 && self.w.strides()[1] != 1;
+        Array2::zeros((self.w.nrows(), inputs).set_f(column_major))
     }
 }
 

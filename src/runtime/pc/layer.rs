@@ -9,7 +9,7 @@ use crate::algo::optim::ParamState;
 use crate::algo::pc::{PcLayer, UpdateRows, momentum_step};
 use crate::nn::Real;
 use crate::runtime::actor::{ActorId, Ctx, Envelope, Link};
-use ndarray::{Array1, Array2, ArrayView2, Ix1, Ix2, ShapeBuilder, s};
+use ndarray::{Array1, Array2, ArrayView2, Ix1, Ix2, s};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 
@@ -320,17 +320,9 @@ impl<T: Real> LayerActor<T> {
     }
 
     fn ensure_update_buffers(&mut self) {
-        let shape = (self.layer.width(), self.update_inputs().len());
-        if self.dw.dim() != shape {
-            // W's own layout (column-major): `W += ΔW` is then one
-            // contiguous pass instead of a strided one, and a block of
-            // inputs is a contiguous part of W.
-            let w = self.layer.weights();
-            self.dw = if w.is_standard_layout() {
-                Array2::zeros(shape)
-            } else {
-                Array2::zeros(shape.f())
-            };
+        let inputs = self.update_inputs().len();
+        if self.dw.dim() != (self.layer.width(), inputs) {
+            self.dw = self.layer.zeros_like_inputs(inputs);
             self.db = Array1::zeros(self.layer.width());
         }
     }
@@ -456,8 +448,7 @@ impl<T: Real> LayerActor<T> {
             let (step_w, step_b) = if self.settings.rule.momentum > 0.0 {
                 let mu = T::of(self.settings.rule.momentum);
                 if self.vw.dim() != self.dw.dim() {
-                    self.vw = self.dw.clone();
-                    self.vw.fill(T::zero());
+                    self.vw = self.layer.zeros_like_inputs(self.dw.ncols());
                     self.vb = Array1::zeros(self.db.len());
                 }
                 momentum_step(mu, self.vw.view_mut(), self.dw.view());
