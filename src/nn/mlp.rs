@@ -35,8 +35,20 @@ pub fn affine_into<T: Real>(
 
 /// A zero matrix with `like`'s shape and memory order.
 pub fn zeros_like<T: Real>(like: &Array2<T>) -> Array2<T> {
-    let column_major = like.ncols() > 1 && like.strides()[1] != 1;
-    Array2::zeros(like.raw_dim().set_f(column_major))
+    zeros_in_order_of(like, like.dim())
+}
+
+/// A zero matrix of `shape` in `like`'s memory order.
+pub fn zeros_in_order_of<T: Real, S: ndarray::Data<Elem = T>>(
+    like: &ndarray::ArrayBase<S, ndarray::Ix2>,
+    shape: (usize, usize),
+) -> Array2<T> {
+    Array2::zeros(shape.set_f(column_major(like)))
+}
+
+/// Whether `a` is laid out column by column (the order `zeros_like` keeps).
+pub fn column_major<S: ndarray::RawData>(a: &ndarray::ArrayBase<S, ndarray::Ix2>) -> bool {
+    a.ncols() > 1 && a.strides()[1] != 1
 }
 
 impl<T: Real> Mlp<T> {

@@ -990,8 +990,7 @@ impl<T: Real> PcLayer<T> {
     /// `W`'s memory order (column-major: `W += ΔW` is then one contiguous
     /// pass, and a block of inputs a contiguous part of `W`).
     pub fn zeros_like_inputs(&self, inputs: usize) -> Array2<T> {
-        let column_major = self.w.ncols() > 1 && self.w.strides()[1] != 1;
-        Array2::zeros((self.w.nrows(), inputs).set_f(column_major))
+        crate::nn::mlp::zeros_in_order_of(&self.w, (self.w.nrows(), inputs))
     }
 }
 

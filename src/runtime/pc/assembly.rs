@@ -4,6 +4,7 @@
 //! partial products of the groups above.
 
 use crate::nn::Real;
+use crate::nn::mlp::column_major;
 use ndarray::{Array2, ArrayView2, ShapeBuilder, s};
 use std::collections::BTreeMap;
 
@@ -142,11 +143,10 @@ impl<T: Real> Spare<T> {
     /// An array of `shape`, row-major or (`columns`) column-major, whose
     /// contents are arbitrary: the caller overwrites all of it.
     fn take(&mut self, shape: (usize, usize), columns: bool) -> Array2<T> {
-        let fits = |b: &Array2<T>| b.dim() == shape && column_major(b.view()) == columns;
+        let fits = |b: &Array2<T>| b.dim() == shape && column_major(b) == columns;
         match self.bufs.iter().rposition(fits) {
             Some(i) => self.bufs.remove(i),
-            None if columns => Array2::zeros(shape.f()),
-            None => Array2::zeros(shape),
+            None => Array2::zeros(shape.set_f(columns)),
         }
     }
 
@@ -158,13 +158,8 @@ impl<T: Real> Spare<T> {
     /// An owned copy of `a` in `a`'s layout (a block of a column-major `W`
     /// stays column-major: one contiguous copy), to be moved into a message.
     pub fn copy_of(&mut self, a: ArrayView2<T>) -> Array2<T> {
-        let mut b = self.take(a.dim(), column_major(a.view()));
+        let mut b = self.take(a.dim(), column_major(&a));
         crate::nn::kernels::copy_into(a, b.view_mut());
         b
     }
-}
-
-/// Whether `a` is laid out column by column (and not also row by row).
-fn column_major<T>(a: ArrayView2<T>) -> bool {
-    !a.is_standard_layout() && a.t().is_standard_layout()
 }
